@@ -1,0 +1,32 @@
+import type { ApiRequest, UpstreamResponse } from '../http/exchange.ts';
+
+export interface ModelInfo {
+  /** The name clients put in `model`. */
+  name: string;
+  contextLength?: number;
+  /** Stable identity of the weights (e.g. SHA-256 of the GGUF header+size), when known. */
+  identityHash?: string;
+  ready: boolean;
+}
+
+/** Where prompt plaintext is processed: inside this hardened process, or in a separate server. */
+export type PlaintextBoundary = 'in-process' | 'external-backend';
+
+/** The OpenAI paths a backend serves. */
+export const BACKEND_PATHS = ['/v1/chat/completions', '/v1/completions', '/v1/embeddings'] as const;
+
+export interface InferenceBackend {
+  readonly kind: 'llama-cpp' | 'openai-compatible';
+  readonly plaintextBoundary: PlaintextBoundary;
+  models(): ModelInfo[];
+  start(): Promise<void>;
+  stop(): Promise<void>;
+  healthy(): Promise<boolean>;
+  /**
+   * Serve one OpenAI request (one of BACKEND_PATHS, JSON body with `model`). Returns the
+   * raw OpenAI response: JSON, or `text/event-stream` SSE ending in `data: [DONE]` when the
+   * body asks for `stream: true`. Errors are OpenAI-shaped responses with a status, not throws,
+   * except when the backend itself is unreachable (throw UpstreamError). `signal` aborts work.
+   */
+  handle(request: ApiRequest, signal: AbortSignal): Promise<UpstreamResponse>;
+}

@@ -1,0 +1,79 @@
+/**
+ * Typed errors shared by every layer. Each carries a stable `code`; the mapping to
+ * HTTP statuses and OpenAI error shapes lives in one place: src/api/error-response.ts.
+ * Messages must never contain prompt text, completions, keys or tokens.
+ */
+export type ErrorKind =
+  | 'invalid_request' // 400
+  | 'not_found' // 404
+  | 'method_not_allowed' // 405
+  | 'too_large' // 413
+  | 'no_capacity' // 503
+  | 'policy_refused' // 503, with a specific code (no_attested_host, no_encrypted_host)
+  | 'upstream_failed' // 502
+  | 'upstream_timeout' // 504
+  | 'internal'; // 500
+
+export class MeshError extends Error {
+  readonly kind: ErrorKind;
+  readonly code: string;
+  constructor(kind: ErrorKind, code: string, message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = new.target.name;
+    this.kind = kind;
+    this.code = code;
+  }
+}
+
+export class InvalidRequestError extends MeshError {
+  constructor(message: string, code = 'invalid_request') {
+    super('invalid_request', code, message);
+  }
+}
+
+export class ModelNotFoundError extends MeshError {
+  constructor(model: string) {
+    super('not_found', 'model_not_found', `The model '${model}' is not served by any node in this mesh`);
+  }
+}
+
+export class BodyTooLargeError extends MeshError {
+  constructor(limitBytes: number) {
+    super('too_large', 'request_too_large', `Request body exceeds the limit of ${limitBytes} bytes`);
+  }
+}
+
+/** No host could take the request (all busy, unreachable, or none left to try). */
+export class NoCapacityError extends MeshError {
+  constructor(message: string, code = 'no_capacity') {
+    super('no_capacity', code, message);
+  }
+}
+
+/** A security policy refused every candidate host. `code` is e.g. no_attested_host. */
+export class PolicyRefusedError extends MeshError {
+  constructor(code: string, message: string) {
+    super('policy_refused', code, message);
+  }
+}
+
+/** The chosen host failed (connection lost, bad frames, decrypt failure...). */
+export class UpstreamError extends MeshError {
+  constructor(message: string, code = 'upstream_failed', options?: ErrorOptions) {
+    super('upstream_failed', code, message, options);
+  }
+}
+
+export class UpstreamTimeoutError extends MeshError {
+  constructor(message: string) {
+    super('upstream_timeout', 'upstream_timeout', message);
+  }
+}
+
+/** A user-facing configuration problem (bad flag, unreadable file). Printed by the CLI, exit 2. */
+export class ConfigError extends Error {
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = 'ConfigError';
+  }
+}
