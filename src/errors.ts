@@ -26,8 +26,11 @@ export class MeshError extends Error {
 }
 
 export class InvalidRequestError extends MeshError {
-  constructor(message: string, code = 'invalid_request') {
+  /** The offending request field, e.g. "messages[0].role", when one is to blame. */
+  readonly param: string | undefined;
+  constructor(message: string, code = 'invalid_request', param?: string) {
     super('invalid_request', code, message);
+    this.param = param;
   }
 }
 
@@ -76,4 +79,9 @@ export class ConfigError extends Error {
     super(message, options);
     this.name = 'ConfigError';
   }
+}
+
+/** A short description for logs: the message only, never the request that caused it. */
+export function describeError(error: unknown): string {
+  return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
 }

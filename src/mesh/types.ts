@@ -15,6 +15,8 @@ export type EndpointId = string;
  * `write` honours backpressure; `closeWrite` half-closes; `abort` resets both ways.
  */
 export interface ByteStream {
+  /** How the bytes travel: a direct connection, a relay circuit, or app-level forwarding. */
+  readonly path?: 'direct' | 'relay' | 'forwarded';
   readonly source: AsyncIterable<Uint8Array>;
   write(chunk: Uint8Array): Promise<void>;
   closeWrite(): Promise<void>;

@@ -1,0 +1,77 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const BIN = fileURLToPath(new URL('../../bin/mesh-llm.js', import.meta.url));
+
+export interface NodeProcess {
+  child: ChildProcess;
+  apiUrl: string;
+  consoleUrl: string;
+  token(): Promise<string>;
+  endpointId(): Promise<string>;
+  /** Peak resident set size so far (VmHWM), in MB. */
+  peakRssMb(): Promise<number>;
+  stop(signal?: NodeJS.Signals): Promise<void>;
+}
+
+/**
+ * Runs `mesh-llm serve` as a real separate process (own memory, own event loop), on loopback
+ * only, with a fresh data dir that is removed when it stops.
+ */
+export async function spawnNode(args: string[], env: NodeJS.ProcessEnv = {}): Promise<NodeProcess> {
+  const dataDir = await mkdtemp(join(tmpdir(), 'mesh-llm-node-'));
+  const fixed = ['serve', '--port', '0', '--console', '0', '--bind-host', '127.0.0.1', '--data-dir', dataDir];
+  const child = spawn(process.execPath, [BIN, ...fixed, ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, MESH_LLM_LOG_LEVEL: 'warn', ...env },
+  });
+  let stderr = '';
+  child.stderr!.on('data', (d) => {
+    stderr = (stderr + d).slice(-4000);
+  });
+  const urls = await new Promise<{ api: string; console: string }>((resolve, reject) => {
+    let out = '';
+    const timer = setTimeout(() => reject(new Error(`node did not start in time:\n${stderr}`)), 60_000);
+    child.stdout!.on('data', (d) => {
+      out += d;
+      const match = /OpenAI API: (\S+)\/v1\s+console: (\S+)/.exec(out);
+      if (match) {
+        clearTimeout(timer);
+        resolve({ api: match[1]!, console: match[2]! });
+      }
+    });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`node exited with ${code} before it was ready:\n${stderr}`));
+    });
+  });
+  const status = async () =>
+    (await (await fetch(`${urls.console}/api/status`)).json()) as { node: { token: string; id: string } };
+  return {
+    child,
+    apiUrl: urls.api,
+    consoleUrl: urls.console,
+    token: async () => (await status()).node.token,
+    endpointId: async () => (await status()).node.id,
+    async peakRssMb() {
+      const text = await readFile(`/proc/${child.pid}/status`, 'utf8');
+      const kb = Number(/VmHWM:\s+(\d+)/.exec(text)?.[1] ?? 0);
+      return kb / 1024;
+    },
+    async stop(signal = 'SIGTERM') {
+      await new Promise<void>((resolve) => {
+        if (child.exitCode !== null || child.signalCode !== null) return resolve();
+        const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+        child.once('exit', () => {
+          clearTimeout(timer);
+          resolve();
+        });
+        child.kill(signal);
+      });
+      await rm(dataDir, { recursive: true, force: true });
+    },
+  };
+}

@@ -1,0 +1,609 @@
+/**
+ * In-process inference with node-llama-cpp: the prompt plaintext never leaves this (hardened)
+ * process. One context with `parallel` sequences serves concurrent requests; more wait in a
+ * bounded queue. Chat prompts go through the model's own chat template (from the GGUF).
+ */
+import { createHash, randomUUID } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { basename } from 'node:path';
+import {
+  type ChatHistoryItem,
+  type ChatWrapper,
+  getLlama,
+  type Llama,
+  type LlamaContext,
+  type LlamaContextSequence,
+  type LlamaEmbeddingContext,
+  LlamaLogLevel,
+  type LlamaModel,
+  resolveChatWrapper,
+  type Token,
+} from 'node-llama-cpp';
+import { MeshError, NoCapacityError } from '../errors.ts';
+import { type ApiRequest, jsonResponse, type UpstreamResponse } from '../http/exchange.ts';
+import type { Logger } from '../log.ts';
+import {
+  type ChatMessage,
+  type JsonObject,
+  openAiError,
+  parseEmbeddingInput,
+  parseEncodingFormat,
+  parseJsonObject,
+  parseMessages,
+  parsePrompt,
+  parseSampling,
+  routePath,
+  type SamplingParams,
+  SSE_DONE,
+  sseEvent,
+  sseResponse,
+} from './openai-wire.ts';
+import { PushStream } from './push-stream.ts';
+import { SlotPool } from './slot-pool.ts';
+import { TokenTextStream } from './text-stream.ts';
+import type { InferenceBackend, ModelInfo } from './types.ts';
+
+export interface LlamaCppBackendOptions {
+  modelPath: string;
+  /** The name clients use; default: the file name without `.gguf`. */
+  modelName?: string;
+  /** Tokens per sequence; default: what fits, up to the training context and at most 4096. */
+  contextSize?: number;
+  /** CPU threads per evaluation; set it (tests use 1): the library default is slow on 2 cores. */
+  threads?: number;
+  /** Concurrent generations (context sequences). Default 4. */
+  parallel?: number;
+  /** Requests allowed to wait for a free sequence; beyond that: 503 no_capacity. Default parallel × 8. */
+  maxQueue?: number;
+  logger: Logger;
+  /** A node-llama-cpp instance to share; default: one per process, CPU only, never builds. */
+  llama?: Llama;
+  /** Clock for `created` timestamps (ms). */
+  now?: () => number;
+}
+
+interface Prepared {
+  tokens: Token[];
+  stopTokens: Set<Token>;
+  stopStrings: string[];
+}
+
+interface GenerationResult {
+  completionTokens: number;
+  finishReason: 'stop' | 'length';
+}
+
+type Route = 'chat' | 'completion';
+
+const llamaLogSinks = new Set<Logger>();
+let sharedLlama: Promise<Llama> | undefined;
+
+/** One Llama per process: loading the native binding is slow and its state is global anyway. */
+function defaultLlama(): Promise<Llama> {
+  sharedLlama ??= getLlama({
+    gpu: false,
+    build: 'never',
+    usePrebuiltBinaries: true,
+    skipDownload: true,
+    progressLogs: false,
+    logLevel: LlamaLogLevel.warn,
+    logger(level, message) {
+      const sink = llamaLogSinks.values().next().value;
+      if (!sink) return;
+      const text = message.trim();
+      if (!text) return;
+      if (level === LlamaLogLevel.error || level === LlamaLogLevel.fatal)
+        sink.error({ src: 'llama.cpp' }, text);
+      else if (level === LlamaLogLevel.warn) sink.warn({ src: 'llama.cpp' }, text);
+      else sink.debug({ src: 'llama.cpp' }, text);
+    },
+  }).catch((err: unknown) => {
+    sharedLlama = undefined;
+    throw err;
+  });
+  return sharedLlama;
+}
+
+async function sha256File(path: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
+
+function abortError(signal: AbortSignal): unknown {
+  return signal.reason ?? new DOMException('The operation was aborted', 'AbortError');
+}
+
+export class LlamaCppBackend implements InferenceBackend {
+  readonly kind = 'llama-cpp' as const;
+  readonly plaintextBoundary = 'in-process' as const;
+  readonly modelName: string;
+
+  readonly #options: LlamaCppBackendOptions;
+  readonly #log: Logger;
+  readonly #now: () => number;
+  readonly #parallel: number;
+  #model: LlamaModel | undefined;
+  #context: LlamaContext | undefined;
+  #chatWrapper: ChatWrapper | undefined;
+  #pool: SlotPool<LlamaContextSequence> | undefined;
+  #embedding: Promise<LlamaEmbeddingContext> | undefined;
+  #embeddingLock: Promise<unknown> = Promise.resolve();
+  #identityHash: string | undefined;
+  #ready = false;
+  #starting: Promise<void> | undefined;
+  /** Aborts every running generation on stop(). */
+  #shutdown = new AbortController();
+  readonly #active = new Set<Promise<unknown>>();
+
+  constructor(options: LlamaCppBackendOptions) {
+    this.#options = options;
+    this.#log = options.logger;
+    this.#now = options.now ?? Date.now;
+    this.modelName = options.modelName ?? basename(options.modelPath).replace(/\.gguf$/i, '');
+    this.#parallel = Math.max(1, Math.floor(options.parallel ?? 4));
+  }
+
+  models(): ModelInfo[] {
+    return [
+      {
+        name: this.modelName,
+        contextLength:
+          this.#context?.contextSize ?? this.#model?.trainContextSize ?? this.#options.contextSize,
+        identityHash: this.#identityHash,
+        ready: this.#ready,
+      },
+    ];
+  }
+
+  start(): Promise<void> {
+    this.#starting ??= this.#start().catch((err: unknown) => {
+      this.#starting = undefined;
+      throw err;
+    });
+    return this.#starting;
+  }
+
+  async #start(): Promise<void> {
+    const started = this.#now();
+    llamaLogSinks.add(this.#log);
+    const hashing = sha256File(this.#options.modelPath);
+    hashing.catch(() => {}); // awaited below; avoid an unhandled rejection if loading fails first
+    const llama = this.#options.llama ?? (await defaultLlama());
+    const model = await llama.loadModel({ modelPath: this.#options.modelPath });
+    try {
+      const context = await model.createContext({
+        contextSize: this.#options.contextSize ?? { max: Math.min(4096, model.trainContextSize) },
+        sequences: this.#parallel,
+        threads: this.#options.threads,
+        failedCreationRemedy: this.#options.contextSize === undefined ? undefined : false,
+      });
+      const sequences: LlamaContextSequence[] = [];
+      for (let i = 0; i < this.#parallel; i++) sequences.push(context.getSequence());
+      this.#identityHash = await hashing;
+      this.#model = model;
+      this.#context = context;
+      this.#chatWrapper = resolveChatWrapper(model);
+      this.#pool = new SlotPool(sequences, this.#options.maxQueue ?? this.#parallel * 8);
+      this.#shutdown = new AbortController();
+      this.#ready = true;
+      this.#log.info(
+        {
+          model: this.modelName,
+          contextSize: context.contextSize,
+          parallel: this.#parallel,
+          chatWrapper: this.#chatWrapper.wrapperName,
+          ms: this.#now() - started,
+        },
+        'llama.cpp model loaded',
+      );
+    } catch (err) {
+      await model.dispose().catch(() => {});
+      throw err;
+    }
+  }
+
+  async stop(): Promise<void> {
+    const starting = this.#starting;
+    if (!starting) return;
+    await starting.catch(() => {});
+    this.#ready = false;
+    this.#starting = undefined;
+    this.#pool?.close();
+    this.#shutdown.abort(stoppedError());
+    while (this.#active.size > 0) await Promise.allSettled([...this.#active]);
+    const embedding = this.#embedding;
+    this.#embedding = undefined;
+    if (embedding) await embedding.then((e) => e.dispose()).catch(() => {});
+    await this.#context?.dispose().catch(() => {});
+    await this.#model?.dispose().catch(() => {});
+    this.#context = undefined;
+    this.#model = undefined;
+    this.#pool = undefined;
+    llamaLogSinks.delete(this.#log);
+  }
+
+  async healthy(): Promise<boolean> {
+    return this.#ready && this.#model !== undefined && !this.#model.disposed && !this.#context?.disposed;
+  }
+
+  async handle(request: ApiRequest, signal: AbortSignal): Promise<UpstreamResponse> {
+    const path = routePath(request.path);
+    const route: Route | 'embeddings' | undefined =
+      path === '/v1/chat/completions'
+        ? 'chat'
+        : path === '/v1/completions'
+          ? 'completion'
+          : path === '/v1/embeddings'
+            ? 'embeddings'
+            : undefined;
+    if (!route) return openAiError(404, 'not_found', `Unknown path ${path}`);
+    if (request.method.toUpperCase() !== 'POST') {
+      return openAiError(405, 'method_not_allowed', `Use POST for ${path}`);
+    }
+    if (!this.#ready)
+      return openAiError(503, 'model_not_ready', `The model '${this.modelName}' is not loaded`);
+    try {
+      const body = parseJsonObject(request.body);
+      if (route === 'embeddings') return await this.#embeddings(body, signal);
+      return await this.#generate(route, body, signal);
+    } catch (err) {
+      if (signal.aborted) throw abortError(signal);
+      return this.#errorResponse(err);
+    }
+  }
+
+  #errorResponse(err: unknown): UpstreamResponse {
+    if (err instanceof MeshError) {
+      const status =
+        err.kind === 'invalid_request'
+          ? 400
+          : err.kind === 'no_capacity'
+            ? 503
+            : err.kind === 'not_found'
+              ? 404
+              : 500;
+      return openAiError(status, err.code, err.message);
+    }
+    this.#log.error({ err: err instanceof Error ? err.name : 'unknown' }, 'llama.cpp request failed');
+    return openAiError(500, 'internal_error', 'Inference failed');
+  }
+
+  #requireLoaded(): { model: LlamaModel; context: LlamaContext; pool: SlotPool<LlamaContextSequence> } {
+    const model = this.#model;
+    const context = this.#context;
+    const pool = this.#pool;
+    if (!model || !context || !pool || !this.#ready) {
+      throw new NoCapacityError(`The model '${this.modelName}' is not loaded`, 'model_not_ready');
+    }
+    return { model, context, pool };
+  }
+
+  #prepareChat(model: LlamaModel, messages: ChatMessage[]): Prepared {
+    const history: ChatHistoryItem[] = messages.map((m) =>
+      m.role === 'assistant' ? { type: 'model', response: [m.text] } : { type: m.role, text: m.text },
+    );
+    history.push({ type: 'model', response: [] });
+    const state = this.#chatWrapper!.generateContextState({ chatHistory: history });
+    const tokens = state.contextText.tokenize(model.tokenizer);
+    const stopTokens = new Set<Token>();
+    const stopStrings: string[] = [];
+    for (const trigger of state.stopGenerationTriggers) {
+      const triggerTokens = trigger.tokenize(model.tokenizer);
+      if (triggerTokens.length === 1) stopTokens.add(triggerTokens[0]!);
+      else if (triggerTokens.length > 1) stopStrings.push(model.detokenize(triggerTokens, true));
+    }
+    return { tokens, stopTokens, stopStrings };
+  }
+
+  #prepareCompletion(model: LlamaModel, prompt: string | number[]): Prepared {
+    if (typeof prompt !== 'string')
+      return { tokens: checkTokenIds(model, prompt), stopTokens: new Set(), stopStrings: [] };
+    const tokens = model.tokenize(prompt, false);
+    const bos = model.tokens.bos;
+    if (bos !== null && model.tokens.shouldPrependBosToken && tokens[0] !== bos) tokens.unshift(bos);
+    return { tokens, stopTokens: new Set(), stopStrings: [] };
+  }
+
+  async #generate(route: Route, body: JsonObject, signal: AbortSignal): Promise<UpstreamResponse> {
+    const { model, context, pool } = this.#requireLoaded();
+    const params = parseSampling(body);
+    const prepared =
+      route === 'chat'
+        ? this.#prepareChat(model, parseMessages(body))
+        : this.#prepareCompletion(model, parsePrompt(body));
+    const contextSize = context.contextSize;
+    const promptTokens = prepared.tokens.length;
+    if (promptTokens === 0) throw new MeshError('invalid_request', 'invalid_prompt', 'The prompt is empty');
+    if (promptTokens >= contextSize) {
+      throw new MeshError(
+        'invalid_request',
+        'context_length_exceeded',
+        `This model's maximum context length is ${contextSize} tokens, but the prompt has ${promptTokens} tokens`,
+      );
+    }
+
+    const sequence = await pool.acquire(signal);
+    const id = `${route === 'chat' ? 'chatcmpl' : 'cmpl'}-${randomUUID().replaceAll('-', '')}`;
+    const created = Math.floor(this.#now() / 1000);
+    const maxTokens = Math.min(params.maxTokens ?? Number.POSITIVE_INFINITY, contextSize - promptTokens);
+    const stops = [...prepared.stopStrings, ...params.stop];
+
+    const stop = new AbortController();
+    const combined = AbortSignal.any([signal, stop.signal, this.#shutdown.signal]);
+    const run = (onText: (text: string) => void) =>
+      this.#track(
+        this.#runSequence(model, sequence, prepared, params, stops, maxTokens, onText, combined).finally(() =>
+          pool.release(sequence),
+        ),
+      );
+
+    if (!params.stream) {
+      let text = '';
+      const result = await run((piece) => {
+        text += piece;
+      });
+      if (signal.aborted) throw abortError(signal);
+      if (this.#shutdown.signal.aborted) throw stoppedError();
+      const usage = usageOf(promptTokens, result.completionTokens);
+      const choice =
+        route === 'chat'
+          ? {
+              index: 0,
+              message: { role: 'assistant', content: text, refusal: null },
+              logprobs: null,
+              finish_reason: result.finishReason,
+            }
+          : { index: 0, text, logprobs: null, finish_reason: result.finishReason };
+      return jsonResponse(200, {
+        id,
+        object: route === 'chat' ? 'chat.completion' : 'text_completion',
+        created,
+        model: this.modelName,
+        choices: [choice],
+        usage,
+      });
+    }
+
+    const out = new PushStream<Uint8Array>(() => stop.abort());
+    // The caller gave up: end the body now (as the pass-through backend does, with the abort
+    // reason) rather than after whatever was generated but not yet read.
+    const onAbort = () => out.cancel(abortError(signal));
+    signal.addEventListener('abort', onAbort, { once: true });
+    const usageField = params.includeUsage ? { usage: null } : {};
+    const chunk = (choice: JsonObject) =>
+      sseEvent({
+        id,
+        object: route === 'chat' ? 'chat.completion.chunk' : 'text_completion',
+        created,
+        model: this.modelName,
+        choices: [choice],
+        ...usageField,
+      });
+    if (route === 'chat') {
+      out.push(
+        chunk({ index: 0, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }),
+      );
+    }
+    const onText = (text: string) =>
+      out.push(
+        route === 'chat'
+          ? chunk({ index: 0, delta: { content: text }, logprobs: null, finish_reason: null })
+          : chunk({ index: 0, text, logprobs: null, finish_reason: null }),
+      );
+    run(onText)
+      .finally(() => signal.removeEventListener('abort', onAbort))
+      .then(
+        (result) => {
+          if (combined.aborted) {
+            // Cut short by stop(): tell a reader that is still there why the stream ends early.
+            if (this.#shutdown.signal.aborted && !stop.signal.aborted && !signal.aborted) {
+              const err = stoppedError();
+              out.push(sseEvent({ error: { message: err.message, type: 'server_error', code: err.code } }));
+            }
+            out.end();
+            return;
+          }
+          out.push(
+            route === 'chat'
+              ? chunk({ index: 0, delta: {}, logprobs: null, finish_reason: result.finishReason })
+              : chunk({ index: 0, text: '', logprobs: null, finish_reason: result.finishReason }),
+          );
+          if (params.includeUsage) {
+            out.push(
+              sseEvent({
+                id,
+                object: route === 'chat' ? 'chat.completion.chunk' : 'text_completion',
+                created,
+                model: this.modelName,
+                choices: [],
+                usage: usageOf(promptTokens, result.completionTokens),
+              }),
+            );
+          }
+          out.push(SSE_DONE);
+          out.end();
+        },
+        (err: unknown) => {
+          if (!combined.aborted) {
+            this.#log.error({ err: err instanceof Error ? err.name : 'unknown' }, 'llama.cpp stream failed');
+            out.push(
+              sseEvent({
+                error: { message: 'Inference failed', type: 'server_error', code: 'internal_error' },
+              }),
+            );
+          }
+          out.end();
+        },
+      );
+    return sseResponse(out);
+  }
+
+  #track<T>(work: Promise<T>): Promise<T> {
+    this.#active.add(work);
+    const done = () => this.#active.delete(work);
+    work.then(done, done);
+    return work;
+  }
+
+  /** Evaluates the prompt on `sequence` and samples until a stop, max tokens, or abort. */
+  async #runSequence(
+    model: LlamaModel,
+    sequence: LlamaContextSequence,
+    prepared: Prepared,
+    params: SamplingParams,
+    stops: string[],
+    maxTokens: number,
+    onText: (text: string) => void,
+    signal: AbortSignal,
+  ): Promise<GenerationResult> {
+    const input = await reuseCachedPrefix(sequence, prepared.tokens);
+    const text = new TokenTextStream(
+      (tokens, last) => model.detokenize(tokens as Token[], false, last as Token[]),
+      stops,
+    );
+    let completionTokens = 0;
+    let finishReason: 'stop' | 'length' = 'stop';
+    if (signal.aborted) return { completionTokens, finishReason };
+    const tokens = sequence.evaluate(input, {
+      temperature: params.temperature,
+      topP: params.topP,
+      seed: params.seed,
+    });
+    // The generator ends by itself on an end-of-generation token.
+    for await (const token of tokens) {
+      if (signal.aborted) break;
+      completionTokens++;
+      if (prepared.stopTokens.has(token)) break;
+      const piece = text.push(token);
+      if (piece) onText(piece);
+      if (text.stopped) break;
+      if (completionTokens >= maxTokens) {
+        finishReason = 'length';
+        break;
+      }
+    }
+    if (!signal.aborted) {
+      const rest = text.flush();
+      if (rest) onText(rest);
+    }
+    return { completionTokens, finishReason };
+  }
+
+  async #embeddings(body: JsonObject, signal: AbortSignal): Promise<UpstreamResponse> {
+    const { model } = this.#requireLoaded();
+    const inputs = parseEmbeddingInput(body);
+    const format = parseEncodingFormat(body);
+    const context = await this.#embeddingContext(model);
+    const limit = this.#context?.contextSize ?? model.trainContextSize;
+    const tokenized = inputs.map((input) =>
+      typeof input === 'string' ? model.tokenize(input, false) : checkTokenIds(model, input),
+    );
+    const promptTokens = tokenized.reduce((sum, t) => sum + t.length, 0);
+    for (const t of tokenized) {
+      if (t.length >= limit) {
+        throw new MeshError(
+          'invalid_request',
+          'context_length_exceeded',
+          `This model's maximum context length is ${limit} tokens, but an input has ${t.length} tokens`,
+        );
+      }
+    }
+    // The embedding context evaluates one input at a time; requests take turns.
+    const data = await this.#withEmbeddingLock(async () => {
+      const list: Array<{ object: 'embedding'; index: number; embedding: number[] | string }> = [];
+      for (const [index, tokens] of tokenized.entries()) {
+        if (signal.aborted || this.#shutdown.signal.aborted) throw abortError(signal);
+        const { vector } = await context.getEmbeddingFor(tokens);
+        list.push({
+          object: 'embedding',
+          index,
+          embedding:
+            format === 'base64'
+              ? Buffer.from(Float32Array.from(vector).buffer).toString('base64')
+              : [...vector],
+        });
+      }
+      return list;
+    });
+    return jsonResponse(200, {
+      object: 'list',
+      data,
+      model: this.modelName,
+      usage: { prompt_tokens: promptTokens, total_tokens: promptTokens },
+    });
+  }
+
+  #embeddingContext(model: LlamaModel): Promise<LlamaEmbeddingContext> {
+    this.#embedding ??= model
+      .createEmbeddingContext({
+        contextSize: this.#context?.contextSize ?? this.#options.contextSize,
+        threads: this.#options.threads,
+      })
+      .catch((err: unknown) => {
+        this.#embedding = undefined;
+        throw err;
+      });
+    return this.#embedding;
+  }
+
+  #withEmbeddingLock<T>(work: () => Promise<T>): Promise<T> {
+    const run = this.#embeddingLock.then(work, work);
+    this.#embeddingLock = run.catch(() => {});
+    return this.#track(run);
+  }
+}
+
+/** Token ids from a client must exist in the vocabulary: llama.cpp does not check them. */
+function checkTokenIds(model: LlamaModel, ids: number[]): Token[] {
+  const size = vocabularySize(model);
+  if (ids.some((id) => id >= size)) {
+    throw new MeshError(
+      'invalid_request',
+      'invalid_prompt',
+      `Token ids must be below the vocabulary size ${size}`,
+    );
+  }
+  return ids as Token[];
+}
+
+function vocabularySize(model: LlamaModel): number {
+  const tokens = (model.fileInfo.metadata as unknown as { tokenizer?: { ggml?: { tokens?: unknown[] } } })
+    .tokenizer?.ggml?.tokens;
+  // Without the vocabulary list, accept nothing rather than risk an out-of-range read.
+  return Array.isArray(tokens) ? tokens.length : 0;
+}
+
+function stoppedError(): NoCapacityError {
+  return new NoCapacityError('The backend is shutting down', 'backend_stopped');
+}
+
+function usageOf(promptTokens: number, completionTokens: number) {
+  return {
+    prompt_tokens: promptTokens,
+    completion_tokens: completionTokens,
+    total_tokens: promptTokens + completionTokens,
+  };
+}
+
+/**
+ * Keeps the sequence's cached tokens that match the new prompt's start (multi-turn chats resend
+ * the history), erases the rest, and returns the tokens still to evaluate (at least one, since
+ * sampling needs fresh logits).
+ */
+async function reuseCachedPrefix(sequence: LlamaContextSequence, tokens: Token[]): Promise<Token[]> {
+  const cached = sequence.contextTokens;
+  let keep = 0;
+  const limit = Math.min(cached.length, tokens.length - 1);
+  while (keep < limit && cached[keep] === tokens[keep]) keep++;
+  try {
+    if (keep === 0) await sequence.clearHistory();
+    else if (keep < sequence.nextTokenIndex) {
+      await sequence.eraseContextTokenRanges([{ start: keep, end: sequence.nextTokenIndex }]);
+    }
+  } catch {
+    await sequence.clearHistory();
+    return tokens;
+  }
+  return tokens.slice(keep);
+}

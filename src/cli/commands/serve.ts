@@ -1,0 +1,149 @@
+import { resolve } from 'node:path';
+import { ConfigError } from '../../errors.ts';
+import { createLogger, type LogFormat } from '../../log.ts';
+import { DEFAULT_API_PORT, DEFAULT_CONSOLE_PORT, defaultConfig, type NodeConfig } from '../../node/config.ts';
+import { startMeshNode } from '../../node/mesh-node.ts';
+import { currentPosture } from '../../node/posture.ts';
+import { choiceFlag, parseFlags, portFlag, positiveIntFlag } from '../args.ts';
+import type { CliContext } from '../main.ts';
+
+const HELP = `mesh-llm serve [flags]
+
+  --model PATH.gguf          host a GGUF model in-process (node-llama-cpp)
+  --model-name NAME          the name clients use for --model (default: file name)
+  --backend URL              pass through to an OpenAI-compatible server (llama-server, Ollama, vLLM)
+  --backend-model NAME       the model name served by --backend (required with --backend)
+                             (an API key for the backend is read from MESH_LLM_BACKEND_API_KEY)
+  --client                   no backend: use the mesh's models
+  --join TOKEN               join a mesh (repeatable)
+  --name NAME                a name shown to peers
+  --port N                   OpenAI API port (default ${DEFAULT_API_PORT}, loopback)
+  --listen-all               bind the API to 0.0.0.0 instead of 127.0.0.1
+  --console N                console port (default ${DEFAULT_CONSOLE_PORT}, loopback); 0 = any free port
+  --no-console               do not serve the console
+  --bind-port N              mesh (libp2p) port (default: any free port)
+  --bind-host IP             mesh listen address (default 0.0.0.0; 127.0.0.1 keeps a mesh on this machine)
+  --data-dir DIR             identity, pins and keys (default ~/.mesh-llm or $MESH_LLM_HOME)
+  --relay                    act as a circuit relay for the mesh
+  --mdns                     discover peers on the LAN
+  --require-encryption       never send a prompt in plaintext; refuse plaintext requests as a host
+  --require-attested-hosts   send inference only to attested, live hosts (fails closed)
+  --attestation-policy FILE  minimum tier, required posture, allowed hashes, pinned keys (JSON)
+  --attestation-key KIND     auto | tpm2 | secure-enclave | software (default auto)
+  --threads N                llama.cpp threads          --ctx-size N   context size
+  --log-format pretty|json   log output (default pretty)
+  --allow-unsafe-env         do not re-execute when started with LD_PRELOAD/NODE_OPTIONS (posture says so)`;
+
+const FLAGS = {
+  model: { type: 'string' },
+  'model-name': { type: 'string' },
+  backend: { type: 'string' },
+  'backend-model': { type: 'string' },
+  client: { type: 'boolean' },
+  join: { type: 'string', multiple: true },
+  name: { type: 'string' },
+  port: { type: 'string' },
+  'listen-all': { type: 'boolean' },
+  console: { type: 'string' },
+  'no-console': { type: 'boolean' },
+  'bind-port': { type: 'string' },
+  'bind-host': { type: 'string' },
+  'data-dir': { type: 'string' },
+  relay: { type: 'boolean' },
+  mdns: { type: 'boolean' },
+  'require-encryption': { type: 'boolean' },
+  'require-attested-hosts': { type: 'boolean' },
+  'attestation-policy': { type: 'string' },
+  'attestation-key': { type: 'string' },
+  threads: { type: 'string' },
+  'ctx-size': { type: 'string' },
+  'log-format': { type: 'string' },
+  'allow-unsafe-env': { type: 'boolean' },
+  // For tests and the demo: emulate a NAT'd node, a pre-E2E node, a fast heartbeat.
+  'reachable-only-via-relay': { type: 'boolean' },
+  'no-e2e': { type: 'boolean' },
+  'heartbeat-ms': { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+export function serveConfigFromArgs(args: string[]): NodeConfig | undefined {
+  const { values, positionals } = parseFlags(args, FLAGS);
+  if (values.help) return undefined;
+  if (positionals.length > 0) throw new ConfigError(`unexpected argument '${positionals[0]}'`);
+  if (values.backend && !values['backend-model'])
+    throw new ConfigError('--backend needs --backend-model NAME');
+  if (values.backend) {
+    try {
+      new URL(values.backend);
+    } catch {
+      throw new ConfigError(
+        `--backend must be a URL such as http://127.0.0.1:11434, got '${values.backend}'`,
+      );
+    }
+  }
+  const threads = positiveIntFlag(values.threads, '--threads');
+  const contextSize = positiveIntFlag(values['ctx-size'], '--ctx-size');
+  const base = defaultConfig();
+  return defaultConfig({
+    dataDir: values['data-dir'] ? resolve(values['data-dir']) : base.dataDir,
+    name: values.name ?? base.name,
+    apiHost: values['listen-all'] ? '0.0.0.0' : '127.0.0.1',
+    apiPort: portFlag(values.port, '--port', DEFAULT_API_PORT),
+    consolePort: values['no-console']
+      ? undefined
+      : portFlag(values.console, '--console', DEFAULT_CONSOLE_PORT),
+    meshPort: portFlag(values['bind-port'], '--bind-port', 0),
+    meshHost: values['bind-host'] ?? base.meshHost,
+    join: values.join ?? [],
+    relay: values.relay ?? false,
+    reachableOnlyViaRelay: values['reachable-only-via-relay'] ?? false,
+    client: values.client ?? false,
+    model: values.model
+      ? { path: resolve(values.model), name: values['model-name'], threads, contextSize }
+      : undefined,
+    backend: values.backend
+      ? { url: values.backend, model: values['backend-model']!, apiKey: process.env.MESH_LLM_BACKEND_API_KEY }
+      : undefined,
+    requireEncryption: values['require-encryption'] ?? false,
+    requireAttestedHosts: values['require-attested-hosts'] ?? false,
+    attestationPolicyPath: values['attestation-policy'] ? resolve(values['attestation-policy']) : undefined,
+    attestationKey: choiceFlag(
+      values['attestation-key'],
+      '--attestation-key',
+      ['auto', 'tpm2', 'secure-enclave', 'software'] as const,
+      'auto',
+    ),
+    e2e: !values['no-e2e'],
+    heartbeatMs: positiveIntFlag(values['heartbeat-ms'], '--heartbeat-ms') ?? base.heartbeatMs,
+    mdns: values.mdns ?? false,
+    logFormat: choiceFlag<LogFormat>(values['log-format'], '--log-format', ['pretty', 'json'], 'pretty'),
+  });
+}
+
+export async function runServe(args: string[], context: CliContext): Promise<number> {
+  const config = serveConfigFromArgs(args);
+  if (!config) {
+    process.stdout.write(`${HELP}\n`);
+    return 0;
+  }
+  const logger = createLogger({ format: config.logFormat });
+  const posture = await currentPosture(context.hardening, logger);
+  const node = await startMeshNode(config, { logger, posture });
+  process.stdout.write(`OpenAI API: ${node.apiUrl}/v1   console: ${node.consoleUrl ?? 'off'}\n`);
+  await waitForShutdownSignal();
+  logger.info('leaving the mesh');
+  await node.stop();
+  return 0;
+}
+
+export function waitForShutdownSignal(): Promise<void> {
+  return new Promise((resolveSignal) => {
+    const done = () => {
+      process.off('SIGINT', done);
+      process.off('SIGTERM', done);
+      resolveSignal();
+    };
+    process.once('SIGINT', done);
+    process.once('SIGTERM', done);
+  });
+}

@@ -1,0 +1,103 @@
+import { ConfigError } from '../../errors.ts';
+import { DEFAULT_CONSOLE_PORT } from '../../node/config.ts';
+import type { StatusReport } from '../../node/status.ts';
+import { parseFlags, portFlag } from '../args.ts';
+
+const FLAGS = {
+  console: { type: 'string' },
+  json: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+export async function fetchStatus(consolePort: number): Promise<StatusReport> {
+  let response: Response;
+  try {
+    response = await fetch(`http://127.0.0.1:${consolePort}/api/status`, {
+      signal: AbortSignal.timeout(5000),
+    });
+  } catch {
+    throw new ConfigError(
+      `no node is answering on console port ${consolePort} — start one with 'mesh-llm serve', or pass --console PORT`,
+    );
+  }
+  if (!response.ok) throw new ConfigError(`the console on port ${consolePort} answered ${response.status}`);
+  return (await response.json()) as StatusReport;
+}
+
+function short(id: string): string {
+  return id.slice(0, 12);
+}
+
+function cell(value: unknown): string {
+  return value === null || value === undefined || value === '' ? '—' : String(value);
+}
+
+export function formatStatus(report: StatusReport): string {
+  const n = report.node;
+  const lines = [
+    `node   ${n.name} (${short(n.id)})  role=${n.role}  version=${n.version}  mesh=${n.meshId}`,
+    `e2e    ${n.e2e.enabled ? 'on' : 'off'}   attestation key: ${cell(n.attestation.keyStorage)} ${cell(n.attestation.keyFingerprint)}`,
+    `policy require-encryption=${n.policy.requireEncryption} require-attested-hosts=${n.policy.requireAttestedHosts}`,
+    `posture debugger-blocked=${n.posture.debuggerBlocked} core-dumps-off=${n.posture.coreDumpsDisabled} plaintext=${n.posture.plaintextBoundary} hash=${n.posture.binaryHash.slice(0, 16)}`,
+    `models ${n.models.map((m) => `${m.name}@${m.hosts.map((h) => (h === 'local' ? 'local' : short(h))).join(',')}`).join('  ') || '—'}`,
+    '',
+  ];
+  const header = [
+    'peer',
+    'name',
+    'role',
+    'models',
+    'rtt',
+    'e2e',
+    'tier',
+    'key',
+    'pinned',
+    'live',
+    'verified',
+    'reason',
+  ];
+  const rows = report.peers.map((p) => [
+    short(p.id) + (p.connected ? '' : p.transitive ? ' (via mesh)' : ' (offline)'),
+    p.name,
+    p.role,
+    p.models.join(',') || '—',
+    p.rttMs === null ? '—' : `${Math.round(p.rttMs)}ms`,
+    p.e2e.capable ? 'yes' : 'no',
+    cell(p.attestation?.tier ?? 'none'),
+    cell(p.attestation?.keyStorage),
+    cell(p.attestation?.pinned),
+    cell(p.attestation?.live),
+    cell(p.attestation?.verifiedAt),
+    cell(p.attestation?.failureReason),
+  ]);
+  if (rows.length === 0) return `${lines.join('\n')}no peers yet\n`;
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const format = (row: string[]) =>
+    row
+      .map((c, i) => c.padEnd(widths[i]!))
+      .join('  ')
+      .trimEnd();
+  return `${lines.join('\n')}${[format(header), ...rows.map(format)].join('\n')}\n`;
+}
+
+export async function runStatus(args: string[]): Promise<number> {
+  const { values } = parseFlags(args, FLAGS);
+  if (values.help) {
+    process.stdout.write('mesh-llm status [--console PORT] [--json]\n');
+    return 0;
+  }
+  const report = await fetchStatus(portFlag(values.console, '--console', DEFAULT_CONSOLE_PORT));
+  process.stdout.write(values.json ? `${JSON.stringify(report, null, 2)}\n` : formatStatus(report));
+  return 0;
+}
+
+export async function runInvite(args: string[]): Promise<number> {
+  const { values } = parseFlags(args, FLAGS);
+  if (values.help) {
+    process.stdout.write('mesh-llm invite [--console PORT]   prints the token others pass to --join\n');
+    return 0;
+  }
+  const report = await fetchStatus(portFlag(values.console, '--console', DEFAULT_CONSOLE_PORT));
+  process.stdout.write(`${report.node.token}\n`);
+  return 0;
+}

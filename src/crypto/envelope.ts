@@ -1,0 +1,259 @@
+/**
+ * The encrypted request envelope (SPEC §5, wire format v1):
+ *   0xE1 || UTF-8 JSON {"v":1,"ephemeral_public_key":B64,"ciphertext":B64}
+ *   ciphertext = nonce(24) || crypto_box(plaintext, nonce, host_pk, ephemeral_sk)
+ * The plaintext is a whole HTTP/1.1 request carrying `x-mesh-sent-at: <unix ms>`; the host
+ * rejects stale, future-dated and replayed envelopes.
+ */
+import { base64Length, decodeBase64Strict, encodeBase64 } from './base64.ts';
+import { E2EError } from './errors.ts';
+import type { InferenceKeySource } from './inference-keys.ts';
+import { DEFAULT_FUTURE_SKEW_MS, DEFAULT_REPLAY_WINDOW_MS, type ReplayGuard } from './replay-guard.ts';
+import { HostSession, SenderSession } from './sessions.ts';
+import {
+  boxKeypair,
+  boxOpenInto,
+  boxSealInto,
+  MAC_BYTES,
+  NONCE_BYTES,
+  PUBLIC_KEY_BYTES,
+  randomFill,
+  secureCopy,
+  wipe,
+} from './sodium.ts';
+
+export { ReplayGuard, type ReplayGuardOptions } from './replay-guard.ts';
+export { HostSession, SenderSession } from './sessions.ts';
+
+export const E2E_MAGIC = 0xe1;
+export const ENVELOPE_VERSION = 1;
+export const DEFAULT_MAX_PLAINTEXT_BYTES = 8 * 1024 * 1024;
+export const SENT_AT_HEADER = 'x-mesh-sent-at';
+/** Header blocks longer than this are not searched for x-mesh-sent-at. */
+export const MAX_HEADER_BLOCK_BYTES = 64 * 1024;
+
+/** Room for JSON whitespace, key order and unknown extra fields a future sender may add. */
+const ENVELOPE_JSON_SLACK = 4096;
+
+/** True when the first byte of an /mesh-llm/http stream marks an encrypted envelope. */
+export function isEncryptedStream(first: number | Uint8Array): boolean {
+  const byte = typeof first === 'number' ? first : first[0];
+  return byte === E2E_MAGIC;
+}
+
+/** The largest envelope that can hold `maxPlaintextBytes` of plaintext; read no more than this. */
+export function maxEnvelopeBytes(maxPlaintextBytes: number = DEFAULT_MAX_PLAINTEXT_BYTES): number {
+  return (
+    1 +
+    '{"v":1,"ephemeral_public_key":"","ciphertext":""}'.length +
+    base64Length(PUBLIC_KEY_BYTES) +
+    base64Length(NONCE_BYTES + MAC_BYTES + maxPlaintextBytes) +
+    ENVELOPE_JSON_SLACK
+  );
+}
+
+/**
+ * Seals one request to the host's inference key with a fresh ephemeral keypair (forward
+ * secrecy). Keep `session` to open the response; it is single-use.
+ */
+export function sealRequest(
+  plaintext: Uint8Array,
+  hostPublicKey: Uint8Array,
+): { envelope: Uint8Array; session: SenderSession } {
+  if (!(hostPublicKey instanceof Uint8Array) || hostPublicKey.byteLength !== PUBLIC_KEY_BYTES) {
+    throw new E2EError('invalid_key', `host inference key must be ${PUBLIC_KEY_BYTES} bytes`);
+  }
+  const hostKey = Uint8Array.from(hostPublicKey);
+  const { publicKey, secretKey } = boxKeypair();
+  const ciphertext = Buffer.allocUnsafe(NONCE_BYTES + MAC_BYTES + plaintext.byteLength);
+  const nonce = ciphertext.subarray(0, NONCE_BYTES);
+  randomFill(nonce);
+  try {
+    boxSealInto(ciphertext.subarray(NONCE_BYTES), plaintext, nonce, hostKey, secretKey);
+  } catch (cause) {
+    // libsodium refuses low-order public keys (all-zero shared secret).
+    wipe(secretKey);
+    throw new E2EError('invalid_key', 'host inference key is not a usable X25519 key', { cause });
+  }
+  const json = `{"v":${ENVELOPE_VERSION},"ephemeral_public_key":"${encodeBase64(publicKey)}","ciphertext":"${encodeBase64(ciphertext)}"}`;
+  const envelope = Buffer.allocUnsafe(1 + json.length);
+  envelope[0] = E2E_MAGIC;
+  envelope.write(json, 1, 'latin1'); // pure ASCII
+  return { envelope, session: new SenderSession(new Uint8Array(publicKey), secretKey, hostKey) };
+}
+
+export interface OpenRequestOptions {
+  keyring: InferenceKeySource;
+  replayGuard: ReplayGuard;
+  /** Plaintext cap (default 8 MiB). */
+  maxPlaintextBytes?: number;
+  now?: () => number;
+  /** Oldest acceptable x-mesh-sent-at (default 5 min); keep it ≤ the guard's window. */
+  maxAgeMs?: number;
+  /** Furthest-future acceptable x-mesh-sent-at (default 30 s). */
+  maxFutureSkewMs?: number;
+}
+
+/**
+ * Opens a request envelope with the current inference key or one still in its grace period.
+ * Throws E2EError for anything that is not a fresh, authentic, first-seen v1 envelope.
+ */
+export function openRequest(
+  envelope: Uint8Array,
+  options: OpenRequestOptions,
+): { plaintext: Uint8Array; session: HostSession } {
+  const maxPlaintext = options.maxPlaintextBytes ?? DEFAULT_MAX_PLAINTEXT_BYTES;
+  const now = options.now ?? Date.now;
+  const maxAgeMs = options.maxAgeMs ?? Math.min(DEFAULT_REPLAY_WINDOW_MS, options.replayGuard.windowMs);
+  const maxFutureMs =
+    options.maxFutureSkewMs ?? Math.min(DEFAULT_FUTURE_SKEW_MS, options.replayGuard.futureSkewMs);
+
+  if (!(envelope instanceof Uint8Array) || envelope.byteLength === 0) {
+    throw new E2EError('truncated', 'empty request envelope');
+  }
+  if (envelope[0] !== E2E_MAGIC) throw new E2EError('bad_magic', 'request does not start with 0xE1');
+  if (envelope.byteLength > maxEnvelopeBytes(maxPlaintext)) {
+    throw new E2EError('too_large', `request envelope exceeds the ${maxPlaintext}-byte plaintext cap`);
+  }
+
+  const { ephemeralPublicKey, ciphertext } = parseEnvelopeJson(envelope.subarray(1));
+  if (ephemeralPublicKey.byteLength !== PUBLIC_KEY_BYTES) {
+    throw new E2EError('malformed_envelope', 'ephemeral_public_key must be 32 bytes');
+  }
+  if (ciphertext.byteLength < NONCE_BYTES + MAC_BYTES) {
+    throw new E2EError('malformed_envelope', 'ciphertext is too short');
+  }
+  const plaintextLength = ciphertext.byteLength - NONCE_BYTES - MAC_BYTES;
+  if (plaintextLength > maxPlaintext) {
+    throw new E2EError('too_large', `request plaintext exceeds ${maxPlaintext} bytes`);
+  }
+  if (options.replayGuard.has(ephemeralPublicKey, now())) {
+    throw new E2EError('replay', 'request envelope was already received (replay)');
+  }
+
+  const candidates = options.keyring.activePublicKeys?.() ?? [options.keyring.current().publicKey];
+  if (candidates.length === 0) throw new E2EError('unknown_key', 'no inference key is available');
+  const nonce = ciphertext.subarray(0, NONCE_BYTES);
+  const box = ciphertext.subarray(NONCE_BYTES);
+  const plaintext = Buffer.alloc(plaintextLength);
+  let hostPublicKey: Uint8Array | undefined;
+  let hostSecret: Uint8Array | undefined;
+  for (const candidate of candidates) {
+    const secret = options.keyring.secretFor(candidate);
+    if (!secret) continue;
+    if (boxOpenInto(plaintext, box, nonce, ephemeralPublicKey, secret)) {
+      hostPublicKey = Uint8Array.from(candidate);
+      hostSecret = secret;
+      break;
+    }
+  }
+  if (!hostPublicKey || !hostSecret) {
+    throw new E2EError('decrypt_failed', 'request envelope did not decrypt under any inference key');
+  }
+
+  try {
+    const sentAtMs = readSentAt(plaintext);
+    const nowMs = now();
+    if (sentAtMs === undefined) throw new E2EError('stale', `request has no valid ${SENT_AT_HEADER} header`);
+    if (nowMs - sentAtMs > maxAgeMs) throw new E2EError('stale', 'request envelope is too old');
+    if (sentAtMs - nowMs > maxFutureMs)
+      throw new E2EError('stale', 'request envelope is dated in the future');
+    options.replayGuard.checkAndRemember(ephemeralPublicKey, nowMs);
+    const session = new HostSession(
+      Uint8Array.from(ephemeralPublicKey),
+      hostPublicKey,
+      secureCopy(hostSecret),
+      sentAtMs,
+    );
+    return { plaintext, session };
+  } catch (error) {
+    plaintext.fill(0);
+    throw error;
+  }
+}
+
+/**
+ * Reads an envelope from a stream, refusing as soon as it exceeds what `maxPlaintextBytes` of
+ * plaintext can produce (so an oversized request is never buffered whole).
+ */
+export async function collectEnvelope(
+  source: AsyncIterable<Uint8Array>,
+  maxPlaintextBytes: number = DEFAULT_MAX_PLAINTEXT_BYTES,
+): Promise<Uint8Array> {
+  const limit = maxEnvelopeBytes(maxPlaintextBytes);
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for await (const chunk of source) {
+    size += chunk.byteLength;
+    if (size > limit) throw new E2EError('too_large', `request envelope exceeds ${limit} bytes`);
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks, size);
+}
+
+/**
+ * Returns `request` (an HTTP/1.1 request) with exactly one `x-mesh-sent-at: <nowMs>` header,
+ * inserted after the request line; any existing one is replaced.
+ */
+export function stampSentAt(request: Uint8Array, nowMs: number): Uint8Array {
+  const bytes = Buffer.from(request.buffer, request.byteOffset, request.byteLength);
+  const end = bytes.indexOf('\r\n\r\n');
+  if (end < 0) throw new E2EError('malformed_envelope', 'request has no HTTP header block');
+  const lines = bytes.toString('latin1', 0, end).split('\r\n');
+  const kept = lines.filter((line, i) => i === 0 || headerName(line) !== SENT_AT_HEADER);
+  kept.splice(1, 0, `${SENT_AT_HEADER}: ${Math.trunc(nowMs)}`);
+  const head = Buffer.from(kept.join('\r\n'), 'latin1');
+  return Buffer.concat([head, bytes.subarray(end)]);
+}
+
+/** The x-mesh-sent-at value of an HTTP request's header block; undefined if absent, repeated or invalid. */
+export function readSentAt(plaintext: Uint8Array): number | undefined {
+  const bytes = Buffer.from(plaintext.buffer, plaintext.byteOffset, plaintext.byteLength);
+  const end = bytes.subarray(0, MAX_HEADER_BLOCK_BYTES).indexOf('\r\n\r\n');
+  if (end < 0) return undefined;
+  const lines = bytes.toString('latin1', 0, end).split('\r\n');
+  let value: number | undefined;
+  for (let i = 1; i < lines.length; i++) {
+    const line = lines[i]!;
+    if (headerName(line) !== SENT_AT_HEADER) continue;
+    if (value !== undefined) return undefined; // two timestamps: ambiguous, refuse
+    const raw = line.slice(line.indexOf(':') + 1).trim();
+    if (!/^\d{1,15}$/.test(raw)) return undefined;
+    value = Number(raw);
+  }
+  return value;
+}
+
+function headerName(line: string): string | undefined {
+  const colon = line.indexOf(':');
+  return colon > 0 ? line.slice(0, colon).trim().toLowerCase() : undefined;
+}
+
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+function parseEnvelopeJson(body: Uint8Array): { ephemeralPublicKey: Uint8Array; ciphertext: Uint8Array } {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(utf8.decode(body));
+  } catch {
+    throw new E2EError('malformed_envelope', 'request envelope is not UTF-8 JSON');
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    throw new E2EError('malformed_envelope', 'request envelope is not a JSON object');
+  }
+  const fields = parsed as Record<string, unknown>;
+  if (typeof fields.v !== 'number')
+    throw new E2EError('malformed_envelope', 'request envelope has no version');
+  if (fields.v !== ENVELOPE_VERSION) {
+    throw new E2EError('unsupported_version', 'unsupported request envelope version');
+  }
+  const { ephemeral_public_key: epk, ciphertext } = fields;
+  if (typeof epk !== 'string' || typeof ciphertext !== 'string') {
+    throw new E2EError('malformed_envelope', 'request envelope lacks ephemeral_public_key or ciphertext');
+  }
+  const ephemeralPublicKey = epk.length <= 64 ? decodeBase64Strict(epk) : undefined;
+  if (!ephemeralPublicKey) throw new E2EError('malformed_envelope', 'ephemeral_public_key is not base64');
+  const ciphertextBytes = decodeBase64Strict(ciphertext);
+  if (!ciphertextBytes) throw new E2EError('malformed_envelope', 'ciphertext is not base64');
+  return { ephemeralPublicKey, ciphertext: ciphertextBytes };
+}

@@ -1,0 +1,224 @@
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { lstat, open, readdir } from 'node:fs/promises';
+import { basename, dirname, join, relative, resolve, sep } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/**
+ * Code measurement (SPEC §7): SHA-256 of the node executable, the application and the native
+ * addons that can touch plaintext. Model weights are not hashed.
+ *
+ * binary_hash = SHA-256( "mesh-llm-code-measurement-v1\n" ||
+ *                        for each part sorted by (role, path): role " " path " " sha256hex "\n" )
+ * where `path` is a location-independent label, so the same install on two machines (or in
+ * two directories) gives the same hash:
+ *   node-executable  "node"
+ *   application      the bundle's file name, or the path relative to the app root (src/…, bin/…)
+ *   native-addon     the path relative to the node_modules directory holding it
+ */
+export type MeasuredRole = 'node-executable' | 'application' | 'native-addon';
+
+export interface MeasuredPart {
+  /** Location-independent label that enters the combined hash. */
+  path: string;
+  /** Absolute file path, for operators. Not part of the hash. */
+  file: string;
+  sha256: string;
+  bytes: number;
+  role: MeasuredRole;
+}
+
+export interface CodeMeasurement {
+  binaryHash: string;
+  /** 'bundle' when running from dist/mesh-llm.mjs, 'source' when running from src/. */
+  mode: 'bundle' | 'source';
+  parts: MeasuredPart[];
+}
+
+export interface MeasureOptions {
+  /** Defaults to process.execPath. */
+  execPath?: string;
+  /** The running bundle file; defaults to this module's file when it is not measure.ts. */
+  bundlePath?: string;
+  /** Root holding src/ and bin/ (source mode) and where node_modules is searched from. */
+  appRoot?: string;
+  /** Overrides native addon discovery: files or directories (all files below are hashed). */
+  nativeAddons?: { path: string; label: string }[];
+  platform?: NodeJS.Platform;
+  arch?: string;
+}
+
+const DOMAIN = 'mesh-llm-code-measurement-v1\n';
+const CHUNK = 1 << 20;
+
+/** Streams a file through SHA-256, reading the next chunk while hashing the current one. */
+export async function sha256File(path: string): Promise<{ sha256: string; bytes: number }> {
+  const hash = createHash('sha256');
+  const fh = await open(path, 'r');
+  try {
+    const buffers = [Buffer.allocUnsafe(CHUNK), Buffer.allocUnsafe(CHUNK)];
+    let which = 0;
+    let total = 0;
+    let pending = fh.read(buffers[0]!, 0, CHUNK, null);
+    for (;;) {
+      const { bytesRead } = await pending;
+      if (bytesRead === 0) break;
+      const current = buffers[which]!;
+      which ^= 1;
+      pending = fh.read(buffers[which]!, 0, CHUNK, null);
+      hash.update(current.subarray(0, bytesRead));
+      total += bytesRead;
+    }
+    return { sha256: hash.digest('hex'), bytes: total };
+  } finally {
+    await fh.close();
+  }
+}
+
+/** The documented combination of parts into binary_hash. */
+export function combineParts(parts: readonly Pick<MeasuredPart, 'role' | 'path' | 'sha256'>[]): string {
+  const lines = parts
+    .map((p) => `${p.role} ${p.path} ${p.sha256}\n`)
+    .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  return createHash('sha256')
+    .update(DOMAIN + lines.join(''))
+    .digest('hex');
+}
+
+/** Regular files below dir (symlinks are not followed), sorted, as absolute paths. */
+async function listFiles(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  const walk = async (d: string) => {
+    let entries: import('node:fs').Dirent[];
+    try {
+      entries = await readdir(d, { withFileTypes: true });
+    } catch {
+      return;
+    }
+    for (const e of entries) {
+      const full = join(d, e.name);
+      if (e.isDirectory()) await walk(full);
+      else if (e.isFile()) out.push(full);
+    }
+  };
+  await walk(dir);
+  return out.sort();
+}
+
+function toLabel(from: string, file: string): string {
+  return relative(from, file).split(sep).join('/');
+}
+
+/** Walks up from `start` looking for node_modules/<name>; returns its directory. */
+function findPackage(start: string, name: string): string | undefined {
+  let dir = resolve(start);
+  for (;;) {
+    const candidate = join(dir, 'node_modules', name);
+    if (existsSync(join(candidate, 'package.json'))) return candidate;
+    const parent = dirname(dir);
+    if (parent === dir) return undefined;
+    dir = parent;
+  }
+}
+
+/** The node_modules directory that holds a package directory (for labels). */
+function nodeModulesOf(pkgDir: string, name: string): string {
+  return resolve(pkgDir, ...name.split('/').map(() => '..'));
+}
+
+/**
+ * Native code this process loads that can see plaintext: node-llama-cpp's prebuilt addon and
+ * its shared libraries (the whole bins directory: ggml picks a CPU variant at run time),
+ * koffi's addon and sodium-native's prebuild for this platform.
+ */
+async function discoverNativeAddons(
+  appRoot: string,
+  platform: string,
+  arch: string,
+): Promise<{ file: string; label: string }[]> {
+  const found: { file: string; label: string }[] = [];
+  const addDir = async (
+    pkgDir: string | undefined,
+    name: string,
+    sub: string,
+    filter?: (f: string) => boolean,
+  ) => {
+    if (!pkgDir) return;
+    const root = nodeModulesOf(pkgDir, name);
+    for (const file of await listFiles(join(pkgDir, sub))) {
+      if (!filter || filter(file)) found.push({ file, label: toLabel(root, file) });
+    }
+  };
+  const target = `${platform}-${arch}`;
+  const llama = findPackage(appRoot, 'node-llama-cpp');
+  if (llama) {
+    const name = `@node-llama-cpp/${target}`;
+    await addDir(findPackage(llama, name), name, 'bins');
+  }
+  const koffi = findPackage(appRoot, 'koffi');
+  if (koffi) {
+    const name = `@koromix/koffi-${target}`;
+    await addDir(findPackage(koffi, name), name, '.', (f) => f.endsWith('.node'));
+  }
+  await addDir(findPackage(appRoot, 'sodium-native'), 'sodium-native', join('prebuilds', target), (f) =>
+    f.endsWith('.node'),
+  );
+  return found;
+}
+
+/** Measures the running code. Async and streamed; safe to call off the request path only. */
+export async function measureCode(options: MeasureOptions = {}): Promise<CodeMeasurement> {
+  const moduleFile = fileURLToPath(import.meta.url);
+  const bundled = options.bundlePath ?? (basename(moduleFile) === 'measure.ts' ? undefined : moduleFile);
+  const appRoot = resolve(
+    options.appRoot ?? (bundled ? dirname(bundled) : join(dirname(moduleFile), '..', '..')),
+  );
+  const execPath = options.execPath ?? process.execPath;
+
+  const targets: { file: string; label: string; role: MeasuredRole }[] = [
+    { file: execPath, label: 'node', role: 'node-executable' },
+  ];
+  if (bundled) {
+    targets.push({ file: bundled, label: basename(bundled), role: 'application' });
+  } else {
+    for (const dir of ['src', 'bin']) {
+      for (const file of await listFiles(join(appRoot, dir))) {
+        targets.push({ file, label: toLabel(appRoot, file), role: 'application' });
+      }
+    }
+  }
+  if (options.nativeAddons) {
+    for (const a of options.nativeAddons) {
+      const st = await lstat(a.path);
+      if (st.isDirectory()) {
+        for (const file of await listFiles(a.path)) {
+          targets.push({ file, label: `${a.label}/${toLabel(a.path, file)}`, role: 'native-addon' });
+        }
+      } else {
+        targets.push({ file: a.path, label: a.label, role: 'native-addon' });
+      }
+    }
+  } else {
+    const addons = await discoverNativeAddons(
+      appRoot,
+      options.platform ?? process.platform,
+      options.arch ?? process.arch,
+    );
+    for (const a of addons) targets.push({ ...a, role: 'native-addon' });
+  }
+
+  // A few files in flight overlap disk reads; hashing itself is on this thread.
+  const parts: MeasuredPart[] = new Array(targets.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < targets.length) {
+      const i = next++;
+      const t = targets[i]!;
+      const { sha256, bytes } = await sha256File(t.file);
+      parts[i] = { path: t.label, file: t.file, sha256, bytes, role: t.role };
+    }
+  };
+  await Promise.all([worker(), worker(), worker(), worker()]);
+  parts.sort((a, b) => (a.role === b.role ? (a.path < b.path ? -1 : 1) : a.role < b.role ? -1 : 1));
+  return { binaryHash: combineParts(parts), mode: bundled ? 'bundle' : 'source', parts };
+}

@@ -1,0 +1,94 @@
+import { chmod, mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import {
+  generateKeyPair,
+  privateKeyFromProtobuf,
+  privateKeyToProtobuf,
+  publicKeyFromRaw,
+} from '@libp2p/crypto/keys';
+import type { PeerId, PrivateKey } from '@libp2p/interface';
+import { peerIdFromPrivateKey, peerIdFromPublicKey, peerIdFromString } from '@libp2p/peer-id';
+import { ConfigError } from '../errors.ts';
+import type { EndpointId } from './types.ts';
+
+/** File holding the libp2p Ed25519 private key (protobuf-encoded), mode 0600. */
+export const IDENTITY_FILE = 'identity.key';
+
+/** The node's Ed25519 identity: libp2p key, peer id and endpoint id (hex of the public key). */
+export interface MeshIdentity {
+  readonly privateKey: PrivateKey;
+  readonly peerId: PeerId;
+  readonly endpointId: EndpointId;
+}
+
+export function identityFromPrivateKey(privateKey: PrivateKey): MeshIdentity {
+  if (privateKey.type !== 'Ed25519') throw new ConfigError('the node identity key must be Ed25519');
+  return {
+    privateKey,
+    peerId: peerIdFromPrivateKey(privateKey),
+    endpointId: Buffer.from(privateKey.publicKey.raw).toString('hex'),
+  };
+}
+
+export async function generateIdentity(): Promise<MeshIdentity> {
+  return identityFromPrivateKey(await generateKeyPair('Ed25519'));
+}
+
+/**
+ * Loads the identity from `dataDir/identity.key`, creating it (mode 0600) on first run.
+ * A key file readable by others is tightened to 0600 rather than trusted as is.
+ */
+export async function loadOrCreateIdentity(dataDir: string): Promise<MeshIdentity> {
+  const file = join(dataDir, IDENTITY_FILE);
+  let bytes: Buffer | undefined;
+  try {
+    bytes = await readFile(file);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
+      throw new ConfigError(`cannot read identity key ${file}: ${(err as Error).message}`, { cause: err });
+    }
+  }
+  if (bytes !== undefined) {
+    const info = await stat(file);
+    if ((info.mode & 0o077) !== 0) await chmod(file, 0o600);
+    try {
+      return identityFromPrivateKey(privateKeyFromProtobuf(bytes));
+    } catch (err) {
+      throw new ConfigError(`identity key ${file} is corrupt or not an Ed25519 key`, { cause: err });
+    }
+  }
+  await mkdir(dataDir, { recursive: true, mode: 0o700 });
+  const identity = await generateIdentity();
+  // Write then rename so a crash never leaves a truncated key behind.
+  const tmp = `${file}.${process.pid}.tmp`;
+  await writeFile(tmp, privateKeyToProtobuf(identity.privateKey), { mode: 0o600 });
+  await rename(tmp, file);
+  return identity;
+}
+
+const HEX_ID = /^[0-9a-f]{64}$/;
+
+export function isEndpointId(value: string): boolean {
+  return HEX_ID.test(value);
+}
+
+export function endpointIdFromBytes(bytes: Uint8Array): EndpointId {
+  return Buffer.from(bytes).toString('hex');
+}
+
+export function endpointIdToBytes(endpointId: EndpointId): Uint8Array {
+  if (!isEndpointId(endpointId)) throw new TypeError('endpoint id must be 64 lowercase hex characters');
+  return new Uint8Array(Buffer.from(endpointId, 'hex'));
+}
+
+/** libp2p peer id for an endpoint id (Ed25519 public keys are inlined in the peer id). */
+export function peerIdFromEndpointId(endpointId: EndpointId): PeerId {
+  return peerIdFromPublicKey(publicKeyFromRaw(endpointIdToBytes(endpointId)));
+}
+
+/** Endpoint id of a libp2p peer id, or undefined when it is not an Ed25519 peer id. */
+export function endpointIdFromPeerId(peerId: PeerId | string): EndpointId | undefined {
+  const id = typeof peerId === 'string' ? peerIdFromString(peerId) : peerId;
+  if (id.type !== 'Ed25519' || id.publicKey === undefined) return undefined;
+  return endpointIdFromBytes(id.publicKey.raw);
+}

@@ -1,0 +1,70 @@
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import type { LogFormat } from '../log.ts';
+
+export type AttestationKeyChoice = 'auto' | 'tpm2' | 'secure-enclave' | 'software';
+
+/** Everything a node is configured with; the CLI builds it from flags, tests build it directly. */
+export interface NodeConfig {
+  dataDir: string;
+  name: string;
+  /** OpenAI API (SPEC §3): loopback unless listenAll. */
+  apiHost: string;
+  apiPort: number;
+  /** Console /api/* and web page; undefined disables it. Always loopback. */
+  consolePort: number | undefined;
+  meshHost: string;
+  meshPort: number;
+  join: string[];
+  relay: boolean;
+  /** Behave like a node behind NAT: reachable only through relays (demo, tests). */
+  reachableOnlyViaRelay: boolean;
+  client: boolean;
+  model?: { path: string; name?: string; contextSize?: number; threads?: number; parallel?: number };
+  backend?: { url: string; model: string; apiKey?: string };
+  requireEncryption: boolean;
+  requireAttestedHosts: boolean;
+  attestationPolicyPath?: string;
+  attestationKey: AttestationKeyChoice;
+  /** False only to emulate a node from before E2E (no field 36, 0xE1 not understood). */
+  e2e: boolean;
+  heartbeatMs: number;
+  keyRotationMs: number;
+  maxBodyBytes: number;
+  mdns: boolean;
+  logFormat: LogFormat;
+}
+
+export const DEFAULT_API_PORT = 9337;
+export const DEFAULT_CONSOLE_PORT = 3131;
+export const DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024;
+
+export function defaultDataDir(): string {
+  return process.env.MESH_LLM_HOME ?? join(homedir(), '.mesh-llm');
+}
+
+export function defaultConfig(overrides: Partial<NodeConfig> = {}): NodeConfig {
+  return {
+    dataDir: defaultDataDir(),
+    name: 'mesh-node',
+    apiHost: '127.0.0.1',
+    apiPort: DEFAULT_API_PORT,
+    consolePort: DEFAULT_CONSOLE_PORT,
+    meshHost: '0.0.0.0',
+    meshPort: 0,
+    join: [],
+    relay: false,
+    reachableOnlyViaRelay: false,
+    client: false,
+    requireEncryption: false,
+    requireAttestedHosts: false,
+    attestationKey: 'auto',
+    e2e: true,
+    heartbeatMs: 60_000,
+    keyRotationMs: 24 * 60 * 60 * 1000,
+    maxBodyBytes: DEFAULT_MAX_BODY_BYTES,
+    mdns: false,
+    logFormat: 'pretty',
+    ...overrides,
+  };
+}

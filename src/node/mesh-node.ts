@@ -1,0 +1,251 @@
+import { mkdir } from 'node:fs/promises';
+import { create } from '@bufbuild/protobuf';
+import { createConsoleRoutes } from '../api/console-routes.ts';
+import { type ListeningServer, startHttpServer } from '../api/http-server.ts';
+import { createOpenAiRoutes } from '../api/openai-routes.ts';
+import { LlamaCppBackend } from '../backends/llama-cpp.ts';
+import { OpenAiCompatibleBackend } from '../backends/openai-compatible.ts';
+import type { InferenceBackend } from '../backends/types.ts';
+import { ReplayGuard } from '../crypto/envelope.ts';
+import { InferenceKeyring } from '../crypto/inference-keys.ts';
+import { ConfigError, describeError } from '../errors.ts';
+import type { SecurityPostureFacts } from '../hardening/types.ts';
+import type { Logger } from '../log.ts';
+import { loadOrCreateIdentity } from '../mesh/identity.ts';
+import { createLibp2pMesh } from '../mesh/libp2p-mesh.ts';
+import type { LocalAnnouncementFields, MeshService, StreamTapEvent } from '../mesh/types.ts';
+import { PROTOCOL_HTTP } from '../mesh/types.ts';
+import { NodeRole, ServedModelRuntimeSchema } from '../proto/gen/mesh_pb.js';
+import { createInboundHttpHandler } from '../routing/inbound-http.ts';
+import { RemoteTransport } from '../routing/remote-transport.ts';
+import { type HostGate, Router } from '../routing/router.ts';
+import type { AttestationService } from './attestation-service.ts';
+import { startAttestationService } from './attestation-service.ts';
+import type { NodeConfig } from './config.ts';
+import { createHostSecurity, requireAttestationGate, requireEncryptionGate } from './host-security.ts';
+import { buildStatusReport, type StatusReport } from './status.ts';
+import { VERSION } from './version.ts';
+
+export interface MeshNodeDeps {
+  logger: Logger;
+  /** The measured posture of this process (hardening runs before the node is built). */
+  posture: SecurityPostureFacts;
+  /** Test hook: observe every app-stream byte (used to prove middle nodes see ciphertext). */
+  streamTap?: (event: StreamTapEvent) => void;
+}
+
+export interface MeshNode {
+  readonly config: NodeConfig;
+  readonly endpointId: string;
+  readonly mesh: MeshService;
+  readonly router: Router;
+  readonly apiUrl: string;
+  readonly consoleUrl: string | undefined;
+  status(): StatusReport;
+  stop(): Promise<void>;
+}
+
+/**
+ * Composes one node: backends, inference keys, attestation, the libp2p mesh, the router, the
+ * inbound host handler, and the API + console servers. Everything it needs is passed in, so
+ * tests assemble several nodes in one process.
+ */
+export async function startMeshNode(config: NodeConfig, deps: MeshNodeDeps): Promise<MeshNode> {
+  const logger = deps.logger;
+  if (config.client && (config.model || config.backend)) {
+    throw new ConfigError('--client runs no backend: drop --model/--backend or drop --client');
+  }
+  await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
+  const cleanup: (() => Promise<void> | void)[] = [];
+  try {
+    const backends = await startBackends(config, logger);
+    cleanup.push(() => Promise.all(backends.map((b) => b.stop())).then(() => undefined));
+
+    const keyring = config.e2e ? new InferenceKeyring({ rotationMs: config.keyRotationMs }) : undefined;
+    if (keyring) {
+      keyring.start();
+      cleanup.push(() => keyring.stop());
+    }
+
+    const posture: SecurityPostureFacts = {
+      ...deps.posture,
+      plaintextBoundary: backends[0]?.plaintextBoundary ?? 'none',
+    };
+    const identity = await loadOrCreateIdentity(config.dataDir);
+    const role = backends.length > 0 ? NodeRole.HOST : config.client ? NodeRole.CLIENT : NodeRole.WORKER;
+    const attestation: AttestationService = await startAttestationService({
+      config,
+      endpointId: identity.endpointId,
+      posture,
+      hosting: backends.length > 0,
+      inferenceKey: () => keyring?.current().publicKeyBase64,
+      logger: logger.child({ component: 'attestation' }),
+    });
+    cleanup.push(() => attestation.stop());
+
+    const announcement = (): LocalAnnouncementFields => ({
+      role,
+      name: config.name,
+      version: VERSION,
+      hostedModels: backends.flatMap((b) => b.models().map((m) => m.name)),
+      hostedModelsKnown: true,
+      servedModelRuntime: backends.flatMap((b) =>
+        b.models().map((m) =>
+          create(ServedModelRuntimeSchema, {
+            modelName: m.name,
+            identityHash: m.identityHash ?? '',
+            contextLength: m.contextLength ?? 0,
+            ready: m.ready,
+          }),
+        ),
+      ),
+      inferencePublicKey: keyring?.current().publicKeyBase64,
+      securityPosture: attestation.postureProto(),
+      hardwareAttestationBlob: attestation.statementBlob(),
+    });
+
+    const mesh = await createLibp2pMesh({
+      privateKey: identity.privateKey,
+      dataDir: config.dataDir,
+      listenHost: config.meshHost,
+      listenPort: config.meshPort,
+      relay: config.relay,
+      reachableOnlyViaRelay: config.reachableOnlyViaRelay,
+      heartbeatMs: config.heartbeatMs,
+      mdns: config.mdns,
+      announcement: announcement(),
+      version: VERSION,
+      logger: logger.child({ component: 'mesh' }),
+      streamTap: deps.streamTap,
+    });
+    cleanup.push(() => mesh.stop());
+    attestation.attach(mesh);
+
+    const reannounce = () =>
+      mesh.updateAnnouncement(announcement()).catch((error) => {
+        logger.warn({ err: describeError(error) }, 'could not re-announce');
+      });
+    keyring?.onRotate(() => {
+      void attestation.refresh().then(reannounce);
+    });
+    attestation.onStatementRefreshed(reannounce);
+
+    const gates: HostGate[] = [];
+    if (config.requireEncryption) gates.push(requireEncryptionGate);
+    if (config.requireAttestedHosts) gates.push(requireAttestationGate(attestation.trust));
+    const router = new Router({
+      backends,
+      mesh,
+      transport: new RemoteTransport({ mesh }),
+      security: createHostSecurity(attestation.trust),
+      gates,
+      logger: logger.child({ component: 'router' }),
+    });
+
+    mesh.handle(
+      PROTOCOL_HTTP,
+      createInboundHttpHandler({
+        router,
+        e2e: keyring ? { keyring, replayGuard: new ReplayGuard() } : undefined,
+        acceptPlaintext: !config.requireEncryption && !config.requireAttestedHosts,
+        maxRequestBytes: config.maxBodyBytes,
+        logger: logger.child({ component: 'host' }),
+      }),
+    );
+    await mesh.start();
+    for (const token of config.join) await mesh.join(token);
+
+    const api: ListeningServer = await startHttpServer({
+      host: config.apiHost,
+      port: config.apiPort,
+      maxBodyBytes: config.maxBodyBytes,
+      handler: createOpenAiRoutes(router),
+      logger: logger.child({ component: 'api' }),
+    });
+    cleanup.push(() => api.close());
+
+    const status = () => buildStatusReport({ config, mesh, router, attestation, posture, role });
+    let consoleServer: ListeningServer | undefined;
+    if (config.consolePort !== undefined) {
+      consoleServer = await startHttpServer({
+        host: '127.0.0.1',
+        port: config.consolePort,
+        maxBodyBytes: 64 * 1024,
+        handler: createConsoleRoutes({ status, trust: attestation }),
+        logger: logger.child({ component: 'console' }),
+      });
+      const server = consoleServer;
+      cleanup.push(() => server.close());
+    }
+
+    const node: MeshNode = {
+      config,
+      endpointId: mesh.endpointId,
+      mesh,
+      router,
+      apiUrl: `http://${hostForUrl(config.apiHost)}:${api.port}`,
+      consoleUrl: consoleServer ? `http://127.0.0.1:${consoleServer.port}` : undefined,
+      status,
+      stop: () => runCleanup(cleanup),
+    };
+    logger.info(
+      {
+        id: mesh.endpointId.slice(0, 12),
+        api: node.apiUrl,
+        console: node.consoleUrl,
+        models: backends.flatMap((b) => b.models().map((m) => m.name)),
+        e2e: Boolean(keyring),
+      },
+      'node ready',
+    );
+    return node;
+  } catch (error) {
+    await runCleanup(cleanup);
+    throw error;
+  }
+}
+
+async function startBackends(config: NodeConfig, logger: Logger): Promise<InferenceBackend[]> {
+  const backends: InferenceBackend[] = [];
+  if (config.model) {
+    backends.push(
+      new LlamaCppBackend({
+        modelPath: config.model.path,
+        modelName: config.model.name,
+        contextSize: config.model.contextSize,
+        threads: config.model.threads,
+        parallel: config.model.parallel,
+        logger: logger.child({ component: 'llama-cpp' }),
+      }),
+    );
+  }
+  if (config.backend) {
+    backends.push(
+      new OpenAiCompatibleBackend({
+        baseUrl: config.backend.url,
+        modelName: config.backend.model,
+        apiKey: config.backend.apiKey,
+        logger: logger.child({ component: 'backend' }),
+      }),
+    );
+  }
+  for (const backend of backends) {
+    logger.info({ kind: backend.kind }, 'starting backend');
+    await backend.start();
+  }
+  return backends;
+}
+
+async function runCleanup(steps: (() => Promise<void> | void)[]): Promise<void> {
+  for (const step of steps.splice(0).reverse()) {
+    try {
+      await step();
+    } catch {
+      // keep stopping the rest
+    }
+  }
+}
+
+function hostForUrl(host: string): string {
+  return host === '0.0.0.0' ? '127.0.0.1' : host.includes(':') ? `[${host}]` : host;
+}

@@ -1,0 +1,102 @@
+import { postureFromProto } from '../hardening/posture.ts';
+import type { SecurityPostureFacts } from '../hardening/types.ts';
+import type { MeshService } from '../mesh/types.ts';
+import { NodeRole } from '../proto/gen/mesh_pb.js';
+import { hostedModels, type Router } from '../routing/router.ts';
+import type { AttestationService, PeerAttestationStatus } from './attestation-service.ts';
+import type { NodeConfig } from './config.ts';
+import { advertisedInferenceKey } from './host-security.ts';
+import { VERSION } from './version.ts';
+
+export interface PeerStatus {
+  id: string;
+  name: string;
+  role: string;
+  models: string[];
+  rttMs: number | null;
+  version: string;
+  connected: boolean;
+  transitive: boolean;
+  lastSeenMs: number;
+  e2e: { capable: boolean; inferencePublicKey: string | null };
+  attestation: PeerAttestationStatus | null;
+  posture: SecurityPostureFacts | null;
+}
+
+export interface StatusReport {
+  node: {
+    id: string;
+    name: string;
+    role: string;
+    version: string;
+    meshId: string;
+    models: { name: string; contextLength: number | null; hosts: string[] }[];
+    token: string;
+    addresses: string[];
+    policy: { requireEncryption: boolean; requireAttestedHosts: boolean };
+    e2e: { enabled: boolean; inferencePublicKey: string | null };
+    attestation: { keyStorage: string | null; keyFingerprint: string | null; statementAt: string | null };
+    posture: SecurityPostureFacts;
+  };
+  peers: PeerStatus[];
+}
+
+export function roleName(role: NodeRole): string {
+  return (NodeRole[role] ?? 'UNSPECIFIED').toLowerCase();
+}
+
+/** GET /api/status (SPEC §3): this node and every peer, with E2E / attestation / posture. */
+export function buildStatusReport(input: {
+  config: NodeConfig;
+  mesh: MeshService;
+  router: Router;
+  attestation: AttestationService;
+  posture: SecurityPostureFacts;
+  role: NodeRole;
+}): StatusReport {
+  const { config, mesh, router, attestation } = input;
+  const self = attestation.selfStatus();
+  return {
+    node: {
+      id: mesh.endpointId,
+      name: config.name,
+      role: roleName(input.role),
+      version: VERSION,
+      meshId: mesh.meshId,
+      models: router
+        .listModels()
+        .map((m) => ({ name: m.id, contextLength: m.contextLength ?? null, hosts: m.hosts })),
+      token: mesh.inviteToken(),
+      addresses: mesh.addresses(),
+      policy: {
+        requireEncryption: config.requireEncryption,
+        requireAttestedHosts: config.requireAttestedHosts,
+      },
+      e2e: { enabled: config.e2e, inferencePublicKey: self.inferencePublicKey ?? null },
+      attestation: {
+        keyStorage: self.keyStorage ?? null,
+        keyFingerprint: self.keyFingerprint ?? null,
+        statementAt: self.statementAt ?? null,
+      },
+      posture: input.posture,
+    },
+    peers: mesh.peers().map((peer) => {
+      const a = peer.announcement;
+      const key = advertisedInferenceKey(peer);
+      return {
+        id: peer.endpointId,
+        name: a.name,
+        role: roleName(a.role),
+        models: hostedModels(peer),
+        rttMs: peer.rttMs ?? null,
+        version: a.version,
+        connected: peer.connected,
+        transitive: peer.transitive,
+        lastSeenMs: peer.lastSeenMs,
+        e2e: { capable: key !== undefined, inferencePublicKey: key ? (a.inferencePublicKey ?? null) : null },
+        attestation: attestation.peerStatus(peer.endpointId) ?? null,
+        posture: a.securityPosture ? postureFromProto(a.securityPosture) : null,
+      };
+    }),
+  };
+}

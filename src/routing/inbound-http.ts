@@ -1,0 +1,179 @@
+import { errorResponse } from '../api/error-response.ts';
+import { BACKEND_PATHS } from '../backends/types.ts';
+import { E2E_MAGIC, openRequest, type ReplayGuard } from '../crypto/envelope.ts';
+import { E2EError } from '../crypto/errors.ts';
+import type { InferenceKeyring } from '../crypto/inference-keys.ts';
+import { ResponseSealer } from '../crypto/response-frames.ts';
+import { BodyTooLargeError, describeError, InvalidRequestError, MeshError } from '../errors.ts';
+import type { ApiRequest, UpstreamResponse } from '../http/exchange.ts';
+import { HttpWireError, parseRequest, serializeResponseHead } from '../http/http1.ts';
+import type { Logger } from '../log.ts';
+import type { ByteStream, EndpointId } from '../mesh/types.ts';
+import type { Router } from './router.ts';
+
+export interface InboundHttpOptions {
+  router: Pick<Router, 'dispatchLocal'>;
+  /** Absent on a node without inference-key support: 0xE1 is then just a bad request. */
+  e2e?: { keyring: InferenceKeyring; replayGuard: ReplayGuard };
+  /** False under --require-encryption: plaintext requests from old peers are refused. */
+  acceptPlaintext: boolean;
+  maxRequestBytes: number;
+  logger: Logger;
+}
+
+/** Envelope JSON + base64 + box overhead on top of the plaintext cap. */
+const ENVELOPE_OVERHEAD = (bytes: number) => Math.ceil(bytes / 3) * 4 + 4096;
+
+/**
+ * Serves requests that arrive over /mesh-llm/http/1.0.0 from local backends only. Encrypted
+ * requests are opened here, inside the host process, and the answer is sealed frame by frame
+ * as the backend produces it. Nothing of the request or answer is logged.
+ */
+export function createInboundHttpHandler(options: InboundHttpOptions) {
+  const { logger } = options;
+  return async (stream: ByteStream, remote: EndpointId): Promise<void> => {
+    const controller = new AbortController();
+    const log = logger.child({ peer: remote.slice(0, 12) });
+    let raw: Uint8Array;
+    try {
+      raw = await readCapped(stream.source, ENVELOPE_OVERHEAD(options.maxRequestBytes));
+    } catch (error) {
+      log.warn({ err: describeError(error) }, 'inbound request refused');
+      await writePlain(stream, errorResponse(error)).catch(() => stream.abort(asError(error)));
+      return;
+    }
+
+    if (raw[0] === E2E_MAGIC && options.e2e) {
+      let sealer: ResponseSealer;
+      let request: ApiRequest;
+      try {
+        const opened = openRequest(raw, {
+          keyring: options.e2e.keyring,
+          replayGuard: options.e2e.replayGuard,
+          maxPlaintextBytes: options.maxRequestBytes,
+        });
+        sealer = new ResponseSealer(opened.session);
+        request = parseRequest(opened.plaintext);
+      } catch (error) {
+        // Without a valid envelope there is no key to answer with: reset the stream.
+        log.warn(
+          { err: error instanceof E2EError ? error.code : describeError(error) },
+          'encrypted request rejected',
+        );
+        stream.abort(asError(error));
+        return;
+      }
+      await serve(request, stream, controller, log, {
+        start: () => sealer.header(),
+        data: (chunk) => sealer.data(chunk),
+        end: () => sealer.end(),
+        fail: (message) => sealer.error(message),
+      });
+      return;
+    }
+
+    let request: ApiRequest;
+    try {
+      if (!options.acceptPlaintext) {
+        throw new MeshError(
+          'policy_refused',
+          'encryption_required',
+          'This host only accepts end-to-end encrypted requests',
+        );
+      }
+      request = parseRequest(raw);
+    } catch (error) {
+      log.warn({ err: describeError(error) }, 'plaintext request rejected');
+      const mapped =
+        error instanceof HttpWireError ? new InvalidRequestError('Malformed HTTP request') : error;
+      await writePlain(stream, errorResponse(mapped)).catch(() => stream.abort(asError(error)));
+      return;
+    }
+    await serve(request, stream, controller, log, {
+      start: () => undefined,
+      data: (chunk) => chunk,
+      end: () => undefined,
+      fail: () => undefined,
+    });
+  };
+
+  async function serve(
+    request: ApiRequest,
+    stream: ByteStream,
+    controller: AbortController,
+    log: Logger,
+    framing: {
+      start(): Uint8Array | undefined;
+      data(chunk: Uint8Array): Uint8Array;
+      end(): Uint8Array | undefined;
+      fail(message: string): Uint8Array | undefined;
+    },
+  ): Promise<void> {
+    const started = Date.now();
+    let response: UpstreamResponse;
+    try {
+      response = await options.router.dispatchLocal(modelOf(request), request, controller.signal);
+    } catch (error) {
+      response = errorResponse(error);
+    }
+    try {
+      const header = framing.start();
+      if (header) await stream.write(header);
+      await stream.write(framing.data(serializeResponseHead(response.status, response.headers)));
+      for await (const chunk of response.body) await stream.write(framing.data(chunk));
+      const end = framing.end();
+      if (end) await stream.write(end);
+      await stream.closeWrite();
+      log.info(
+        { path: request.path, status: response.status, ms: Date.now() - started },
+        'served mesh request',
+      );
+    } catch (error) {
+      controller.abort();
+      log.warn({ path: request.path, err: describeError(error) }, 'mesh request ended early');
+      const failure = framing.fail('host failed while answering');
+      if (failure) await stream.write(failure).catch(() => undefined);
+      stream.abort(asError(error));
+    }
+  }
+}
+
+function modelOf(request: ApiRequest): string {
+  if (
+    request.method !== 'POST' ||
+    !(BACKEND_PATHS as readonly string[]).includes(request.path.split('?')[0]!)
+  ) {
+    throw new InvalidRequestError(`Hosts serve POST ${BACKEND_PATHS.join(', ')} only`);
+  }
+  let body: unknown;
+  try {
+    body = JSON.parse(Buffer.from(request.body).toString('utf8'));
+  } catch {
+    throw new InvalidRequestError('Request body is not valid JSON');
+  }
+  const model = (body as { model?: unknown } | null)?.model;
+  if (typeof model !== 'string' || model === '')
+    throw new InvalidRequestError("Missing required field 'model'");
+  return model;
+}
+
+async function readCapped(source: AsyncIterable<Uint8Array>, limit: number): Promise<Uint8Array> {
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for await (const chunk of source) {
+    size += chunk.byteLength;
+    if (size > limit) throw new BodyTooLargeError(limit);
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks);
+}
+
+async function writePlain(stream: ByteStream, response: UpstreamResponse): Promise<void> {
+  await stream.write(serializeResponseHead(response.status, response.headers));
+  for await (const chunk of response.body) await stream.write(chunk);
+  await stream.closeWrite();
+}
+
+function asError(error: unknown): Error {
+  return error instanceof Error ? error : new Error(String(error));
+}

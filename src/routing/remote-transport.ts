@@ -1,0 +1,108 @@
+import { sealRequest } from '../crypto/envelope.ts';
+import { isE2EError } from '../crypto/errors.ts';
+import { openResponse } from '../crypto/response-frames.ts';
+import { describeError, MeshError, UpstreamError } from '../errors.ts';
+import type { ApiRequest, UpstreamResponse } from '../http/exchange.ts';
+import { parseResponse, serializeRequest } from '../http/http1.ts';
+import type { ByteStream, EndpointId, MeshService } from '../mesh/types.ts';
+import { PROTOCOL_HTTP } from '../mesh/types.ts';
+
+export type StreamPath = 'direct' | 'relay' | 'forwarded';
+
+export interface RemoteSendOptions {
+  /** The host's inference key from its verified announcement; undefined = plaintext. */
+  inferenceKey: Uint8Array | undefined;
+  signal: AbortSignal;
+}
+
+export interface RemoteResponse extends UpstreamResponse {
+  path: StreamPath;
+  encrypted: boolean;
+}
+
+/**
+ * Carries one HTTP exchange to a remote host over /mesh-llm/http/1.0.0: sealed to the host's
+ * inference key when it has one (SPEC §5), plaintext HTTP/1.1 otherwise. Either way the answer
+ * comes back as an ordinary UpstreamResponse, so everything above is identical.
+ */
+export class RemoteTransport {
+  readonly #mesh: Pick<MeshService, 'openStream' | 'openForwardedStream' | 'peers'>;
+
+  constructor(options: { mesh: Pick<MeshService, 'openStream' | 'openForwardedStream' | 'peers'> }) {
+    this.#mesh = options.mesh;
+  }
+
+  async send(target: EndpointId, request: ApiRequest, options: RemoteSendOptions): Promise<RemoteResponse> {
+    const { stream, path } = await this.#open(target, options.signal);
+    const onAbort = () => stream.abort(new Error('request cancelled'));
+    options.signal.addEventListener('abort', onAbort, { once: true });
+    try {
+      let source: AsyncIterable<Uint8Array> = stream.source;
+      if (options.inferenceKey) {
+        const plaintext = serializeRequest(request, { 'x-mesh-sent-at': String(Date.now()) });
+        const { envelope, session } = sealRequest(plaintext, options.inferenceKey);
+        // openResponse owns the session from here and wipes it when the answer ends.
+        source = openResponse(stream.source, session);
+        await stream.write(envelope).catch((error) => {
+          session.dispose();
+          throw error;
+        });
+      } else {
+        await stream.write(serializeRequest(request));
+      }
+      await stream.closeWrite();
+      const response = await parseResponse(source);
+      return {
+        ...response,
+        body: guardBody(response.body, () => options.signal.removeEventListener('abort', onAbort)),
+        path,
+        encrypted: options.inferenceKey !== undefined,
+      };
+    } catch (error) {
+      options.signal.removeEventListener('abort', onAbort);
+      stream.abort(error instanceof Error ? error : new Error(String(error)));
+      throw asUpstreamError(error);
+    }
+  }
+
+  async #open(target: EndpointId, signal: AbortSignal): Promise<{ stream: ByteStream; path: StreamPath }> {
+    try {
+      const stream = await this.#mesh.openStream(target, PROTOCOL_HTTP, { signal });
+      return { stream, path: stream.path ?? 'direct' };
+    } catch (directError) {
+      // Not dialable (e.g. learned transitively and behind NAT): ask connected peers to forward.
+      for (const peer of this.#mesh.peers()) {
+        if (!peer.connected || peer.endpointId === target || signal.aborted) continue;
+        try {
+          const stream = await this.#mesh.openForwardedStream(peer.endpointId, target, { signal });
+          return { stream, path: 'forwarded' };
+        } catch {
+          // try the next carrier
+        }
+      }
+      throw new UpstreamError(`could not reach host ${target.slice(0, 12)}: ${describeError(directError)}`);
+    }
+  }
+}
+
+/** E2E and wire failures become typed upstream errors (never a generic 500). */
+function asUpstreamError(error: unknown): MeshError {
+  if (error instanceof MeshError) return error;
+  if (isE2EError(error))
+    return new UpstreamError(`end-to-end decryption failed (${error.code})`, `e2e_${error.code}`);
+  return new UpstreamError(describeError(error), 'upstream_failed', { cause: error });
+}
+
+/** Maps mid-stream failures to typed errors and runs `cleanup` however the body ends. */
+async function* guardBody(
+  source: AsyncIterable<Uint8Array>,
+  cleanup: () => void,
+): AsyncGenerator<Uint8Array> {
+  try {
+    yield* source;
+  } catch (error) {
+    throw asUpstreamError(error);
+  } finally {
+    cleanup();
+  }
+}

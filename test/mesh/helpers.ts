@@ -1,0 +1,63 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { silentLogger } from '../../src/log.ts';
+import { generateIdentity, loadOrCreateIdentity, type MeshIdentity } from '../../src/mesh/identity.ts';
+import { createLibp2pMesh, type Libp2pMesh, type MeshOptions } from '../../src/mesh/libp2p-mesh.ts';
+
+export const HEARTBEAT_MS = 300;
+
+/** Tracks nodes and temp dirs created by one test so `cleanup` can always release them. */
+export class Cluster {
+  readonly nodes: Libp2pMesh[] = [];
+  private readonly dirs: string[] = [];
+
+  async tempDir(): Promise<string> {
+    const dir = await mkdtemp(join(tmpdir(), 'mesh-test-'));
+    this.dirs.push(dir);
+    return dir;
+  }
+
+  async node(
+    options: Partial<MeshOptions> & { identity?: MeshIdentity; dataDir?: string } = {},
+  ): Promise<Libp2pMesh> {
+    const identity =
+      options.identity ??
+      (options.dataDir !== undefined
+        ? await loadOrCreateIdentity(options.dataDir)
+        : await generateIdentity());
+    const node = await createLibp2pMesh({
+      version: 'test',
+      logger: process.env.MESH_TEST_LOG
+        ? (await import('../../src/log.ts')).createLogger({ level: 'debug' })
+        : silentLogger(),
+      heartbeatMs: HEARTBEAT_MS,
+      meshId: 'test-mesh',
+      ...options,
+      identity,
+    });
+    this.nodes.push(node);
+    await node.start();
+    return node;
+  }
+
+  async cleanup(): Promise<void> {
+    await Promise.allSettled(this.nodes.map((n) => n.abort()));
+    await Promise.allSettled(this.dirs.map((d) => rm(d, { recursive: true, force: true })));
+  }
+}
+
+/** Polls `condition` every 25 ms until true; fails after `timeoutMs`. */
+export async function waitFor(condition: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+export async function readAll(source: AsyncIterable<Uint8Array>): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of source) chunks.push(Buffer.from(chunk));
+  return Buffer.concat(chunks);
+}
