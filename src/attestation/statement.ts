@@ -37,7 +37,8 @@ const MAX_TEXT = 256;
 const MAX_ENV_NAMES = 64;
 const HEX64 = /^[0-9a-f]{64}$/;
 const RFC3339 = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$/;
-const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,127}$/;
+/** A variable name, or a Node flag name (hardening reports unsafe start-up flags by name too). */
+const ENV_NAME = /^(?:[A-Za-z_][A-Za-z0-9_]{0,127}|--?[A-Za-z0-9][A-Za-z0-9-]{0,127})$/;
 const CONTROL = /[\u0000-\u001f\u007f]/;
 const BOUNDARIES: readonly PlaintextBoundaryFact[] = ['in-process', 'external-backend', 'none'];
 
@@ -229,7 +230,7 @@ function validateAttestation(a: AttestationFields): void {
     throw malformed(`posture.plaintext_boundary must be one of ${BOUNDARIES.join(', ')}`);
   }
   if (p.unsafeEnvironment.length > MAX_ENV_NAMES || p.unsafeEnvironment.some((n) => !ENV_NAME.test(n))) {
-    throw malformed('posture.unsafe_environment must list at most 64 variable names');
+    throw malformed('posture.unsafe_environment must list at most 64 variable or flag names');
   }
   if (
     p.sipEnabled !== a.sipEnabled ||

@@ -2,12 +2,16 @@
  * Thin typed wrappers over sodium-native: NaCl box (X25519 + XSalsa20-Poly1305) and secure
  * memory. Everything else in src/crypto goes through here, so the library surface is in one place.
  */
+import { hsalsa } from '@noble/ciphers/salsa.js';
 import sodium from 'sodium-native';
+import { E2EError } from './errors.ts';
 
 export const PUBLIC_KEY_BYTES: number = sodium.crypto_box_PUBLICKEYBYTES; // 32
 export const SECRET_KEY_BYTES: number = sodium.crypto_box_SECRETKEYBYTES; // 32
 export const NONCE_BYTES: number = sodium.crypto_box_NONCEBYTES; // 24
 export const MAC_BYTES: number = sodium.crypto_box_MACBYTES; // 16
+/** crypto_box_BEFORENMBYTES: the precomputed key is a secretbox key. */
+export const BEFORENM_BYTES: number = sodium.crypto_secretbox_KEYBYTES; // 32
 
 /** A Buffer view over the same memory (no copy); sodium-native's typings want Buffer. */
 export function asBuffer(bytes: Uint8Array): Buffer {
@@ -82,6 +86,65 @@ export function boxOpenInto(
     asBuffer(publicKey),
     asBuffer(secretKey),
   );
+}
+
+// "expand 32-byte k" as native-endian words, the form noble's hsalsa takes (as it does internally).
+const SIGMA = new Uint32Array(Uint8Array.from('expand 32-byte k', (c) => c.charCodeAt(0)).buffer);
+const ZERO_NONCE = new Uint32Array(4);
+
+/** A word view of a sodium_malloc buffer (no copy, so the secret never leaves locked memory). */
+function words(bytes: Buffer): Uint32Array {
+  if (bytes.byteOffset % 4 !== 0) throw new Error('secure buffer is not word-aligned');
+  return new Uint32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
+}
+
+/**
+ * crypto_box_beforenm, which sodium-native does not expose: k = HSalsa20(X25519(sk, pk), 0^16).
+ * box(m, n, pk, sk) is exactly secretbox(m, n, k), so a stream of frames between the same two
+ * keys pays for the scalar multiplication once instead of per frame. Returns k in secure memory
+ * (free it with wipe()). Like crypto_box, refuses a low-order public key (all-zero shared secret).
+ */
+export function boxBeforeNm(publicKey: Uint8Array, secretKey: Uint8Array): Buffer {
+  if (publicKey.byteLength !== PUBLIC_KEY_BYTES || secretKey.byteLength !== SECRET_KEY_BYTES) {
+    throw new E2EError('invalid_key', 'X25519 keys must be 32 bytes');
+  }
+  const shared = secureAlloc(sodium.crypto_scalarmult_BYTES);
+  try {
+    try {
+      // libsodium itself fails (status -1) on an all-zero result; the check below does not rely on it.
+      sodium.crypto_scalarmult(shared, asBuffer(secretKey), asBuffer(publicKey));
+    } catch (cause) {
+      throw new E2EError('invalid_key', 'public key is not a usable X25519 key', { cause });
+    }
+    if (sodium.sodium_is_zero(shared, shared.byteLength)) {
+      throw new E2EError('invalid_key', 'public key is not a usable X25519 key');
+    }
+    const key = secureAlloc(BEFORENM_BYTES);
+    hsalsa(SIGMA, words(shared), ZERO_NONCE, words(key));
+    return key;
+  } finally {
+    wipe(shared);
+  }
+}
+
+/** crypto_box_easy_afternm: box(message) under a boxBeforeNm key into `out` (message + 16 bytes). */
+export function boxSealAfterNmInto(
+  out: Uint8Array,
+  message: Uint8Array,
+  nonce: Uint8Array,
+  key: Uint8Array,
+): void {
+  sodium.crypto_secretbox_easy(asBuffer(out), asBuffer(message), asBuffer(nonce), asBuffer(key));
+}
+
+/** crypto_box_open_easy_afternm into `out` (ciphertext - 16 bytes); false when authentication fails. */
+export function boxOpenAfterNmInto(
+  out: Uint8Array,
+  ciphertext: Uint8Array,
+  nonce: Uint8Array,
+  key: Uint8Array,
+): boolean {
+  return sodium.crypto_secretbox_open_easy(asBuffer(out), asBuffer(ciphertext), asBuffer(nonce), asBuffer(key));
 }
 
 /** Constant-time equality for equal-length byte strings (lengths are public). */

@@ -3,6 +3,7 @@ import { existsSync } from 'node:fs';
 import { lstat, open, readdir } from 'node:fs/promises';
 import { basename, dirname, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
 
 /**
  * Code measurement (SPEC §7): SHA-256 of the node executable, the application and the native
@@ -73,6 +74,56 @@ export async function sha256File(path: string): Promise<{ sha256: string; bytes:
   } finally {
     await fh.close();
   }
+}
+
+// Plain CommonJS so it also runs from the single-file bundle (no worker file on disk).
+const WORKER_SOURCE = `
+const { parentPort, workerData } = require('node:worker_threads');
+const { createHash } = require('node:crypto');
+const fs = require('node:fs');
+const fd = fs.openSync(workerData, 'r');
+const buf = Buffer.allocUnsafe(${4 * CHUNK});
+const hash = createHash('sha256');
+let bytes = 0;
+try {
+  for (;;) {
+    const n = fs.readSync(fd, buf, 0, buf.length, null);
+    if (n === 0) break;
+    hash.update(buf.subarray(0, n));
+    bytes += n;
+  }
+} finally {
+  fs.closeSync(fd);
+}
+parentPort.postMessage({ sha256: hash.digest('hex'), bytes });
+`;
+
+/** Files this large are hashed on a worker thread, in parallel with everything else. */
+const WORKER_THRESHOLD = 32 * CHUNK;
+
+/** Hashes one (large) file on a worker thread; falls back to this thread if workers fail. */
+export function sha256FileInWorker(path: string): Promise<{ sha256: string; bytes: number }> {
+  return new Promise((resolve, reject) => {
+    let worker: Worker;
+    try {
+      worker = new Worker(WORKER_SOURCE, { eval: true, workerData: path });
+    } catch {
+      sha256File(path).then(resolve, reject);
+      return;
+    }
+    let settled = false;
+    worker.once('message', (m: { sha256: string; bytes: number }) => {
+      settled = true;
+      resolve(m);
+    });
+    worker.once('error', (err) => {
+      settled = true;
+      reject(err);
+    });
+    worker.once('exit', (code) => {
+      if (!settled) reject(new Error(`hash worker exited with code ${code}`));
+    });
+  });
 }
 
 /** The documented combination of parts into binary_hash. */
@@ -207,18 +258,30 @@ export async function measureCode(options: MeasureOptions = {}): Promise<CodeMea
     for (const a of addons) targets.push({ ...a, role: 'native-addon' });
   }
 
-  // A few files in flight overlap disk reads; hashing itself is on this thread.
+  // Large files (the node executable) go to a worker thread; a few small files in flight
+  // on this thread overlap disk reads with hashing.
   const parts: MeasuredPart[] = new Array(targets.length);
+  const sizes = await Promise.all(targets.map(async (t) => (await lstat(t.file)).size));
+  const big = targets.map((_, i) => i).filter((i) => sizes[i]! >= WORKER_THRESHOLD);
+  const small = targets.map((_, i) => i).filter((i) => sizes[i]! < WORKER_THRESHOLD);
+  const record = (i: number, r: { sha256: string; bytes: number }) => {
+    const t = targets[i]!;
+    parts[i] = { path: t.label, file: t.file, sha256: r.sha256, bytes: r.bytes, role: t.role };
+  };
   let next = 0;
-  const worker = async () => {
-    while (next < targets.length) {
-      const i = next++;
-      const t = targets[i]!;
-      const { sha256, bytes } = await sha256File(t.file);
-      parts[i] = { path: t.label, file: t.file, sha256, bytes, role: t.role };
+  const lane = async () => {
+    while (next < small.length) {
+      const i = small[next++]!;
+      record(i, await sha256File(targets[i]!.file));
     }
   };
-  await Promise.all([worker(), worker(), worker(), worker()]);
+  await Promise.all([
+    ...big.map(async (i) => record(i, await sha256FileInWorker(targets[i]!.file))),
+    lane(),
+    lane(),
+    lane(),
+    lane(),
+  ]);
   parts.sort((a, b) => (a.role === b.role ? (a.path < b.path ? -1 : 1) : a.role < b.role ? -1 : 1));
   return { binaryHash: combineParts(parts), mode: bundled ? 'bundle' : 'source', parts };
 }

@@ -158,6 +158,7 @@ export class Libp2pMesh implements MeshService {
   private reannounceTimer: NodeJS.Timeout | undefined;
   private resignChain: Promise<void> = Promise.resolve();
   private readonly inflight = new Map<string, Promise<void>>();
+  private readonly rerun = new Map<string, Promise<void>>();
   private readonly gossipCapable = new Set<string>();
   private readonly relayPeers = new Set<string>();
   /** Peer id string → multiaddrs from invite tokens: redialed whenever they drop. */
@@ -608,8 +609,8 @@ export class Libp2pMesh implements MeshService {
       await raceTimeout(
         respondGossip(bytes, async (theirs) => {
           await this.ingestAll(theirs, remote);
-          // Only a member (its own announcement accepted) learns who else is in the mesh.
-          return this.table.get(remote) !== undefined ? this.fullSet() : this.ownSet();
+          // Only a member (its own announcement, with our mesh id, accepted) learns anything.
+          return this.table.get(remote) !== undefined ? this.fullSet() : [];
         }),
         GOSSIP_TIMEOUT_MS,
       );
@@ -619,14 +620,21 @@ export class Libp2pMesh implements MeshService {
     }
   }
 
-  /** One anti-entropy exchange with a connected peer; concurrent calls share one run. */
+  /** One anti-entropy exchange with a connected peer; overlapping calls coalesce into one rerun. */
   private exchange(peerId: PeerId): Promise<void> {
     const key = peerId.toString();
     const running = this.inflight.get(key);
     if (running !== undefined) {
-      // Run again after the current one so newer local state is delivered too.
-      const again = running.then(() => this.exchange(peerId));
-      return again;
+      // Run once more after the current one so newer local state is delivered too.
+      let rerun = this.rerun.get(key);
+      if (rerun === undefined) {
+        rerun = running.then(() => {
+          this.rerun.delete(key);
+          return this.exchange(peerId);
+        });
+        this.rerun.set(key, rerun);
+      }
+      return rerun;
     }
     const run = this.runExchange(peerId).finally(() => {
       if (this.inflight.get(key) === run) this.inflight.delete(key);
@@ -713,13 +721,20 @@ export class Libp2pMesh implements MeshService {
     this.pushTimer.unref();
   }
 
-  /** Connected peers that speak our gossip protocol (per identify) or are known members. */
+  /**
+   * Peers to gossip with: connected members, plus gossip-capable peers we dialed
+   * ourselves (invite, mDNS). A stranger that dials us must reveal a same-mesh
+   * announcement first; it is not sent ours unasked.
+   */
   private gossipPeers(): PeerId[] {
-    return this.libp2p.getPeers().filter((peer) => {
-      if (this.gossipCapable.has(peer.toString())) return true;
-      const id = endpointIdFromPeerId(peer);
-      return id !== undefined && this.table.get(id) !== undefined;
-    });
+    return this.libp2p.getPeers().filter((peer) => this.shouldGossipWith(peer));
+  }
+
+  private shouldGossipWith(peer: PeerId): boolean {
+    const id = endpointIdFromPeerId(peer);
+    if (id !== undefined && this.table.get(id) !== undefined) return true;
+    if (!this.gossipCapable.has(peer.toString())) return false;
+    return this.libp2p.getConnections(peer).some((c) => c.direction === 'outbound');
   }
 
   private async tick(): Promise<void> {
@@ -814,7 +829,7 @@ export class Libp2pMesh implements MeshService {
     if (result.protocols.includes(RELAY_V2_HOP_CODEC)) this.relayPeers.add(key);
     if (!result.protocols.includes(PROTOCOL_GOSSIP)) return;
     this.gossipCapable.add(key);
-    void this.exchange(result.peerId);
+    if (this.shouldGossipWith(result.peerId)) void this.exchange(result.peerId);
   }
 
   /**

@@ -1,4 +1,5 @@
-import { mkdir } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { create } from '@bufbuild/protobuf';
 import { createConsoleRoutes } from '../api/console-routes.ts';
 import { type ListeningServer, startHttpServer } from '../api/http-server.ts';
@@ -104,8 +105,11 @@ export async function startMeshNode(config: NodeConfig, deps: MeshNodeDeps): Pro
       hardwareAttestationBlob: attestation.statementBlob(),
     });
 
+    const meshIdFile = join(config.dataDir, 'mesh-id');
+    const savedMeshId = (await readFile(meshIdFile, 'utf8').catch(() => '')).trim() || undefined;
     const mesh = await createLibp2pMesh({
       privateKey: identity.privateKey,
+      meshId: savedMeshId,
       dataDir: config.dataDir,
       listenHost: config.meshHost,
       listenPort: config.meshPort,
@@ -154,6 +158,8 @@ export async function startMeshNode(config: NodeConfig, deps: MeshNodeDeps): Pro
     );
     await mesh.start();
     for (const token of config.join) await mesh.join(token);
+    // Remember the mesh (created here or adopted from a token) so a restart stays in it.
+    await writeFile(meshIdFile, `${mesh.meshId}\n`, { mode: 0o600 });
 
     const api: ListeningServer = await startHttpServer({
       host: config.apiHost,

@@ -220,7 +220,7 @@ describe('LlamaCppBackend on a generated tiny model', () => {
     const running = await Promise.all(pending.slice(0, 2));
     const queued = assert.rejects(pending[2]!, { name: 'AbortError' });
     controller.abort();
-    for (const res of running) await readSse(res.body);
+    for (const res of running) await assert.rejects(readSse(res.body), { name: 'AbortError' });
     await queued;
     // Every sequence is free again.
     const res = await backend.handle(request('/v1/chat/completions', chat({ max_tokens: 3 })), never);
