@@ -184,7 +184,7 @@ export async function runCryptoBench(): Promise<CryptoBenchRow[]> {
 if (import.meta.main) {
   const rows = await runCryptoBench();
   printTable(
-    'E2E crypto (sodium-native NaCl box), single thread',
+    'E2E crypto (NaCl box via sodium-native; response frames on the precomputed key), single thread',
     ['benchmark', 'bytes/op', 'iterations', 'µs/op', 'MB/s'],
     rows.map((r) => [r.benchmark, r.bytes, r.iterations, r.usPerOp, r.mbPerSec]),
   );

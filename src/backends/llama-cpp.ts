@@ -5,6 +5,7 @@
  */
 import { createHash, randomUUID } from 'node:crypto';
 import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
 import { basename } from 'node:path';
 import {
   type ChatHistoryItem,
@@ -19,7 +20,7 @@ import {
   resolveChatWrapper,
   type Token,
 } from 'node-llama-cpp';
-import { MeshError, NoCapacityError } from '../errors.ts';
+import { ConfigError, MeshError, NoCapacityError } from '../errors.ts';
 import { type ApiRequest, jsonResponse, type UpstreamResponse } from '../http/exchange.ts';
 import type { Logger } from '../log.ts';
 import {
@@ -166,11 +167,22 @@ export class LlamaCppBackend implements InferenceBackend {
 
   async #start(): Promise<void> {
     const started = this.#now();
+    const path = this.#options.modelPath;
+    const file = await stat(path).catch(() => undefined);
+    if (!file?.isFile()) throw new ConfigError(`The model file ${path} does not exist or is not a file`);
     llamaLogSinks.add(this.#log);
-    const hashing = sha256File(this.#options.modelPath);
+    const hashing = sha256File(path);
     hashing.catch(() => {}); // awaited below; avoid an unhandled rejection if loading fails first
-    const llama = this.#options.llama ?? (await defaultLlama());
-    const model = await llama.loadModel({ modelPath: this.#options.modelPath });
+    let model: LlamaModel;
+    try {
+      const llama = this.#options.llama ?? (await defaultLlama());
+      model = await llama.loadModel({ modelPath: path }).catch((err: unknown) => {
+        throw new ConfigError(`The model file ${path} could not be loaded as a GGUF model`, { cause: err });
+      });
+    } catch (err) {
+      llamaLogSinks.delete(this.#log);
+      throw err;
+    }
     try {
       const context = await model.createContext({
         contextSize: this.#options.contextSize ?? { max: Math.min(4096, model.trainContextSize) },
@@ -198,6 +210,7 @@ export class LlamaCppBackend implements InferenceBackend {
         'llama.cpp model loaded',
       );
     } catch (err) {
+      llamaLogSinks.delete(this.#log);
       await model.dispose().catch(() => {});
       throw err;
     }

@@ -30,7 +30,10 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   invite: async () => (await import('./commands/status.ts')).runInvite,
   trust: async () => (await import('./commands/trust.ts')).runTrust,
   posture: async () => (await import('./commands/posture.ts')).runPosture,
-  measure: async () => (await import('./commands/measure.ts')).runMeasure,
+  measure: async () => {
+    const { runMeasure } = await import('./commands/measure.ts');
+    return (args) => runMeasure(args);
+  },
 };
 
 /** Entry point; returns the exit code. User mistakes print one readable line, exit 2. */

@@ -3,7 +3,9 @@
  *   0xE1 || UTF-8 JSON {"v":1,"ephemeral_public_key":B64,"ciphertext":B64}
  *   ciphertext = nonce(24) || crypto_box(plaintext, nonce, host_pk, ephemeral_sk)
  * The plaintext is a whole HTTP/1.1 request carrying `x-mesh-sent-at: <unix ms>`; the host
- * rejects stale, future-dated and replayed envelopes.
+ * rejects stale, future-dated and replayed envelopes. Both sides box via the precomputed key
+ * (boxBeforeNm + secretbox, byte-identical to crypto_box_easy) and hand it to the session, so
+ * the response stream reuses it instead of repeating the X25519 operation.
  */
 import { base64Length, decodeBase64Strict, encodeBase64 } from './base64.ts';
 import { E2EError } from './errors.ts';
@@ -11,14 +13,14 @@ import type { InferenceKeySource } from './inference-keys.ts';
 import { DEFAULT_FUTURE_SKEW_MS, DEFAULT_REPLAY_WINDOW_MS, type ReplayGuard } from './replay-guard.ts';
 import { HostSession, SenderSession } from './sessions.ts';
 import {
-  boxKeypair,
-  boxOpenInto,
-  boxSealInto,
+  boxBeforeNm,
+  boxOpenAfterNmInto,
+  boxSealAfterNmInto,
+  ephemeralBoxKey,
   MAC_BYTES,
   NONCE_BYTES,
   PUBLIC_KEY_BYTES,
   randomFill,
-  secureCopy,
   wipe,
 } from './sodium.ts';
 
@@ -64,22 +66,30 @@ export function sealRequest(
     throw new E2EError('invalid_key', `host inference key must be ${PUBLIC_KEY_BYTES} bytes`);
   }
   const hostKey = Uint8Array.from(hostPublicKey);
-  const { publicKey, secretKey } = boxKeypair();
+  let ephemeral: ReturnType<typeof ephemeralBoxKey>;
+  try {
+    // Refuses low-order public keys (all-zero shared secret), as crypto_box does.
+    ephemeral = ephemeralBoxKey(hostKey);
+  } catch (cause) {
+    throw new E2EError('invalid_key', 'host inference key is not a usable X25519 key', { cause });
+  }
+  const { ephemeralPublicKey, sharedKey } = ephemeral;
   const ciphertext = Buffer.allocUnsafe(NONCE_BYTES + MAC_BYTES + plaintext.byteLength);
   const nonce = ciphertext.subarray(0, NONCE_BYTES);
   randomFill(nonce);
-  try {
-    boxSealInto(ciphertext.subarray(NONCE_BYTES), plaintext, nonce, hostKey, secretKey);
-  } catch (cause) {
-    // libsodium refuses low-order public keys (all-zero shared secret).
-    wipe(secretKey);
-    throw new E2EError('invalid_key', 'host inference key is not a usable X25519 key', { cause });
-  }
-  const json = `{"v":${ENVELOPE_VERSION},"ephemeral_public_key":"${encodeBase64(publicKey)}","ciphertext":"${encodeBase64(ciphertext)}"}`;
+  boxSealAfterNmInto(ciphertext.subarray(NONCE_BYTES), plaintext, nonce, sharedKey);
+  const json = `{"v":${ENVELOPE_VERSION},"ephemeral_public_key":"${encodeBase64(ephemeralPublicKey)}","ciphertext":"${encodeBase64(ciphertext)}"}`;
   const envelope = Buffer.allocUnsafe(1 + json.length);
   envelope[0] = E2E_MAGIC;
   envelope.write(json, 1, 'latin1'); // pure ASCII
-  return { envelope, session: new SenderSession(new Uint8Array(publicKey), secretKey, hostKey) };
+  return {
+    envelope,
+    session: new SenderSession({
+      ephemeralPublicKey: new Uint8Array(ephemeralPublicKey),
+      hostPublicKey: hostKey,
+      sharedKey,
+    }),
+  };
 }
 
 export interface OpenRequestOptions {
@@ -137,17 +147,26 @@ export function openRequest(
   const box = ciphertext.subarray(NONCE_BYTES);
   const plaintext = Buffer.alloc(plaintextLength);
   let hostPublicKey: Uint8Array | undefined;
-  let hostSecret: Uint8Array | undefined;
+  let sharedKey: Uint8Array | undefined;
   for (const candidate of candidates) {
     const secret = options.keyring.secretFor(candidate);
     if (!secret) continue;
-    if (boxOpenInto(plaintext, box, nonce, ephemeralPublicKey, secret)) {
+    let key: Uint8Array;
+    try {
+      key = boxBeforeNm(ephemeralPublicKey, secret);
+    } catch (error) {
+      // A low-order ephemeral key: crypto_box_open fails the same way, so report it like one.
+      if (error instanceof E2EError && error.code === 'invalid_key') continue;
+      throw error;
+    }
+    if (boxOpenAfterNmInto(plaintext, box, nonce, key)) {
       hostPublicKey = Uint8Array.from(candidate);
-      hostSecret = secret;
+      sharedKey = key;
       break;
     }
+    wipe(key);
   }
-  if (!hostPublicKey || !hostSecret) {
+  if (!hostPublicKey || !sharedKey) {
     throw new E2EError('decrypt_failed', 'request envelope did not decrypt under any inference key');
   }
 
@@ -159,15 +178,16 @@ export function openRequest(
     if (sentAtMs - nowMs > maxFutureMs)
       throw new E2EError('stale', 'request envelope is dated in the future');
     options.replayGuard.checkAndRemember(ephemeralPublicKey, nowMs);
-    const session = new HostSession(
-      Uint8Array.from(ephemeralPublicKey),
+    const session = new HostSession({
+      senderEphemeralPublicKey: Uint8Array.from(ephemeralPublicKey),
       hostPublicKey,
-      secureCopy(hostSecret),
       sentAtMs,
-    );
+      sharedKey,
+    });
     return { plaintext, session };
   } catch (error) {
     plaintext.fill(0);
+    wipe(sharedKey);
     throw error;
   }
 }

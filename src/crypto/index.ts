@@ -35,4 +35,4 @@ export {
   ResponseSealer,
   type ResponseSealerOptions,
 } from './response-frames.ts';
-export { HostSession, SenderSession } from './sessions.ts';
+export { HostSession, type HostSessionInit, SenderSession, type SenderSessionInit } from './sessions.ts';

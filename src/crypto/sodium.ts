@@ -92,6 +92,15 @@ export function boxOpenInto(
 const SIGMA = new Uint32Array(Uint8Array.from('expand 32-byte k', (c) => c.charCodeAt(0)).buffer);
 const ZERO_NONCE = new Uint32Array(4);
 
+/**
+ * Secure scratch space for short-lived secrets (X25519 outputs, throwaway sender keys), reused
+ * and zeroed after every use. sodium-native's sodium_free only detaches a buffer: the locked
+ * pages are released when the GC finalizes it, so allocating per operation piles up mappings
+ * under load. The functions using these are synchronous, so they never overlap.
+ */
+const scratchShared = secureAlloc(sodium.crypto_scalarmult_BYTES);
+const scratchSecret = secureAlloc(SECRET_KEY_BYTES);
+
 /** A word view of a sodium_malloc buffer (no copy, so the secret never leaves locked memory). */
 function words(bytes: Buffer): Uint32Array {
   if (bytes.byteOffset % 4 !== 0) throw new Error('secure buffer is not word-aligned');
@@ -102,28 +111,43 @@ function words(bytes: Buffer): Uint32Array {
  * crypto_box_beforenm, which sodium-native does not expose: k = HSalsa20(X25519(sk, pk), 0^16).
  * box(m, n, pk, sk) is exactly secretbox(m, n, k), so a stream of frames between the same two
  * keys pays for the scalar multiplication once instead of per frame. Returns k in secure memory
- * (free it with wipe()). Like crypto_box, refuses a low-order public key (all-zero shared secret).
+ * (free it with wipe()). Like crypto_box, refuses a low-order public key (all-zero shared secret)
+ * with E2EError 'invalid_key'.
  */
 export function boxBeforeNm(publicKey: Uint8Array, secretKey: Uint8Array): Buffer {
   if (publicKey.byteLength !== PUBLIC_KEY_BYTES || secretKey.byteLength !== SECRET_KEY_BYTES) {
     throw new E2EError('invalid_key', 'X25519 keys must be 32 bytes');
   }
-  const shared = secureAlloc(sodium.crypto_scalarmult_BYTES);
   try {
     try {
       // libsodium itself fails (status -1) on an all-zero result; the check below does not rely on it.
-      sodium.crypto_scalarmult(shared, asBuffer(secretKey), asBuffer(publicKey));
+      sodium.crypto_scalarmult(scratchShared, asBuffer(secretKey), asBuffer(publicKey));
     } catch (cause) {
       throw new E2EError('invalid_key', 'public key is not a usable X25519 key', { cause });
     }
-    if (sodium.sodium_is_zero(shared, shared.byteLength)) {
+    if (sodium.sodium_is_zero(scratchShared, scratchShared.byteLength)) {
       throw new E2EError('invalid_key', 'public key is not a usable X25519 key');
     }
     const key = secureAlloc(BEFORENM_BYTES);
-    hsalsa(SIGMA, words(shared), ZERO_NONCE, words(key));
+    hsalsa(SIGMA, words(scratchShared), ZERO_NONCE, words(key));
     return key;
   } finally {
-    wipe(shared);
+    sodium.sodium_memzero(scratchShared);
+  }
+}
+
+/**
+ * A fresh ephemeral X25519 keypair and its boxBeforeNm key towards `publicKey`. The ephemeral
+ * secret lives only in scratch memory for the duration of this call (forward secrecy: nothing
+ * but the per-exchange key survives). Throws E2EError 'invalid_key' for a low-order key.
+ */
+export function ephemeralBoxKey(publicKey: Uint8Array): { ephemeralPublicKey: Buffer; sharedKey: Buffer } {
+  const ephemeralPublicKey = Buffer.alloc(PUBLIC_KEY_BYTES);
+  try {
+    sodium.crypto_box_keypair(ephemeralPublicKey, scratchSecret);
+    return { ephemeralPublicKey, sharedKey: boxBeforeNm(publicKey, scratchSecret) };
+  } finally {
+    sodium.sodium_memzero(scratchSecret);
   }
 }
 
@@ -144,7 +168,12 @@ export function boxOpenAfterNmInto(
   nonce: Uint8Array,
   key: Uint8Array,
 ): boolean {
-  return sodium.crypto_secretbox_open_easy(asBuffer(out), asBuffer(ciphertext), asBuffer(nonce), asBuffer(key));
+  return sodium.crypto_secretbox_open_easy(
+    asBuffer(out),
+    asBuffer(ciphertext),
+    asBuffer(nonce),
+    asBuffer(key),
+  );
 }
 
 /** Constant-time equality for equal-length byte strings (lengths are public). */

@@ -46,7 +46,7 @@ const UNSAFE_FLAGS_WITH_VALUE = new Set([
   '--env-file-if-exists',
 ]);
 const UNSAFE_FLAG_PREFIXES = ['--inspect', '--debug-port', '--experimental-loader', '--loader', '--import'];
-const UNSAFE_FLAGS = new Set(['--expose-internals', '--allow-natives-syntax', '--expose-gc']);
+const UNSAFE_FLAGS = new Set(['--expose-internals', '--allow-natives-syntax']);
 
 export function isUnsafeEnvName(name: string): boolean {
   return UNSAFE_ENV_NAMES.has(name) || UNSAFE_ENV_PREFIXES.some((p) => name.startsWith(p));

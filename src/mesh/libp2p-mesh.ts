@@ -61,6 +61,8 @@ export interface MeshOptions {
   relay?: boolean;
   /** Simulate a NATed node: no direct listen address; reachable via relay circuits only. */
   reachableOnlyViaRelay?: boolean;
+  /** Also reserve a circuit on a connected mesh relay (default true; NATed nodes always do). */
+  relayReservation?: boolean;
   /** Default 60000. */
   heartbeatMs?: number;
   mdns?: boolean;
@@ -117,10 +119,15 @@ export async function createLibp2pMesh(options: MeshOptions): Promise<Libp2pMesh
       maxOutboundStopStreams: STREAM_LIMIT,
     });
   }
+  // Every non-relay node also takes a reservation on a mesh relay when one is connected,
+  // so a node behind a real NAT stays reachable; direct addresses are still dialed first.
+  const listenAddrs = relayOnly ? ['/p2p-circuit'] : [`/ip4/${host}/tcp/${port}`];
+  if (!relayOnly && options.relay !== true && options.relayReservation !== false)
+    listenAddrs.push('/p2p-circuit');
   const libp2p = (await createLibp2p({
     privateKey: identity.privateKey,
     start: false,
-    addresses: { listen: relayOnly ? ['/p2p-circuit'] : [`/ip4/${host}/tcp/${port}`] },
+    addresses: { listen: listenAddrs },
     transports: [tcp(), circuitRelayTransport({ maxInboundStopStreams: STREAM_LIMIT })],
     connectionEncrypters: [noise()],
     streamMuxers: [yamux({ streamOptions: { maxStreamWindowSize: YAMUX_MAX_WINDOW } })],
@@ -195,7 +202,12 @@ export class Libp2pMesh implements MeshService {
     if (this.started) return;
     if (this.stopping) throw new ConfigError('a stopped mesh node cannot be restarted; create a new one');
     await this.sequence.load();
-    await this.libp2p.start();
+    try {
+      await this.libp2p.start();
+    } catch (err) {
+      await Promise.resolve(this.libp2p.stop()).catch(() => undefined);
+      throw new ConfigError(`cannot start the mesh listener: ${(err as Error).message}`, { cause: err });
+    }
     this.started = true;
     this.listen('peer:connect', (evt) => this.onPeerConnect(evt.detail));
     this.listen('peer:disconnect', (evt) => this.onPeerDisconnect(evt.detail));
@@ -408,8 +420,11 @@ export class Libp2pMesh implements MeshService {
     const signal = anySignal(options.signal, this.stopController.signal);
     const streamOptions = { signal, runOnLimitedConnection: true, maxOutboundStreams: STREAM_LIMIT };
     let stream: Stream;
+    let path: ByteStream['path'] = 'direct';
     try {
-      stream = await this.libp2p.dialProtocol(peerId, protocol, streamOptions);
+      const connection = await this.libp2p.dial(peerId, { signal });
+      stream = await connection.newStream(protocol, streamOptions);
+      path = isRelayed(connection) ? 'relay' : 'direct';
     } catch (err) {
       if (signal.aborted) throw new UpstreamError('stream open aborted', 'aborted', { cause: err });
       // Its own addresses failed: try a circuit through each relay we are connected to.
@@ -418,8 +433,9 @@ export class Libp2pMesh implements MeshService {
         throw new UpstreamError(`cannot reach peer ${short(endpointId)}`, 'peer_unreachable', { cause: err });
       }
       stream = viaRelay;
+      path = 'relay';
     }
-    return this.wrap(stream, protocol, endpointId);
+    return { ...this.wrap(stream, protocol, endpointId), path };
   }
 
   async openForwardedStream(
@@ -903,4 +919,9 @@ async function raceTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** A circuit-relay connection (limited, or dialled through /p2p-circuit). */
+function isRelayed(connection: { limits?: unknown; remoteAddr: { toString(): string } }): boolean {
+  return connection.limits !== undefined || connection.remoteAddr.toString().includes('/p2p-circuit');
 }

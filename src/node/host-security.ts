@@ -29,9 +29,10 @@ export function advertisedInferenceKey(peer: PeerRecord): Uint8Array | undefined
   return key ?? undefined;
 }
 
-export function createHostSecurity(trust: PeerTrust | undefined): HostSecurity {
+/** `e2e: false` emulates a node from before E2E: it neither knows nor uses field 36. */
+export function createHostSecurity(trust: PeerTrust | undefined, options: { e2e: boolean }): HostSecurity {
   return {
-    inferenceKey: advertisedInferenceKey,
+    inferenceKey: options.e2e ? advertisedInferenceKey : () => undefined,
     preference: (peer) => trust?.rank(peer.endpointId) ?? 0,
   };
 }

@@ -141,7 +141,7 @@ export async function startMeshNode(config: NodeConfig, deps: MeshNodeDeps): Pro
       backends,
       mesh,
       transport: new RemoteTransport({ mesh }),
-      security: createHostSecurity(attestation.trust),
+      security: createHostSecurity(attestation.trust, { e2e: config.e2e }),
       gates,
       logger: logger.child({ component: 'router' }),
     });

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { writeTinyGguf } from '../../src/backends/gguf/tiny-model.ts';
 import { LlamaCppBackend } from '../../src/backends/llama-cpp.ts';
+import { ConfigError } from '../../src/errors.ts';
 import { silentLogger } from '../../src/log.ts';
 import { json, type Obj, readSse, request } from './sse-util.ts';
 
@@ -381,9 +382,11 @@ describe('LlamaCppBackend lifecycle', () => {
       const modelPath = join(dir, 'junk.gguf');
       await import('node:fs/promises').then((fs) => fs.writeFile(modelPath, 'not a model'));
       const backend = new LlamaCppBackend({ modelPath, threads: 1, logger: silentLogger() });
-      await assert.rejects(backend.start());
+      await assert.rejects(backend.start(), ConfigError);
       assert.equal(await backend.healthy(), false);
       await backend.stop();
+      const missing = new LlamaCppBackend({ modelPath: join(dir, 'nope.gguf'), logger: silentLogger() });
+      await assert.rejects(missing.start(), ConfigError);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

@@ -66,14 +66,17 @@ describe('request envelope', () => {
     assert.notEqual(a.ciphertext.slice(0, 32), b.ciphertext.slice(0, 32)); // nonces differ
   });
 
-  it('disposing a session frees the ephemeral secret', () => {
+  it('disposing a session frees its key (and the ephemeral secret is never kept)', () => {
     const h = host();
     const { session } = sealRequest(stamped(h.clock.now()), h.keyring.current().publicKey);
-    assert.equal(session.ephemeralSecretKey.byteLength, 32);
+    assert.ok(!('ephemeralSecretKey' in session));
+    const key = session.sharedKey;
+    assert.equal(key.byteLength, 32);
     session.dispose();
     session.dispose(); // idempotent
-    assert.equal(session.ephemeralSecretKey.byteLength, 0);
+    assert.equal(key.byteLength, 0, 'sodium_free detached the key');
     assert.ok(session.disposed);
+    assert.throws(() => session.sharedKey, isE2E('closed'));
   });
 
   it('fails with decrypt_failed when sealed to another host key', () => {

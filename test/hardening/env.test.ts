@@ -74,7 +74,10 @@ describe('unsafe environment detection', () => {
 
   it('encodes only well-formed names in the marker and decodes defensively', () => {
     assert.equal(encodeNames(['LD_PRELOAD', '--require', 'bad name', 'x=y']), 'LD_PRELOAD,--require');
-    assert.deepEqual(decodeNames('NODE_OPTIONS,LD_PRELOAD,,$(rm),LD_PRELOAD'), ['LD_PRELOAD', 'NODE_OPTIONS']);
+    assert.deepEqual(decodeNames('NODE_OPTIONS,LD_PRELOAD,,$(rm),LD_PRELOAD'), [
+      'LD_PRELOAD',
+      'NODE_OPTIONS',
+    ]);
     assert.deepEqual(decodeNames(undefined), []);
   });
 });
@@ -113,29 +116,57 @@ describe('planStartup', () => {
 
   it('honours the opt-out flag and variable', () => {
     assert.equal(
-      planStartup({ ...base, argv: ['serve', '--allow-unsafe-env'], env: { NODE_OPTIONS: 'x' }, execArgv: [] }).action,
+      planStartup({
+        ...base,
+        argv: ['serve', '--allow-unsafe-env'],
+        env: { NODE_OPTIONS: 'x' },
+        execArgv: [],
+      }).action,
       'continue',
     );
     assert.equal(
-      planStartup({ ...base, argv: ['serve'], env: { NODE_OPTIONS: 'x', MESH_LLM_ALLOW_UNSAFE_ENV: '1' }, execArgv: [] })
-        .action,
+      planStartup({
+        ...base,
+        argv: ['serve'],
+        env: { NODE_OPTIONS: 'x', MESH_LLM_ALLOW_UNSAFE_ENV: '1' },
+        execArgv: [],
+      }).action,
       'continue',
     );
   });
 
   it('leaves harmless commands and clean starts alone', () => {
-    assert.equal(planStartup({ ...base, argv: ['status'], env: { NODE_OPTIONS: 'x' }, execArgv: [] }).action, 'continue');
-    assert.equal(planStartup({ ...base, argv: ['--help'], env: { NODE_OPTIONS: 'x' }, execArgv: [] }).action, 'continue');
-    assert.equal(planStartup({ ...base, argv: ['serve'], env: { PATH: '/bin' }, execArgv: [] }).action, 'continue');
+    assert.equal(
+      planStartup({ ...base, argv: ['status'], env: { NODE_OPTIONS: 'x' }, execArgv: [] }).action,
+      'continue',
+    );
+    assert.equal(
+      planStartup({ ...base, argv: ['--help'], env: { NODE_OPTIONS: 'x' }, execArgv: [] }).action,
+      'continue',
+    );
+    assert.equal(
+      planStartup({ ...base, argv: ['serve'], env: { PATH: '/bin' }, execArgv: [] }).action,
+      'continue',
+    );
   });
 
   it('omits --disable-sigusr1 where Node does not know it', () => {
-    const plan = planStartup({ ...base, supportsDisableSigusr1: false, argv: ['demo'], env: { NODE_PATH: 'x' }, execArgv: [] });
+    const plan = planStartup({
+      ...base,
+      supportsDisableSigusr1: false,
+      argv: ['demo'],
+      env: { NODE_PATH: 'x' },
+      execArgv: [],
+    });
     assert.equal(plan.action, 'reexec');
     if (plan.action === 'reexec') assert.ok(!plan.execArgs.includes('--disable-sigusr1'));
   });
 
   it('strips the start-up-only flag before the CLI parses argv', () => {
-    assert.deepEqual(stripStartupFlags(['serve', '--allow-unsafe-env', '--port', '1']), ['serve', '--port', '1']);
+    assert.deepEqual(stripStartupFlags(['serve', '--allow-unsafe-env', '--port', '1']), [
+      'serve',
+      '--port',
+      '1',
+    ]);
   });
 });

@@ -1,10 +1,16 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { LINUX_SECURE_BOOT_VAR, LINUX_YAMA_PTRACE_SCOPE, MACOS_CSRUTIL, MACOS_NVRAM, MACOS_RDMA_CTL } from '../../src/hardening/facts.ts';
+import {
+  LINUX_SECURE_BOOT_VAR,
+  LINUX_YAMA_PTRACE_SCOPE,
+  MACOS_CSRUTIL,
+  MACOS_NVRAM,
+  MACOS_RDMA_CTL,
+} from '../../src/hardening/facts.ts';
 import { applyHardening, notHardenedReport, refreshPlatformFacts } from '../../src/hardening/harden.ts';
 import type { InspectorControl } from '../../src/hardening/inspector.ts';
-import { buildPosture } from '../../src/hardening/posture.ts';
 import type { CommandResult, PlatformCalls, RLimit } from '../../src/hardening/platform/types.ts';
+import { buildPosture } from '../../src/hardening/posture.ts';
 import type { HardeningReport } from '../../src/hardening/types.ts';
 
 interface FakeOptions {
@@ -66,7 +72,13 @@ const clean = () => ({ PATH: '/usr/bin' }) as NodeJS.ProcessEnv;
 describe('applyHardening on Linux (injected calls)', () => {
   it('achieves and verifies every step on a cooperative kernel', () => {
     const calls = fakeCalls();
-    const r = applyHardening({ platform: 'linux', syscalls: calls, env: clean(), execArgv: [], inspector: fakeInspector() });
+    const r = applyHardening({
+      platform: 'linux',
+      syscalls: calls,
+      env: clean(),
+      execArgv: [],
+      inspector: fakeInspector(),
+    });
     assert.equal(r.applied, true);
     assert.deepEqual(
       r.steps.map((s) => [s.name, s.achieved]),
@@ -85,7 +97,11 @@ describe('applyHardening on Linux (injected calls)', () => {
 
   const failures: [string, string, Partial<PlatformCalls>][] = [
     ['core-dumps-disabled', 'setrlimit fails and the limit stays', { setCoreLimit: () => -1 }],
-    ['core-dumps-disabled', 'getrlimit reads back a non-zero hard limit', { getCoreLimit: () => ({ soft: 0n, hard: 5n }) }],
+    [
+      'core-dumps-disabled',
+      'getrlimit reads back a non-zero hard limit',
+      { getCoreLimit: () => ({ soft: 0n, hard: 5n }) },
+    ],
     ['core-dumps-disabled', 'getrlimit fails', { getCoreLimit: () => undefined }],
     [
       'core-dumps-disabled',
@@ -155,8 +171,18 @@ describe('applyHardening on Linux (injected calls)', () => {
   }
 
   it('reports an unsafe start (opt-out) by name, and scrubs the variables', () => {
-    const env: NodeJS.ProcessEnv = { PATH: '/bin', LD_PRELOAD: '/secret/path.so', NODE_OPTIONS: '--require /x' };
-    const r = applyHardening({ platform: 'linux', syscalls: fakeCalls(), env, execArgv: ['-r', '/y.cjs'], inspector: fakeInspector() });
+    const env: NodeJS.ProcessEnv = {
+      PATH: '/bin',
+      LD_PRELOAD: '/secret/path.so',
+      NODE_OPTIONS: '--require /x',
+    };
+    const r = applyHardening({
+      platform: 'linux',
+      syscalls: fakeCalls(),
+      env,
+      execArgv: ['-r', '/y.cjs'],
+      inspector: fakeInspector(),
+    });
     assert.deepEqual(r.environment, {
       clean: false,
       startedWithUnsafeEnvironment: true,
@@ -173,8 +199,18 @@ describe('applyHardening on Linux (injected calls)', () => {
   });
 
   it('a clean re-executed child reports reexecutedClean and what its parent had', () => {
-    const env: NodeJS.ProcessEnv = { PATH: '/bin', MESH_LLM_REEXECUTED: '1', MESH_LLM_PARENT_UNSAFE_ENV: 'LD_PRELOAD' };
-    const r = applyHardening({ platform: 'linux', syscalls: fakeCalls(), env, execArgv: ['--disable-sigusr1'], inspector: fakeInspector() });
+    const env: NodeJS.ProcessEnv = {
+      PATH: '/bin',
+      MESH_LLM_REEXECUTED: '1',
+      MESH_LLM_PARENT_UNSAFE_ENV: 'LD_PRELOAD',
+    };
+    const r = applyHardening({
+      platform: 'linux',
+      syscalls: fakeCalls(),
+      env,
+      execArgv: ['--disable-sigusr1'],
+      inspector: fakeInspector(),
+    });
     assert.deepEqual(r.environment, {
       clean: true,
       startedWithUnsafeEnvironment: true,
@@ -185,8 +221,18 @@ describe('applyHardening on Linux (injected calls)', () => {
   });
 
   it('a forged re-exec marker does not make a dirty process clean', () => {
-    const env: NodeJS.ProcessEnv = { MESH_LLM_REEXECUTED: '1', MESH_LLM_PARENT_UNSAFE_ENV: 'LD_PRELOAD', LD_PRELOAD: 'x' };
-    const r = applyHardening({ platform: 'linux', syscalls: fakeCalls(), env, execArgv: [], inspector: fakeInspector() });
+    const env: NodeJS.ProcessEnv = {
+      MESH_LLM_REEXECUTED: '1',
+      MESH_LLM_PARENT_UNSAFE_ENV: 'LD_PRELOAD',
+      LD_PRELOAD: 'x',
+    };
+    const r = applyHardening({
+      platform: 'linux',
+      syscalls: fakeCalls(),
+      env,
+      execArgv: [],
+      inspector: fakeInspector(),
+    });
     assert.equal(r.environment.reexecutedClean, false);
     assert.equal(r.environment.clean, false);
     assert.equal(buildPosture({ report: r, plaintextBoundary: 'none' }).environmentClean, false);
@@ -194,10 +240,19 @@ describe('applyHardening on Linux (injected calls)', () => {
 
   it('reads Linux platform facts from EFI, Yama and sysfs', () => {
     const calls = fakeCalls({
-      files: { [LINUX_SECURE_BOOT_VAR]: Uint8Array.of(6, 0, 0, 0, 1), [LINUX_YAMA_PTRACE_SCOPE]: Buffer.from('2\n') },
+      files: {
+        [LINUX_SECURE_BOOT_VAR]: Uint8Array.of(6, 0, 0, 0, 1),
+        [LINUX_YAMA_PTRACE_SCOPE]: Buffer.from('2\n'),
+      },
       dirs: { '/sys/class/infiniband': ['mlx5_0'] },
     });
-    const r = applyHardening({ platform: 'linux', syscalls: calls, env: clean(), execArgv: [], inspector: fakeInspector() });
+    const r = applyHardening({
+      platform: 'linux',
+      syscalls: calls,
+      env: clean(),
+      execArgv: [],
+      inspector: fakeInspector(),
+    });
     assert.equal(r.platformFacts.secureBootEnabled, true);
     assert.equal(r.platformFacts.secureBootKnown, true);
     assert.equal(r.platformFacts.ptraceScope, '2');
@@ -205,7 +260,12 @@ describe('applyHardening on Linux (injected calls)', () => {
     assert.equal(r.platformFacts.sipKnown, false);
     const off = refreshPlatformFacts(
       r,
-      fakeCalls({ files: { [LINUX_SECURE_BOOT_VAR]: Uint8Array.of(6, 0, 0, 0, 0), [LINUX_YAMA_PTRACE_SCOPE]: Buffer.from('junk') } }),
+      fakeCalls({
+        files: {
+          [LINUX_SECURE_BOOT_VAR]: Uint8Array.of(6, 0, 0, 0, 0),
+          [LINUX_YAMA_PTRACE_SCOPE]: Buffer.from('junk'),
+        },
+      }),
     );
     assert.equal(off.platformFacts.secureBootEnabled, false);
     assert.equal(off.platformFacts.ptraceScope, 'unknown');
@@ -216,7 +276,13 @@ describe('applyHardening on Linux (injected calls)', () => {
   });
 
   it('treats missing EFI variables as secure boot off (never assumed on)', () => {
-    const r = applyHardening({ platform: 'linux', syscalls: fakeCalls(), env: clean(), execArgv: [], inspector: fakeInspector() });
+    const r = applyHardening({
+      platform: 'linux',
+      syscalls: fakeCalls(),
+      env: clean(),
+      execArgv: [],
+      inspector: fakeInspector(),
+    });
     assert.equal(r.platformFacts.secureBootEnabled, false);
     assert.equal(r.platformFacts.secureBootKnown, false);
     assert.equal(r.platformFacts.ptraceScope, 'unknown');
@@ -241,7 +307,10 @@ describe('applyHardening on Linux (injected calls)', () => {
   it('notHardenedReport claims nothing and does not scrub', () => {
     const env: NodeJS.ProcessEnv = { NODE_OPTIONS: 'x' };
     const r = notHardenedReport('not run', { platform: 'linux', syscalls: fakeCalls(), env, execArgv: [] });
-    assert.equal(r.steps.every((s) => !s.achieved), true);
+    assert.equal(
+      r.steps.every((s) => !s.achieved),
+      true,
+    );
     assert.equal(env.NODE_OPTIONS, 'x');
   });
 });
@@ -259,12 +328,23 @@ describe('applyHardening on macOS (injected calls)', () => {
 
   it('uses PT_DENY_ATTACH and setrlimit, never prctl, and reads SIP/RDMA/secure boot', () => {
     const calls = fakeCalls({ commands: macCommands });
-    const r = applyHardening({ platform: 'darwin', syscalls: calls, env: clean(), execArgv: [], inspector: fakeInspector() });
+    const r = applyHardening({
+      platform: 'darwin',
+      syscalls: calls,
+      env: clean(),
+      execArgv: [],
+      inspector: fakeInspector(),
+    });
     assert.deepEqual(calls.calls, ['setrlimit 0/0', 'ptrace 31 0']);
     assert.equal(step(r, 'debugger-blocked').achieved, true);
     assert.equal(step(r, 'core-dumps-disabled').achieved, true);
     assert.deepEqual(
-      [r.platformFacts.sipEnabled, r.platformFacts.sipKnown, r.platformFacts.rdmaDisabled, r.platformFacts.rdmaKnown],
+      [
+        r.platformFacts.sipEnabled,
+        r.platformFacts.sipKnown,
+        r.platformFacts.rdmaDisabled,
+        r.platformFacts.rdmaKnown,
+      ],
       [true, true, true, true],
     );
     assert.equal(r.platformFacts.secureBootEnabled, true);
@@ -317,12 +397,30 @@ describe('applyHardening on macOS (injected calls)', () => {
         false,
       ],
       [{}, false, false, false, false, false],
-      [{ [`${MACOS_CSRUTIL} status`]: { status: 1, stdout: 'System Integrity Protection status: enabled.' } }, false, false, false, false, false],
+      [
+        {
+          [`${MACOS_CSRUTIL} status`]: { status: 1, stdout: 'System Integrity Protection status: enabled.' },
+        },
+        false,
+        false,
+        false,
+        false,
+        false,
+      ],
     ];
     for (const [commands, sip, sipKnown, rdmaDisabled, rdmaKnown, secureBoot] of cases) {
-      const r = applyHardening({ platform: 'darwin', syscalls: fakeCalls({ commands }), env: clean(), execArgv: [], inspector: fakeInspector() });
+      const r = applyHardening({
+        platform: 'darwin',
+        syscalls: fakeCalls({ commands }),
+        env: clean(),
+        execArgv: [],
+        inspector: fakeInspector(),
+      });
       const f = r.platformFacts;
-      assert.deepEqual([f.sipEnabled, f.sipKnown, f.rdmaDisabled, f.rdmaKnown, f.secureBootEnabled], [sip, sipKnown, rdmaDisabled, rdmaKnown, secureBoot]);
+      assert.deepEqual(
+        [f.sipEnabled, f.sipKnown, f.rdmaDisabled, f.rdmaKnown, f.secureBootEnabled],
+        [sip, sipKnown, rdmaDisabled, rdmaKnown, secureBoot],
+      );
       const p = buildPosture({ report: r, plaintextBoundary: 'none' });
       assert.equal(p.sipEnabled, sip);
       assert.equal(p.rdmaDisabled, rdmaDisabled);

@@ -24,9 +24,15 @@ export class Child {
   stderr = '';
   private lines: string[] = [];
   private waiters: (() => void)[] = [];
+  /** Set on 'close' (not 'exit'): stdout may still deliver data after the process exited. */
+  private closed = false;
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 
-  constructor(file: string, args: string[], options: { env?: NodeJS.ProcessEnv; execArgv?: string[]; uid?: number; gid?: number } = {}) {
+  constructor(
+    file: string,
+    args: string[],
+    options: { env?: NodeJS.ProcessEnv; execArgv?: string[]; uid?: number; gid?: number } = {},
+  ) {
     this.proc = spawn(process.execPath, [...(options.execArgv ?? []), file, ...args], {
       env: options.env ?? baseEnv(),
       stdio: ['pipe', 'pipe', 'pipe'],
@@ -50,7 +56,8 @@ export class Child {
       this.stderr += d;
       for (const w of this.waiters.splice(0)) w();
     });
-    this.proc.once('exit', () => {
+    this.proc.once('close', () => {
+      this.closed = true;
       for (const w of this.waiters.splice(0)) w();
     });
   }
@@ -66,7 +73,7 @@ export class Child {
     for (;;) {
       const v = check();
       if (v !== undefined) return v;
-      if (this.proc.exitCode !== null || this.proc.signalCode !== null) {
+      if (this.closed) {
         const again = check();
         if (again !== undefined) return again;
         throw new Error(`child exited before ${what}; stderr: ${this.stderr.slice(0, 500)}`);
@@ -87,9 +94,13 @@ export class Child {
     this.proc.stdin!.write(`${line}\n`);
   }
 
+  /** SIGTERM first (a re-executing parent forwards it to its child), SIGKILL if still alive. */
   async stop(): Promise<void> {
-    if (this.proc.exitCode === null && this.proc.signalCode === null) this.proc.kill('SIGKILL');
+    if (this.proc.exitCode !== null || this.proc.signalCode !== null) return;
+    this.proc.kill('SIGTERM');
+    const timer = setTimeout(() => this.proc.kill('SIGKILL'), 3000);
     await this.exited;
+    clearTimeout(timer);
   }
 }
 

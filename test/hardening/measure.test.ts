@@ -40,7 +40,12 @@ describe('measureCode', () => {
     const file = join(dir, 'one', 'addons', 'lib', 'libx.so');
     const r = await sha256File(file);
     assert.equal(r.bytes, 3 << 20);
-    assert.equal(r.sha256, createHash('sha256').update(Buffer.alloc(3 << 20, 7)).digest('hex'));
+    assert.equal(
+      r.sha256,
+      createHash('sha256')
+        .update(Buffer.alloc(3 << 20, 7))
+        .digest('hex'),
+    );
   });
 
   it('is deterministic, covers every part, and follows the documented combination', async () => {
@@ -106,15 +111,30 @@ describe('measureCode', () => {
   it('finds the real native addons of this installation', async () => {
     const m = await measureCode();
     const addons = m.parts.filter((p) => p.role === 'native-addon').map((p) => p.path);
-    assert.ok(addons.some((p) => p.endsWith('llama-addon.node')), 'node-llama-cpp addon');
-    assert.ok(addons.some((p) => p.includes('libllama')), 'llama shared library');
-    assert.ok(addons.some((p) => p.endsWith('koffi.node')), 'koffi addon');
-    assert.ok(addons.some((p) => p.endsWith('sodium-native.node')), 'sodium-native addon');
+    assert.ok(
+      addons.some((p) => p.endsWith('llama-addon.node')),
+      'node-llama-cpp addon',
+    );
+    assert.ok(
+      addons.some((p) => p.includes('libllama')),
+      'llama shared library',
+    );
+    assert.ok(
+      addons.some((p) => p.endsWith('koffi.node')),
+      'koffi addon',
+    );
+    assert.ok(
+      addons.some((p) => p.endsWith('sodium-native.node')),
+      'sodium-native addon',
+    );
     assert.ok(m.parts.some((p) => p.role === 'node-executable' && p.file === process.execPath));
     assert.ok(!m.parts.some((p) => p.path.endsWith('.gguf')), 'model weights are not measured');
   });
 
   it('fails with an error (not a crash) when a part is unreadable', async () => {
-    await assert.rejects(measureCode({ ...options(join(dir, 'one')), execPath: join(dir, 'missing') }), /ENOENT/);
+    await assert.rejects(
+      measureCode({ ...options(join(dir, 'one')), execPath: join(dir, 'missing') }),
+      /ENOENT/,
+    );
   });
 });

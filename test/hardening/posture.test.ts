@@ -39,7 +39,12 @@ function report(over: Partial<HardeningReport> = {}): HardeningReport {
       { name: 'inspector-closed', achieved: true, detail: '' },
       { name: 'environment-clean', achieved: true, detail: '' },
     ],
-    environment: { clean: true, startedWithUnsafeEnvironment: false, reexecutedClean: false, unsafeNames: [] },
+    environment: {
+      clean: true,
+      startedWithUnsafeEnvironment: false,
+      reexecutedClean: false,
+      unsafeNames: [],
+    },
     platformFacts: {
       sipEnabled: true, // claimed but not known: must not count
       sipKnown: false,
@@ -57,7 +62,11 @@ function report(over: Partial<HardeningReport> = {}): HardeningReport {
 
 describe('posture', () => {
   it('is built from measured steps only', () => {
-    const p = buildPosture({ report: report(), measurement: { binaryHash: HASH }, plaintextBoundary: 'external-backend' });
+    const p = buildPosture({
+      report: report(),
+      measurement: { binaryHash: HASH },
+      plaintextBoundary: 'external-backend',
+    });
     assert.equal(p.coreDumpsDisabled, true);
     assert.equal(p.debuggerBlocked, false);
     assert.equal(p.sipEnabled, false, 'an unknown fact is never reported true');
@@ -70,7 +79,8 @@ describe('posture', () => {
   it('has no hash when measurement failed or is malformed', () => {
     assert.equal(buildPosture({ report: report(), plaintextBoundary: 'none' }).binaryHash, '');
     assert.equal(
-      buildPosture({ report: report(), measurement: { binaryHash: 'nothex' }, plaintextBoundary: 'none' }).binaryHash,
+      buildPosture({ report: report(), measurement: { binaryHash: 'nothex' }, plaintextBoundary: 'none' })
+        .binaryHash,
       '',
     );
   });
@@ -91,7 +101,13 @@ describe('posture', () => {
   });
 
   it('decodes an old peer that only sends fields 1–5 with every newer fact false/unknown', () => {
-    const old = create(SecurityPostureSchema, { sipEnabled: true, rdmaDisabled: true, debuggerBlocked: true, coreDumpsDisabled: true, binaryHash: HASH });
+    const old = create(SecurityPostureSchema, {
+      sipEnabled: true,
+      rdmaDisabled: true,
+      debuggerBlocked: true,
+      coreDumpsDisabled: true,
+      binaryHash: HASH,
+    });
     const p = postureFromProto(fromBinary(SecurityPostureSchema, toBinary(SecurityPostureSchema, old)));
     assert.equal(p.debuggerBlocked, true);
     assert.equal(p.inspectorClosed, false);

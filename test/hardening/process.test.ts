@@ -38,7 +38,9 @@ describe('hardened process (Linux)', { skip: !LINUX && 'Linux-only process tests
 
   it('has a core limit of 0/0 as the kernel reports it', async () => {
     const coreLine = async (pid: number | 'self') =>
-      (await readFile(`/proc/${pid}/limits`, 'utf8')).split('\n').find((l) => l.startsWith('Max core file size'));
+      (await readFile(`/proc/${pid}/limits`, 'utf8'))
+        .split('\n')
+        .find((l) => l.startsWith('Max core file size'));
     const c = child(FIXTURE, ['serve']);
     const ready = await c.json<Ready>();
     assert.match((await coreLine(ready.pid)) ?? '', /^Max core file size\s+0\s+0\s+bytes/);
@@ -55,7 +57,9 @@ describe('hardened process (Linux)', { skip: !LINUX && 'Linux-only process tests
     // (unless this environment already forces 0/0 on everything).
     const inherited = (await coreLine('self')) ?? '';
     if (!/^Max core file size\s+0\s+0\s/.test(inherited)) {
-      const control = child('-e', ['console.log(JSON.stringify({ pid: process.pid })); setInterval(() => {}, 1000)']);
+      const control = child('-e', [
+        'console.log(JSON.stringify({ pid: process.pid })); setInterval(() => {}, 1000)',
+      ]);
       const cp = await control.json<{ pid: number }>();
       assert.doesNotMatch((await coreLine(cp.pid)) ?? '', /^Max core file size\s+0\s+0\s/);
       await control.stop();
@@ -65,12 +69,20 @@ describe('hardened process (Linux)', { skip: !LINUX && 'Linux-only process tests
 
   it('SIGUSR1 does not open an inspector; an unhardened control does', async () => {
     // Control first: port 0 so concurrent tests never collide on 9229.
-    const control = child('-e', ['console.log(JSON.stringify({ pid: process.pid })); setInterval(() => {}, 1000)'], {
-      execArgv: ['--inspect-port=0'],
-    });
+    const control = child(
+      '-e',
+      ['console.log(JSON.stringify({ pid: process.pid })); setInterval(() => {}, 1000)'],
+      {
+        execArgv: ['--inspect-port=0'],
+      },
+    );
     const cp = await control.json<{ pid: number }>();
     process.kill(cp.pid, 'SIGUSR1');
-    await control.waitFor(() => (/Debugger listening on ws:\/\//.test(control.stderr) ? true : undefined), 15_000, 'control inspector');
+    await control.waitFor(
+      () => (/Debugger listening on ws:\/\//.test(control.stderr) ? true : undefined),
+      15_000,
+      'control inspector',
+    );
     await control.stop();
 
     const c = child(FIXTURE, ['serve']);
@@ -94,7 +106,11 @@ describe('hardened process (Linux)', { skip: !LINUX && 'Linux-only process tests
     const { code } = await c.exited;
     assert.equal(code, 0);
     const lines = await markerLines(marker);
-    assert.deepEqual(lines, [`${c.proc.pid} -`], 'the probe ran in the parent only (proves the test can fail)');
+    assert.deepEqual(
+      lines,
+      [`${c.proc.pid} -`],
+      'the probe ran in the parent only (proves the test can fail)',
+    );
     assert.notEqual(out.pid, c.proc.pid, 'the posture came from the re-executed child');
     assert.equal(out.posture.reexecutedClean, true);
     assert.equal(out.posture.startedWithUnsafeEnvironment, true);
@@ -157,7 +173,9 @@ describe('hardened process (Linux)', { skip: !LINUX && 'Linux-only process tests
   });
 
   it('bin/mesh-llm.js posture --json re-executes and reports a measured posture', async () => {
-    const c = child(BIN, ['posture', '--json'], { env: baseEnv({ NODE_OPTIONS: '--max-old-space-size=256' }) });
+    const c = child(BIN, ['posture', '--json'], {
+      env: baseEnv({ NODE_OPTIONS: '--max-old-space-size=256' }),
+    });
     const { code } = await c.exited;
     assert.equal(code, 0, c.stderr);
     const out = JSON.parse(c.stdout) as { posture: SecurityPostureFacts };

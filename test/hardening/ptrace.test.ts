@@ -30,7 +30,9 @@ function ensureUser(): { uid: number; gid: number } {
   const existing = lookupUser();
   if (existing) return existing;
   try {
-    execFileSync('useradd', ['--system', '--no-create-home', '--shell', '/usr/sbin/nologin', USER], { stdio: 'pipe' });
+    execFileSync('useradd', ['--system', '--no-create-home', '--shell', '/usr/sbin/nologin', USER], {
+      stdio: 'pipe',
+    });
   } catch {
     // A concurrent run may have created it first; the lookup below decides.
   }
@@ -63,14 +65,18 @@ describe('ptrace attach by the same unprivileged user', { skip }, () => {
   /** gdb as a real-world attacker, when installed: its own words say whether it attached. */
   function gdbAttach(pid: number): string {
     try {
-      return execFileSync('gdb', ['-nx', '-batch', '-p', String(pid), '-ex', 'info inferiors', '-ex', 'detach'], {
-        encoding: 'utf8',
-        stdio: ['ignore', 'pipe', 'pipe'],
-        timeout: 60_000,
-        uid: ids.uid,
-        gid: ids.gid,
-        env: env(),
-      });
+      return execFileSync(
+        'gdb',
+        ['-nx', '-batch', '-p', String(pid), '-ex', 'info inferiors', '-ex', 'detach'],
+        {
+          encoding: 'utf8',
+          stdio: ['ignore', 'pipe', 'pipe'],
+          timeout: 60_000,
+          uid: ids.uid,
+          gid: ids.gid,
+          env: env(),
+        },
+      );
     } catch (err) {
       const e = err as { stdout?: string; stderr?: string };
       return `${e.stdout ?? ''}${e.stderr ?? ''}`;
@@ -79,23 +85,38 @@ describe('ptrace attach by the same unprivileged user', { skip }, () => {
   const hasGdb = existsSync('/usr/bin/gdb');
 
   it('succeeds against an unhardened control and fails against a hardened node', async () => {
-    const control = new Child('-e', ['console.log(JSON.stringify({ pid: process.pid })); setInterval(() => {}, 1000)'], {
-      env: env(),
-      ...ids,
-    });
+    const control = new Child(
+      '-e',
+      ['console.log(JSON.stringify({ pid: process.pid })); setInterval(() => {}, 1000)'],
+      {
+        env: env(),
+        ...ids,
+      },
+    );
     children.push(control);
     const cp = await control.json<{ pid: number }>();
-    assert.equal((await stat(`/proc/${cp.pid}/mem`)).uid, ids.uid, 'control /proc/PID/mem belongs to the user (dumpable)');
+    assert.equal(
+      (await stat(`/proc/${cp.pid}/mem`)).uid,
+      ids.uid,
+      'control /proc/PID/mem belongs to the user (dumpable)',
+    );
     const controlAttach = await attach(cp.pid);
     assert.equal(controlAttach.ok, true, `control attach must succeed (errno ${controlAttach.errno})`);
     if (hasGdb) assert.match(gdbAttach(cp.pid), /detached/, 'gdb attaches to the control');
 
     const hardened = new Child(FIXTURE, ['serve'], { env: env(), ...ids });
     children.push(hardened);
-    const ready = await hardened.json<{ pid: number; report: { steps: { name: string; achieved: boolean }[] } }>();
+    const ready = await hardened.json<{
+      pid: number;
+      report: { steps: { name: string; achieved: boolean }[] };
+    }>();
     assert.equal(ready.report.steps.find((s) => s.name === 'debugger-blocked')?.achieved, true);
     // The kernel hands a non-dumpable process's /proc/PID files to root.
-    assert.equal((await stat(`/proc/${ready.pid}/mem`)).uid, 0, 'hardened /proc/PID/mem is root-owned (non-dumpable)');
+    assert.equal(
+      (await stat(`/proc/${ready.pid}/mem`)).uid,
+      0,
+      'hardened /proc/PID/mem is root-owned (non-dumpable)',
+    );
     const hardenedAttach = await attach(ready.pid);
     assert.equal(hardenedAttach.ok, false, 'hardened attach must fail');
     assert.equal(hardenedAttach.errno, 1, 'EPERM');

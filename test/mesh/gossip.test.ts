@@ -1,5 +1,8 @@
 import assert from 'node:assert/strict';
 import { afterEach, beforeEach, test } from 'node:test';
+import { silentLogger } from '../../src/log.ts';
+import { generateIdentity } from '../../src/mesh/identity.ts';
+import { createLibp2pMesh } from '../../src/mesh/libp2p-mesh.ts';
 import { PROTOCOL_HTTP } from '../../src/mesh/types.ts';
 import { Cluster, readAll, waitFor } from './helpers.ts';
 
@@ -55,4 +58,41 @@ test('chain A-B-C: C learns A transitively and opens an http stream to it', asyn
   const reply = await readAll(stream.source);
   assert.equal(reply.toString(), `hello ${c.endpointId.slice(0, 8)} ping`);
   await waitFor(() => c.peer(a.endpointId)?.connected === true, 'C connected to A');
+});
+
+test('updates and new peers spread at once, without waiting for a heartbeat', async () => {
+  // Heartbeats far beyond the test's duration: only pushes can deliver these.
+  const a = await cluster.node({ heartbeatMs: 600_000 });
+  const b = await cluster.node({ heartbeatMs: 600_000 });
+  const c = await cluster.node({ heartbeatMs: 600_000 });
+  await b.join(a.inviteToken());
+  await c.join(b.inviteToken());
+  await waitFor(
+    () => a.peer(c.endpointId) !== undefined && c.peer(a.endpointId) !== undefined,
+    'chain learned',
+  );
+  const before = c.peer(a.endpointId)!.seq;
+  await a.updateAnnouncement({ hostedModels: ['tiny-model'], hostedModelsKnown: true });
+  await waitFor(
+    () => c.peer(a.endpointId)?.announcement.hostedModels[0] === 'tiny-model',
+    'update reaches C',
+  );
+  assert.ok(c.peer(a.endpointId)!.seq > before);
+  assert.equal(a.localAnnouncement()?.hostedModels[0], 'tiny-model');
+});
+
+test('join() before start() dials the invite once started', async () => {
+  const a = await cluster.node();
+  const b = await createLibp2pMesh({
+    identity: await generateIdentity(),
+    version: 'test',
+    logger: silentLogger(),
+    heartbeatMs: 300,
+  });
+  cluster.nodes.push(b);
+  await b.join(a.inviteToken());
+  assert.equal(b.meshId, a.meshId);
+  assert.deepEqual(b.addresses(), []);
+  await b.start();
+  await waitFor(() => a.peer(b.endpointId) !== undefined && b.peer(a.endpointId) !== undefined, 'joined');
 });

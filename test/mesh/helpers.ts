@@ -1,7 +1,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { silentLogger } from '../../src/log.ts';
+import { createLogger, silentLogger } from '../../src/log.ts';
 import { generateIdentity, loadOrCreateIdentity, type MeshIdentity } from '../../src/mesh/identity.ts';
 import { createLibp2pMesh, type Libp2pMesh, type MeshOptions } from '../../src/mesh/libp2p-mesh.ts';
 
@@ -28,9 +28,8 @@ export class Cluster {
         : await generateIdentity());
     const node = await createLibp2pMesh({
       version: 'test',
-      logger: process.env.MESH_TEST_LOG
-        ? (await import('../../src/log.ts')).createLogger({ level: 'debug' })
-        : silentLogger(),
+      // MESH_TEST_LOG=1 shows the nodes' logs when debugging a test.
+      logger: process.env.MESH_TEST_LOG ? createLogger({ level: 'debug' }) : silentLogger(),
       heartbeatMs: HEARTBEAT_MS,
       meshId: 'test-mesh',
       ...options,

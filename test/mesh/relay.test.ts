@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { afterEach, beforeEach, test } from 'node:test';
+import { ConfigError } from '../../src/errors.ts';
 import { PROTOCOL_HTTP, type StreamTapEvent } from '../../src/mesh/types.ts';
 import { Cluster, readAll, waitFor } from './helpers.ts';
 
@@ -106,4 +107,26 @@ test('forwarding refuses an unknown target', async () => {
   const unknown = 'ab'.repeat(32);
   const stream = await client.openForwardedStream(middle.endpointId, unknown);
   await assert.rejects(readAll(stream.source));
+});
+
+test('ordinary nodes also hold a relay circuit address once a mesh relay is connected', async () => {
+  const relay = await cluster.node({ relay: true });
+  const node = await cluster.node();
+  await node.join(relay.inviteToken());
+  await waitFor(() => node.addresses().some((a) => a.includes('/p2p-circuit')), 'circuit address');
+  // Direct addresses stay first in the list so peers try them before the relay.
+  assert.ok(!node.addresses()[0]!.includes('/p2p-circuit'));
+  await waitFor(
+    () =>
+      relay.peer(node.endpointId)?.announcement.listenAddrs.some((a) => a.includes('/p2p-circuit')) === true,
+    'announced circuit address',
+  );
+  // A relay itself does not reserve on anything.
+  assert.ok(relay.addresses().every((a) => !a.includes('/p2p-circuit')));
+});
+
+test('a busy mesh port is a ConfigError', async () => {
+  const a = await cluster.node();
+  const port = Number(a.addresses()[0]!.split('/')[4]);
+  await assert.rejects(cluster.node({ listenPort: port }), ConfigError);
 });

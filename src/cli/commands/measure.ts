@@ -14,16 +14,19 @@ const FLAGS = {
   help: { type: 'boolean', short: 'h' },
 } as const;
 
-export async function runMeasure(args: string[]): Promise<number> {
+export async function runMeasure(
+  args: string[],
+  out: NodeJS.WritableStream = process.stdout,
+): Promise<number> {
   const { values, positionals } = parseFlags(args, FLAGS);
   if (values.help) {
-    process.stdout.write(`${HELP}\n`);
+    out.write(`${HELP}\n`);
     return 0;
   }
   if (positionals.length > 0) throw new ConfigError(`unexpected argument '${positionals[0]}'`);
   const m = await measureCode();
   if (values.json) {
-    process.stdout.write(`${JSON.stringify(m, null, 2)}\n`);
+    out.write(`${JSON.stringify(m, null, 2)}\n`);
     return 0;
   }
   const lines = [
@@ -34,6 +37,6 @@ export async function runMeasure(args: string[]): Promise<number> {
   ];
   for (const p of m.parts)
     lines.push(`  ${p.role.padEnd(15)} ${p.sha256} ${String(p.bytes).padStart(10)} ${p.path}`);
-  process.stdout.write(`${lines.join('\n')}\n`);
+  out.write(`${lines.join('\n')}\n`);
   return 0;
 }

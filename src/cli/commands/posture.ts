@@ -51,10 +51,14 @@ export async function collectPosture(
   return { posture, hardening: report, measurement, measurementError };
 }
 
-export async function runPosture(args: string[], context: CliContext = {}): Promise<number> {
+export async function runPosture(
+  args: string[],
+  context: CliContext = {},
+  out: NodeJS.WritableStream = process.stdout,
+): Promise<number> {
   const { values, positionals } = parseFlags(args, FLAGS);
   if (values.help) {
-    process.stdout.write(`${HELP}\n`);
+    out.write(`${HELP}\n`);
     return 0;
   }
   if (positionals.length > 0) throw new ConfigError(`unexpected argument '${positionals[0]}'`);
@@ -66,9 +70,9 @@ export async function runPosture(args: string[], context: CliContext = {}): Prom
       : 'none';
   const report =
     context.hardening ?? notHardenedReport('not run: the CLI was called without the process entry');
-  const out = await collectPosture(report, boundary);
+  const result = await collectPosture(report, boundary);
   if (values.json) {
-    const { measurement, ...rest } = out;
+    const { measurement, ...rest } = result;
     const json = {
       ...rest,
       measurement: measurement && {
@@ -77,10 +81,10 @@ export async function runPosture(args: string[], context: CliContext = {}): Prom
         parts: measurement.parts,
       },
     };
-    process.stdout.write(`${JSON.stringify(json, null, 2)}\n`);
+    out.write(`${JSON.stringify(json, null, 2)}\n`);
     return 0;
   }
-  process.stdout.write(formatPosture(out));
+  out.write(formatPosture(result));
   return 0;
 }
 
@@ -116,8 +120,8 @@ export function formatPosture(out: PostureOutput): string {
     ['secure boot enabled', f.secureBootKnown ? yesNo(p.secureBootEnabled) : 'unknown', d.secureBoot],
     ['Yama ptrace_scope', p.ptraceScope, d.ptraceScope],
     ['plaintext boundary', p.plaintextBoundary],
-    ['binary hash', p.binaryHash || '(not measured)', out.measurementError],
     ['hardening version', p.hardeningVersion],
   ]);
-  return `Hardening steps\n${steps}\n\nSecurity posture\n${facts}\n`;
+  const hash = p.binaryHash || `(not measured${out.measurementError ? `: ${out.measurementError}` : ''})`;
+  return `Hardening steps\n${steps}\n\nSecurity posture\n${facts}\n  binary hash  ${hash}\n`;
 }
