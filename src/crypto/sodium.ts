@@ -1,6 +1,8 @@
 /**
  * Thin typed wrappers over sodium-native: NaCl box (X25519 + XSalsa20-Poly1305) and secure
  * memory. Everything else in src/crypto goes through here, so the library surface is in one place.
+ * crypto_box_beforenm is built from crypto_scalarmult + @noble/ciphers' HSalsa20 (sodium-native
+ * exposes neither beforenm nor HSalsa20); the afternm helpers are crypto_secretbox.
  */
 import { hsalsa } from '@noble/ciphers/salsa.js';
 import sodium from 'sodium-native';
@@ -23,23 +25,17 @@ export function secureAlloc(size: number): Buffer {
   return sodium.sodium_malloc(size);
 }
 
-export function secureCopy(secret: Uint8Array): Buffer {
-  const out = secureAlloc(secret.byteLength);
-  out.set(secret);
-  return out;
-}
-
 /**
  * Zeroes and releases a secret. sodium_free detaches the backing memory, so a later use throws
- * (length 0) instead of touching freed memory; plain buffers are zeroed in place.
+ * (length 0) instead of touching freed memory; plain buffers are zeroed in place. sodium-native
+ * only unmaps (and zeroes) a detached buffer when the GC finalizes it, so zero it now.
  */
 export function wipe(secret: Uint8Array): void {
   const buf = asBuffer(secret);
+  if (buf.byteLength > 0) sodium.sodium_memzero(buf);
   if ((buf as Buffer & { secure?: boolean }).secure) {
     // sodium_free exists at run time but is missing from @types/sodium-native.
     (sodium as unknown as { sodium_free(buffer: Buffer): void }).sodium_free(buf);
-  } else if (buf.byteLength > 0) {
-    sodium.sodium_memzero(buf);
   }
 }
 
@@ -52,40 +48,6 @@ export function boxKeypair(): { publicKey: Buffer; secretKey: Buffer } {
 
 export function randomFill(target: Uint8Array): void {
   sodium.randombytes_buf(asBuffer(target));
-}
-
-/** Writes box(message) (MAC || ciphertext) into `out`, which must be message + 16 bytes long. */
-export function boxSealInto(
-  out: Uint8Array,
-  message: Uint8Array,
-  nonce: Uint8Array,
-  publicKey: Uint8Array,
-  secretKey: Uint8Array,
-): void {
-  sodium.crypto_box_easy(
-    asBuffer(out),
-    asBuffer(message),
-    asBuffer(nonce),
-    asBuffer(publicKey),
-    asBuffer(secretKey),
-  );
-}
-
-/** Opens box(message) into `out` (ciphertext - 16 bytes long); false when authentication fails. */
-export function boxOpenInto(
-  out: Uint8Array,
-  ciphertext: Uint8Array,
-  nonce: Uint8Array,
-  publicKey: Uint8Array,
-  secretKey: Uint8Array,
-): boolean {
-  return sodium.crypto_box_open_easy(
-    asBuffer(out),
-    asBuffer(ciphertext),
-    asBuffer(nonce),
-    asBuffer(publicKey),
-    asBuffer(secretKey),
-  );
 }
 
 // "expand 32-byte k" as native-endian words, the form noble's hsalsa takes (as it does internally).
