@@ -4,7 +4,6 @@ import { create } from '@bufbuild/protobuf';
 import { createConsoleRoutes } from '../api/console-routes.ts';
 import { type ListeningServer, startHttpServer } from '../api/http-server.ts';
 import { createOpenAiRoutes } from '../api/openai-routes.ts';
-import { LlamaCppBackend } from '../backends/llama-cpp.ts';
 import { OpenAiCompatibleBackend } from '../backends/openai-compatible.ts';
 import type { InferenceBackend } from '../backends/types.ts';
 import { ReplayGuard } from '../crypto/envelope.ts';
@@ -214,6 +213,8 @@ export async function startMeshNode(config: NodeConfig, deps: MeshNodeDeps): Pro
 async function startBackends(config: NodeConfig, logger: Logger): Promise<InferenceBackend[]> {
   const backends: InferenceBackend[] = [];
   if (config.model) {
+    // Loaded on demand: llama.cpp's bindings cost memory a client or relay should not pay.
+    const { LlamaCppBackend } = await import('../backends/llama-cpp.ts');
     backends.push(
       new LlamaCppBackend({
         modelPath: config.model.path,
