@@ -90,6 +90,7 @@ export async function run(options: { iterations?: number } = {}): Promise<BenchR
 export const runAttestationBench = run;
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  const iterations = Number(process.argv[2] ?? 2000);
+  const quick = process.argv.includes('--quick');
+  const iterations = Number(process.argv.slice(2).find((a) => /^\d+$/.test(a)) ?? (quick ? 500 : 2000));
   console.table(await run({ iterations }));
 }
