@@ -58,15 +58,6 @@ export function pointFromKeyObject(key: KeyObject): Uint8Array {
   return out;
 }
 
-/** Decodes standard base64 strictly (canonical padding, no whitespace); undefined when invalid. */
-export function decodeBase64Strict(text: string): Uint8Array | undefined {
-  if (text.length % 4 !== 0 || !/^[A-Za-z0-9+/]*={0,2}$/.test(text)) return undefined;
-  const bytes = Buffer.from(text, 'base64');
-  // Reject non-canonical encodings (stray bits in the last symbol) so one value has one spelling.
-  if (bytes.toString('base64') !== text) return undefined;
-  return new Uint8Array(bytes);
-}
-
 /** Verifies a DER ECDSA P-256 signature over SHA-256(data). Never throws; bad input is `false`. */
 export function verifyP256(key: KeyObject, data: Uint8Array, signatureDer: Uint8Array): boolean {
   if (signatureDer.byteLength < 8 || signatureDer.byteLength > 72 || signatureDer[0] !== 0x30) return false;

@@ -1,5 +1,6 @@
 // Public surface of the attestation module (SPEC §6). Pure: no HTTP, no libp2p.
-export { decodeBase64Strict, publicKeyFromPoint, verifyP256 } from './ecdsa.ts';
+export { decodeBase64Strict } from '../encoding/base64.ts';
+export { publicKeyFromPoint, verifyP256 } from './ecdsa.ts';
 export { AttestationError, type AttestationErrorCode } from './errors.ts';
 export {
   answerChallenge,

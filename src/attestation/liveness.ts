@@ -1,4 +1,5 @@
-import { decodeBase64Strict, publicKeyFromPoint, verifyP256 } from './ecdsa.ts';
+import { decodeBase64Strict } from '../encoding/base64.ts';
+import { publicKeyFromPoint, verifyP256 } from './ecdsa.ts';
 import { AttestationError } from './errors.ts';
 import type { AttestationKeyProvider } from './providers/types.ts';
 

@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import { decodeBase64Strict } from '../encoding/base64.ts';
 import { ConfigError } from '../errors.ts';
-import { decodeBase64Strict } from './ecdsa.ts';
 
 export const PINS_FILE = 'attestation-pins.json';
 

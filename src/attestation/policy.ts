@@ -1,8 +1,9 @@
 import { X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
+import { decodeBase64Strict } from '../encoding/base64.ts';
 import { ConfigError } from '../errors.ts';
 import type { PlaintextBoundaryFact, SecurityPostureFacts } from '../hardening/types.ts';
-import { decodeBase64Strict, publicKeyFromPoint } from './ecdsa.ts';
+import { publicKeyFromPoint } from './ecdsa.ts';
 import { POSTURE_FIELDS } from './signing-bytes.ts';
 
 /** Ordered trust tiers (SPEC §6.3). */

@@ -1,5 +1,6 @@
+import { decodeBase64Strict } from '../encoding/base64.ts';
 import type { PlaintextBoundaryFact, SecurityPostureFacts } from '../hardening/types.ts';
-import { decodeBase64Strict, P256_POINT_BYTES, publicKeyFromPoint } from './ecdsa.ts';
+import { P256_POINT_BYTES, publicKeyFromPoint } from './ecdsa.ts';
 import { AttestationError } from './errors.ts';
 import { type AttestationKeyProvider, KEY_STORAGES } from './providers/types.ts';
 import {

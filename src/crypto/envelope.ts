@@ -7,7 +7,7 @@
  * (boxBeforeNm + secretbox, byte-identical to crypto_box_easy) and hand it to the session, so
  * the response stream reuses it instead of repeating the X25519 operation.
  */
-import { base64Length, decodeBase64Strict, encodeBase64 } from './base64.ts';
+import { base64Length, decodeBase64Strict, encodeBase64 } from '../encoding/base64.ts';
 import { E2EError } from './errors.ts';
 import type { InferenceKeySource } from './inference-keys.ts';
 import { DEFAULT_FUTURE_SKEW_MS, DEFAULT_REPLAY_WINDOW_MS, type ReplayGuard } from './replay-guard.ts';

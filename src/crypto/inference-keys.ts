@@ -3,7 +3,7 @@
  * previous secret kept for a grace period so requests sealed to it just before a rotation still
  * open. Secrets live in sodium_malloc memory and are freed when they leave the grace period.
  */
-import { decodeBase64Strict, encodeBase64 } from './base64.ts';
+import { decodeBase64Strict, encodeBase64 } from '../encoding/base64.ts';
 import { E2EError } from './errors.ts';
 import { boxKeypair, bytesEqual, PUBLIC_KEY_BYTES, wipe } from './sodium.ts';
 
