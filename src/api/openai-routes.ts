@@ -47,7 +47,7 @@ export function createOpenAiRoutes(dispatcher: InferenceDispatcher): RouteHandle
       requireMethod(request, 'POST');
       const bytes = await request.readBody();
       const body = validate(parseJsonBody(bytes));
-      return dispatcher.dispatch(body.model, toApiRequest(request, path, bytes), {
+      return dispatcher.dispatch(body.model, jsonPost(path, bytes), {
         stream: body.stream === true,
         signal: request.signal,
       });
@@ -65,11 +65,10 @@ async function serveResponses(dispatcher: InferenceDispatcher, request: Incoming
   const responsesRequest = validateResponses(parseJsonBody(await request.readBody()));
   const chat = responsesToChat(responsesRequest);
   const chatBytes = Buffer.from(JSON.stringify(chat));
-  const upstream = await dispatcher.dispatch(
-    chat.model,
-    toApiRequest(request, '/v1/chat/completions', chatBytes),
-    { stream: chat.stream === true, signal: request.signal },
-  );
+  const upstream = await dispatcher.dispatch(chat.model, jsonPost('/v1/chat/completions', chatBytes), {
+    stream: chat.stream === true,
+    signal: request.signal,
+  });
   const routeHeaders = Object.fromEntries(
     Object.entries(upstream.headers).filter(([name]) => name.startsWith('x-mesh-')),
   );
@@ -96,7 +95,8 @@ function requireMethod(request: IncomingApiRequest, method: string): void {
   }
 }
 
-function toApiRequest(request: IncomingApiRequest, path: string, body: Uint8Array): ApiRequest {
+/** The request a host sees: method, path and body only; the client's headers stay here. */
+function jsonPost(path: string, body: Uint8Array): ApiRequest {
   return { method: 'POST', path, headers: { 'content-type': 'application/json' }, body };
 }
 

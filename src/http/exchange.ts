@@ -1,3 +1,5 @@
+import { BodyTooLargeError } from '../errors.ts';
+
 /**
  * The transport-neutral shape of one HTTP exchange. The API layer, the router, the
  * backends and the mesh transport (plaintext or encrypted) all speak these types, so a
@@ -23,13 +25,13 @@ export interface UpstreamResponse {
   body: AsyncIterable<Uint8Array>;
 }
 
-/** Collects a body fully. For non-streamed JSON only. */
+/** Collects a body fully (non-streamed JSON, whole requests); BodyTooLargeError past the limit. */
 export async function readAll(body: AsyncIterable<Uint8Array>, limitBytes = Number.POSITIVE_INFINITY) {
   const chunks: Uint8Array[] = [];
   let size = 0;
   for await (const chunk of body) {
     size += chunk.byteLength;
-    if (size > limitBytes) throw new RangeError(`body exceeds ${limitBytes} bytes`);
+    if (size > limitBytes) throw new BodyTooLargeError(limitBytes);
     chunks.push(chunk);
   }
   return Buffer.concat(chunks);

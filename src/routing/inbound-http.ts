@@ -4,8 +4,8 @@ import { E2E_MAGIC, openRequest, type ReplayGuard } from '../crypto/envelope.ts'
 import { E2EError } from '../crypto/errors.ts';
 import type { InferenceKeyring } from '../crypto/inference-keys.ts';
 import { ResponseSealer } from '../crypto/response-frames.ts';
-import { BodyTooLargeError, describeError, InvalidRequestError, MeshError } from '../errors.ts';
-import type { ApiRequest, UpstreamResponse } from '../http/exchange.ts';
+import { describeError, InvalidRequestError, MeshError } from '../errors.ts';
+import { type ApiRequest, readAll, type UpstreamResponse } from '../http/exchange.ts';
 import { HttpWireError, parseRequest, serializeResponseHead } from '../http/http1.ts';
 import type { Logger } from '../log.ts';
 import type { ByteStream, EndpointId } from '../mesh/types.ts';
@@ -36,10 +36,12 @@ export function createInboundHttpHandler(options: InboundHttpOptions) {
     const log = logger.child({ peer: remote.slice(0, 12) });
     let raw: Uint8Array;
     try {
-      raw = await readCapped(stream.source, ENVELOPE_OVERHEAD(options.maxRequestBytes));
+      raw = await readAll(stream.source, ENVELOPE_OVERHEAD(options.maxRequestBytes));
     } catch (error) {
       log.warn({ err: describeError(error) }, 'inbound request refused');
-      await writePlain(stream, errorResponse(error)).catch(() => stream.abort(asError(error)));
+      await writeResponse(stream, errorResponse(error), PLAIN_FRAMING).catch(() =>
+        stream.abort(asError(error)),
+      );
       return;
     }
 
@@ -86,15 +88,12 @@ export function createInboundHttpHandler(options: InboundHttpOptions) {
       log.warn({ err: describeError(error) }, 'plaintext request rejected');
       const mapped =
         error instanceof HttpWireError ? new InvalidRequestError('Malformed HTTP request') : error;
-      await writePlain(stream, errorResponse(mapped)).catch(() => stream.abort(asError(error)));
+      await writeResponse(stream, errorResponse(mapped), PLAIN_FRAMING).catch(() =>
+        stream.abort(asError(error)),
+      );
       return;
     }
-    await serve(request, stream, controller, log, {
-      start: () => undefined,
-      data: (chunk) => chunk,
-      end: () => undefined,
-      fail: () => undefined,
-    });
+    await serve(request, stream, controller, log, PLAIN_FRAMING);
   };
 
   async function serve(
@@ -102,12 +101,7 @@ export function createInboundHttpHandler(options: InboundHttpOptions) {
     stream: ByteStream,
     controller: AbortController,
     log: Logger,
-    framing: {
-      start(): Uint8Array | undefined;
-      data(chunk: Uint8Array): Uint8Array;
-      end(): Uint8Array | undefined;
-      fail(message: string): Uint8Array | undefined;
-    },
+    framing: ResponseFraming,
   ): Promise<void> {
     const started = Date.now();
     let response: UpstreamResponse;
@@ -117,13 +111,7 @@ export function createInboundHttpHandler(options: InboundHttpOptions) {
       response = errorResponse(error);
     }
     try {
-      const header = framing.start();
-      if (header) await stream.write(header);
-      await stream.write(framing.data(serializeResponseHead(response.status, response.headers)));
-      for await (const chunk of response.body) await stream.write(framing.data(chunk));
-      const end = framing.end();
-      if (end) await stream.write(end);
-      await stream.closeWrite();
+      await writeResponse(stream, response, framing);
       log.info(
         { path: request.path, status: response.status, ms: Date.now() - started },
         'served mesh request',
@@ -157,20 +145,28 @@ function modelOf(request: ApiRequest): string {
   return model;
 }
 
-async function readCapped(source: AsyncIterable<Uint8Array>, limit: number): Promise<Uint8Array> {
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  for await (const chunk of source) {
-    size += chunk.byteLength;
-    if (size > limit) throw new BodyTooLargeError(limit);
-    chunks.push(chunk);
-  }
-  return Buffer.concat(chunks);
+/** How response bytes go on the stream: as they are, or sealed frame by frame (SPEC §5). */
+interface ResponseFraming {
+  start(): Uint8Array | undefined;
+  data(chunk: Uint8Array): Uint8Array;
+  end(): Uint8Array | undefined;
+  fail(message: string): Uint8Array | undefined;
 }
 
-async function writePlain(stream: ByteStream, response: UpstreamResponse): Promise<void> {
-  await stream.write(serializeResponseHead(response.status, response.headers));
-  for await (const chunk of response.body) await stream.write(chunk);
+const PLAIN_FRAMING: ResponseFraming = {
+  start: () => undefined,
+  data: (chunk) => chunk,
+  end: () => undefined,
+  fail: () => undefined,
+};
+
+async function writeResponse(stream: ByteStream, response: UpstreamResponse, framing: ResponseFraming) {
+  const header = framing.start();
+  if (header) await stream.write(header);
+  await stream.write(framing.data(serializeResponseHead(response.status, response.headers)));
+  for await (const chunk of response.body) await stream.write(framing.data(chunk));
+  const end = framing.end();
+  if (end) await stream.write(end);
   await stream.closeWrite();
 }
 

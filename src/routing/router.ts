@@ -6,7 +6,7 @@ import {
   PolicyRefusedError,
   UpstreamError,
 } from '../errors.ts';
-import type { ApiRequest, HeaderMap, UpstreamResponse } from '../http/exchange.ts';
+import { type ApiRequest, type HeaderMap, readAll, type UpstreamResponse } from '../http/exchange.ts';
 import type { Logger } from '../log.ts';
 import type { EndpointId, MeshService, PeerRecord } from '../mesh/types.ts';
 import type { RemoteTransport, StreamPath } from './remote-transport.ts';
@@ -238,9 +238,7 @@ async function prefetchFirst(body: AsyncIterable<Uint8Array>): Promise<AsyncIter
 }
 
 async function bufferAll(body: AsyncIterable<Uint8Array>): Promise<AsyncIterable<Uint8Array>> {
-  const chunks: Uint8Array[] = [];
-  for await (const chunk of body) chunks.push(chunk);
-  const whole = Buffer.concat(chunks);
+  const whole = await readAll(body);
   return (async function* () {
     if (whole.byteLength > 0) yield whole;
   })();
