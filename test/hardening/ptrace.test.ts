@@ -2,8 +2,9 @@
 // while it can attach to an unhardened control (which proves the test can fail).
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { chmodSync, existsSync, statSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { baseEnv, Child, FIXTURE, PTRACE_HELPER } from './helpers.ts';
 
@@ -41,17 +42,37 @@ function ensureUser(): { uid: number; gid: number } {
   return created;
 }
 
+/**
+ * The test user must reach the checkout (node binary, fixture, node_modules). A clone inside a
+ * 0700 directory (e.g. under /root or mktemp -d) blocks that, so grant search (o+x, not read) on
+ * the blocking ancestors for the duration of the test, and put the modes back afterwards.
+ */
+function grantTraversal(path: string, restore: [string, number][]): void {
+  for (let dir = resolve(path); ; dir = dirname(dir)) {
+    const mode = statSync(dir).mode & 0o7777;
+    if ((mode & 0o001) === 0) {
+      chmodSync(dir, mode | 0o001);
+      restore.push([dir, mode]);
+    }
+    if (dirname(dir) === dir) return;
+  }
+}
+
 describe('ptrace attach by the same unprivileged user', { skip }, () => {
   let ids: { uid: number; gid: number };
   const children: Child[] = [];
+  const restoreModes: [string, number][] = [];
   const env = () => baseEnv({ HOME: '/tmp' });
 
   before(() => {
     if (skip) return;
     ids = ensureUser();
+    grantTraversal(dirname(process.execPath), restoreModes);
+    grantTraversal(dirname(FIXTURE), restoreModes);
   });
   after(async () => {
     await Promise.all(children.map((c) => c.stop()));
+    for (const [dir, mode] of restoreModes.reverse()) chmodSync(dir, mode);
   });
 
   async function attach(pid: number): Promise<{ ok: boolean; errno: number }> {
