@@ -26,11 +26,52 @@ export function secureAlloc(size: number): Buffer {
 }
 
 /**
- * Zeroes and releases a secret. sodium_free detaches the backing memory, so a later use throws
- * (length 0) instead of touching freed memory; plain buffers are zeroed in place. sodium-native
- * only unmaps (and zeroes) a detached buffer when the GC finalizes it, so zero it now.
+ * 32-byte secret slots carved from sodium_malloc'd slabs. Each request needs one precomputed key
+ * per side; a sodium_malloc per key costs an mmap, mprotects and an mlock (syscalls that showed
+ * up in the per-request profile), and sodium-native only unmaps it when the GC finalizes it.
+ * Slots stay in locked memory, are zeroed on release and reused; slabs are added on demand and
+ * kept (their number follows peak concurrency, 64 keys each).
+ */
+class SecretSlots {
+  static readonly SLOT_BYTES = 32;
+  static readonly SLOTS_PER_SLAB = 64;
+  readonly #free: Buffer[] = [];
+  readonly #owned = new WeakSet<Buffer>();
+
+  take(): Buffer {
+    if (this.#free.length === 0) this.#grow();
+    return this.#free.pop()!;
+  }
+
+  /** Zeroes and returns a slot; false when `buffer` is not one of ours. */
+  release(buffer: Buffer): boolean {
+    if (!this.#owned.has(buffer)) return false;
+    sodium.sodium_memzero(buffer);
+    this.#free.push(buffer);
+    return true;
+  }
+
+  #grow(): void {
+    const { SLOT_BYTES, SLOTS_PER_SLAB } = SecretSlots;
+    const slab = secureAlloc(SLOT_BYTES * SLOTS_PER_SLAB);
+    for (let i = 0; i < SLOTS_PER_SLAB; i++) {
+      const slot = slab.subarray(i * SLOT_BYTES, (i + 1) * SLOT_BYTES);
+      this.#owned.add(slot);
+      this.#free.push(slot);
+    }
+  }
+}
+
+const secretSlots = new SecretSlots();
+
+/**
+ * Zeroes and releases a secret. A pooled key slot goes back to its pool; a sodium_malloc buffer
+ * is freed (sodium_free detaches the backing memory, so a later use throws instead of touching
+ * freed memory; sodium-native only unmaps it when the GC finalizes it, hence the zeroing now);
+ * plain buffers are zeroed in place.
  */
 export function wipe(secret: Uint8Array): void {
+  if (Buffer.isBuffer(secret) && secretSlots.release(secret)) return;
   const buf = asBuffer(secret);
   if (buf.byteLength > 0) sodium.sodium_memzero(buf);
   if ((buf as Buffer & { secure?: boolean }).secure) {
@@ -72,8 +113,8 @@ function words(bytes: Buffer): Uint32Array {
 /**
  * crypto_box_beforenm, which sodium-native does not expose: k = HSalsa20(X25519(sk, pk), 0^16).
  * box(m, n, pk, sk) is exactly secretbox(m, n, k), so a stream of frames between the same two
- * keys pays for the scalar multiplication once instead of per frame. Returns k in secure memory
- * (free it with wipe()). Like crypto_box, refuses a low-order public key (all-zero shared secret)
+ * keys pays for the scalar multiplication once instead of per frame. Returns k in a pooled
+ * secure slot (give it back with wipe(), once). Like crypto_box, refuses a low-order public key (all-zero shared secret)
  * with E2EError 'invalid_key'.
  */
 export function boxBeforeNm(publicKey: Uint8Array, secretKey: Uint8Array): Buffer {
@@ -90,7 +131,7 @@ export function boxBeforeNm(publicKey: Uint8Array, secretKey: Uint8Array): Buffe
     if (sodium.sodium_is_zero(scratchShared, scratchShared.byteLength)) {
       throw new E2EError('invalid_key', 'public key is not a usable X25519 key');
     }
-    const key = secureAlloc(BEFORENM_BYTES);
+    const key = secretSlots.take();
     hsalsa(SIGMA, words(scratchShared), ZERO_NONCE, words(key));
     return key;
   } finally {

@@ -32,8 +32,10 @@ import {
   peerIdFromEndpointId,
 } from './identity.ts';
 import { decodeInviteToken, encodeInviteToken, isValidMeshId } from './invite.ts';
+import { libp2pComponentLogger } from './libp2p-logger.ts';
 import { PeerTable } from './peer-table.ts';
 import { AnnouncementSequence } from './sequence.ts';
+import { batchSocketWrites } from './socket-batching.ts';
 import {
   type ByteStream,
   type EndpointId,
@@ -46,6 +48,7 @@ import {
   PROTOCOL_HTTP,
   type StreamTapEvent,
 } from './types.ts';
+import { WarmStreamPool } from './warm-streams.ts';
 
 export interface MeshOptions {
   /** Node identity: a libp2p Ed25519 key, or an identity from identity.ts. One is required. */
@@ -76,6 +79,8 @@ export interface MeshOptions {
   clock?: () => number;
   /** How long an inbound app stream waits for an unknown remote's announcement. Default 5000. */
   memberWaitMs?: number;
+  /** Pre-negotiated HTTP streams kept per recently used host (0 disables). Default 2. */
+  warmStreams?: number;
 }
 
 type Services = { identify: Identify; ping: Ping };
@@ -89,6 +94,13 @@ const LEAVE_TIMEOUT_MS = 2_000;
 const PUSH_DEBOUNCE_MS = 20;
 // Window ≤ half of libp2p's 4 MiB read buffer, so a paused reader is never reset.
 const YAMUX_MAX_WINDOW = 2 * 1024 * 1024;
+const WARM_STREAMS_DEFAULT = 2;
+const WARM_STREAM_IDLE_MS = 60_000;
+
+interface OpenedStream {
+  stream: Stream;
+  path: 'direct' | 'relay';
+}
 
 export async function createLibp2pMesh(options: MeshOptions): Promise<Libp2pMesh> {
   const identity =
@@ -126,6 +138,7 @@ export async function createLibp2pMesh(options: MeshOptions): Promise<Libp2pMesh
     listenAddrs.push('/p2p-circuit');
   const libp2p = (await createLibp2p({
     privateKey: identity.privateKey,
+    logger: libp2pComponentLogger(),
     start: false,
     addresses: { listen: listenAddrs },
     transports: [tcp(), circuitRelayTransport({ maxInboundStopStreams: STREAM_LIMIT })],
@@ -172,6 +185,7 @@ export class Libp2pMesh implements MeshService {
   private readonly bootstraps = new Map<string, Multiaddr[]>();
   private readonly redials = new Map<string, NodeJS.Timeout>();
   private readonly detachers: Array<() => void> = [];
+  private readonly warm: WarmStreamPool<OpenedStream>;
 
   constructor(options: MeshOptions, identity: MeshIdentity, meshId: string, libp2p: Libp2p<Services>) {
     this.options = options;
@@ -192,6 +206,16 @@ export class Libp2pMesh implements MeshService {
       isConnected: (id) => this.isConnected(id),
       leaveRelayMs: this.heartbeatMs * 3,
     });
+    this.warm = new WarmStreamPool<OpenedStream>({
+      size: options.warmStreams ?? WARM_STREAMS_DEFAULT,
+      idleMs: WARM_STREAM_IDLE_MS,
+      open: (endpointId) => this.negotiate(endpointId, PROTOCOL_HTTP, this.stopController.signal),
+      usable: ({ stream }) => isFresh(stream),
+      // A plain close reaches the host as an empty request, which it ends quietly.
+      discard: ({ stream }) => void stream.close().catch(() => stream.abort(new Error('discarded'))),
+      onOpenError: (endpointId, err) =>
+        this.log.debug({ peer: short(endpointId), err: (err as Error).message }, 'warm stream open failed'),
+    });
   }
 
   get meshId(): string {
@@ -209,6 +233,7 @@ export class Libp2pMesh implements MeshService {
       throw new ConfigError(`cannot start the mesh listener: ${(err as Error).message}`, { cause: err });
     }
     this.started = true;
+    this.listen('connection:open', (evt) => batchSocketWrites(evt.detail));
     this.listen('peer:connect', (evt) => this.onPeerConnect(evt.detail));
     this.listen('peer:disconnect', (evt) => this.onPeerDisconnect(evt.detail));
     this.listen('peer:identify', (evt) => this.onIdentify(evt.detail));
@@ -268,6 +293,7 @@ export class Libp2pMesh implements MeshService {
 
   private async shutdown(): Promise<void> {
     this.stopController.abort();
+    this.warm.stop();
     await this.sequence.persist().catch((err: Error) => {
       this.log.warn({ err: err.message }, 'could not persist the announcement sequence');
     });
@@ -286,7 +312,13 @@ export class Libp2pMesh implements MeshService {
   }
 
   private listen<
-    K extends 'peer:connect' | 'peer:disconnect' | 'peer:identify' | 'self:peer:update' | 'peer:discovery',
+    K extends
+      | 'connection:open'
+      | 'peer:connect'
+      | 'peer:disconnect'
+      | 'peer:identify'
+      | 'self:peer:update'
+      | 'peer:discovery',
   >(
     type: K,
     // biome-ignore lint/suspicious/noExplicitAny: libp2p's typed event map varies per event.
@@ -410,6 +442,27 @@ export class Libp2pMesh implements MeshService {
     if (!isEndpointId(endpointId)) throw new UpstreamError('invalid endpoint id', 'peer_unknown');
     if (endpointId === this.endpointId)
       throw new UpstreamError('cannot open a mesh stream to this node itself');
+    const signal = anySignal(options.signal, this.stopController.signal);
+    if (protocol !== PROTOCOL_HTTP) {
+      const opened = await this.negotiate(endpointId, protocol, signal);
+      return { ...this.wrap(opened.stream, protocol, endpointId), path: opened.path };
+    }
+    const opened = this.warm.take(endpointId) ?? (await this.negotiate(endpointId, protocol, signal));
+    opened.stream.addEventListener('close', () => this.warm.refill(endpointId), { once: true });
+    return { ...this.wrap(opened.stream, protocol, endpointId), path: opened.path };
+  }
+
+  /** Pre-negotiated HTTP streams ready for `endpointId` (tests, diagnostics). */
+  warmStreamCount(endpointId: EndpointId): number {
+    return this.warm.size(endpointId);
+  }
+
+  /** A new outbound stream: over the existing or a fresh connection, else through a relay. */
+  private async negotiate(
+    endpointId: EndpointId,
+    protocol: string,
+    signal: AbortSignal,
+  ): Promise<OpenedStream> {
     const peerId = peerIdFromEndpointId(endpointId);
     const record = this.table.get(endpointId);
     const connected = this.libp2p.getConnections(peerId).length > 0;
@@ -417,14 +470,11 @@ export class Libp2pMesh implements MeshService {
       throw new UpstreamError(`peer ${short(endpointId)} is not known in this mesh`, 'peer_unknown');
     }
     if (!connected && record !== undefined) await this.rememberAddrs(peerId, record);
-    const signal = anySignal(options.signal, this.stopController.signal);
     const streamOptions = { signal, runOnLimitedConnection: true, maxOutboundStreams: STREAM_LIMIT };
-    let stream: Stream;
-    let path: ByteStream['path'] = 'direct';
     try {
       const connection = await this.libp2p.dial(peerId, { signal });
-      stream = await connection.newStream(protocol, streamOptions);
-      path = isRelayed(connection) ? 'relay' : 'direct';
+      const stream = await connection.newStream(protocol, streamOptions);
+      return { stream, path: isRelayed(connection) ? 'relay' : 'direct' };
     } catch (err) {
       if (signal.aborted) throw new UpstreamError('stream open aborted', 'aborted', { cause: err });
       // Its own addresses failed: try a circuit through each relay we are connected to.
@@ -432,10 +482,8 @@ export class Libp2pMesh implements MeshService {
       if (viaRelay === undefined) {
         throw new UpstreamError(`cannot reach peer ${short(endpointId)}`, 'peer_unreachable', { cause: err });
       }
-      stream = viaRelay;
-      path = 'relay';
+      return { stream: viaRelay, path: 'relay' };
     }
-    return { ...this.wrap(stream, protocol, endpointId), path };
   }
 
   async openForwardedStream(
@@ -836,7 +884,10 @@ export class Libp2pMesh implements MeshService {
     this.gossipCapable.delete(key);
     this.relayPeers.delete(key);
     const id = endpointIdFromPeerId(peerId);
-    if (id !== undefined) this.table.setConnected(id, false);
+    if (id !== undefined) {
+      this.table.setConnected(id, false);
+      this.warm.drop(id);
+    }
     if (!this.stopping) this.scheduleRedial(key);
   }
 
@@ -919,6 +970,17 @@ async function raceTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** Open both ways and never used: safe to carry a new request. */
+function isFresh(stream: Stream): boolean {
+  return (
+    stream.status === 'open' &&
+    stream.writeStatus === 'writable' &&
+    stream.readStatus === 'readable' &&
+    stream.remoteWriteStatus === 'writable' &&
+    stream.remoteReadStatus === 'readable'
+  );
 }
 
 /** A circuit-relay connection (limited, or dialled through /p2p-circuit). */

@@ -44,6 +44,11 @@ export function createInboundHttpHandler(options: InboundHttpOptions) {
       );
       return;
     }
+    // A sender's unused warm stream, closed without a request: nothing to answer.
+    if (raw.byteLength === 0) {
+      await stream.closeWrite().catch(() => undefined);
+      return;
+    }
 
     if (raw[0] === E2E_MAGIC && options.e2e) {
       let sealer: ResponseSealer;

@@ -81,3 +81,31 @@ test('abort on one side surfaces as an error on the other; handler errors do not
   await assert.rejects(a.openStream(a.endpointId, PROTOCOL_HTTP));
   await assert.rejects(a.openStream('00'.repeat(32), PROTOCOL_HTTP));
 });
+
+test('writes in one event-loop turn travel as one chunk; a later write is not held back', async () => {
+  const a = await cluster.node();
+  const b = await cluster.node();
+  const chunks: string[] = [];
+  let gotFirst: () => void = () => undefined;
+  const first = new Promise<void>((r) => {
+    gotFirst = r;
+  });
+  b.handle(PROTOCOL_HTTP, async (stream) => {
+    for await (const chunk of stream.source) {
+      chunks.push(Buffer.from(chunk).toString());
+      gotFirst();
+    }
+    await stream.closeWrite();
+  });
+  await b.join(a.inviteToken());
+  await waitFor(() => b.peer(a.endpointId) !== undefined && a.peer(b.endpointId) !== undefined, 'peers');
+  const stream = await a.openStream(b.endpointId, PROTOCOL_HTTP);
+  await Promise.all([stream.write(Buffer.from('one,')), stream.write(Buffer.from('two,'))]);
+  await stream.write(Buffer.from('three'));
+  await first; // arrives without a closeWrite or more writes to push it out
+  assert.deepEqual(chunks, ['one,two,three']);
+  await stream.write(Buffer.from('four'));
+  await stream.closeWrite();
+  await readAll(stream.source);
+  assert.deepEqual(chunks, ['one,two,three', 'four']);
+});

@@ -3,7 +3,6 @@ import { after, describe, test } from 'node:test';
 import OpenAI from 'openai';
 import { decodeInviteToken, encodeInviteToken } from '../../src/mesh/invite.ts';
 import type { StreamTapEvent } from '../../src/mesh/types.ts';
-import { PROTOCOL_HTTP } from '../../src/mesh/types.ts';
 import type { MeshNode } from '../../src/node/mesh-node.ts';
 import { seesModel, TestCluster, waitUntil } from '../helpers/cluster.ts';
 import { startFakeOpenAi } from '../helpers/fake-openai-server.ts';
@@ -134,7 +133,7 @@ describe('mixed versions: a node without inference keys and a new node', () => {
       backend: { url: fake.url, model: 'legacy-model' },
     });
     const token = legacyHost.mesh.inviteToken();
-    const newHost = await cluster.start('new-host', {
+    await cluster.start('new-host', {
       join: [token],
       backend: { url: fakeNew.url, model: 'new-model' },
     });
@@ -145,7 +144,7 @@ describe('mixed versions: a node without inference keys and a new node', () => {
       requireEncryption: true,
     });
     const legacyClient = await cluster.start('legacy-client', { client: true, e2e: false, join: [token] });
-    const strictHost = await cluster.start('strict-host', {
+    await cluster.start('strict-host', {
       join: [token],
       requireEncryption: true,
       backend: { url: fakeNew.url, model: 'strict-model' },
