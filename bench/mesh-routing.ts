@@ -2,12 +2,14 @@
  * Routing overhead, side by side in one run (issues #2 and #3): a fast fake OpenAI backend
  * called directly, through the local node, through a remote node (E2E encrypted, and plaintext
  * to a host without an inference key), and through a relay. Nodes are real `mesh-llm serve`
- * processes so each one's peak RSS is its own.
+ * processes so each one's peak RSS is its own. Every path is warmed up first, then the paths
+ * take turns in short blocks (latency, time to first token, then each concurrency level), so
+ * the machine's drift is shared instead of landing on whichever path ran last.
  *
  *   node bench/mesh-routing.ts [--quick]
  */
 import { startFakeOpenAi } from '../test/helpers/fake-openai-server.ts';
-import { latency, printTable, streamThroughput, timeToFirstToken } from './lib/load.ts';
+import { latency, percentile, printTable, streamThroughput, timesToFirstToken } from './lib/load.ts';
 import { type NodeProcess, spawnNode } from './lib/node-process.ts';
 
 const quick = process.argv.includes('--quick');
@@ -16,6 +18,7 @@ const TOKENS = 64;
 const prompt = 'x'.repeat(4096);
 const nonStreamed = { model: MODEL, messages: [{ role: 'user', content: prompt }], max_tokens: TOKENS };
 const streamed = { ...nonStreamed, stream: true };
+const CONCURRENCY = [1, 16, 64, 128];
 
 interface Setup {
   name: string;
@@ -78,35 +81,62 @@ async function main(): Promise<void> {
     });
 
     const url = (entry: string) => `${entry}/v1/chat/completions`;
-    const rows: (string | number)[][] = [];
-    let directP50 = 0;
-    let directTtft = 0;
+    // A fresh node runs its first few hundred requests through cold JIT code; a serving node
+    // does not, so every path is warmed up before anything is measured.
     for (const setup of setups) {
-      const target = url(setup.entry);
-      await latency(target, nonStreamed, 20); // warm up connections and caches
-      const lat = await latency(target, nonStreamed, quick ? 100 : 400);
-      const ttft = await timeToFirstToken(target, streamed, quick ? 30 : 100);
-      if (setup.nodes.length === 0) {
-        directP50 = lat.p50;
-        directTtft = ttft;
+      await latency(url(setup.entry), nonStreamed, quick ? 300 : 1000);
+      await streamThroughput(url(setup.entry), streamed, 16, quick ? 4 : 10);
+    }
+    // The paths take turns in short blocks, so drift on a shared machine lands on all of them.
+    const results = setups.map(() => ({
+      latency: [] as number[],
+      ttft: [] as number[],
+      errors: 0,
+      streams: new Map<number, { tokens: number; seconds: number }>(),
+    }));
+    const blocks = quick ? 10 : 30;
+    for (let block = 0; block < blocks; block++) {
+      for (const [i, setup] of setups.entries()) {
+        const lat = await latency(url(setup.entry), nonStreamed, 20);
+        results[i]!.latency.push(...lat.times);
+        results[i]!.errors += lat.errors;
+        results[i]!.ttft.push(...(await timesToFirstToken(url(setup.entry), streamed, 5)));
       }
-      const s1 = await streamThroughput(target, streamed, 1, quick ? 10 : 30);
-      const s16 = await streamThroughput(target, streamed, 16, quick ? 2 : 6);
-      const s64 = await streamThroughput(target, streamed, 64, quick ? 1 : 3);
-      const s128 = await streamThroughput(target, streamed, 128, quick ? 1 : 2);
-      const rss = await Promise.all(setup.nodes.map((n) => n.peakRssMb()));
+    }
+    for (const concurrency of CONCURRENCY) {
+      const rounds = Math.max(quick ? 3 : 8, Math.ceil((quick ? 64 : 192) / concurrency));
+      for (let round = 0; round < rounds; round++) {
+        for (const [i, setup] of setups.entries()) {
+          const run = await streamThroughput(url(setup.entry), streamed, concurrency, 1);
+          const total = results[i]!.streams.get(concurrency) ?? { tokens: 0, seconds: 0 };
+          results[i]!.streams.set(concurrency, {
+            tokens: total.tokens + run.tokens,
+            seconds: total.seconds + run.seconds,
+          });
+          results[i]!.errors += run.errors;
+        }
+      }
+    }
+    const directP50 = percentile(results[0]!.latency, 50);
+    const directTtft = percentile(results[0]!.ttft, 50);
+    const rows: (string | number)[][] = [];
+    for (const [i, setup] of setups.entries()) {
+      const r = results[i]!;
+      const p50 = percentile(r.latency, 50);
+      const tokS = (c: number) => {
+        const t = r.streams.get(c)!;
+        return t.tokens / t.seconds;
+      };
       rows.push([
         setup.name,
-        lat.p50,
-        lat.p99,
-        lat.p50 - directP50,
-        ttft - directTtft,
-        s1.tokensPerSecond,
-        s16.tokensPerSecond,
-        s64.tokensPerSecond,
-        s128.tokensPerSecond,
-        lat.errors + s1.errors + s16.errors + s64.errors + s128.errors,
-        rss.length ? rss.map((r) => r.toFixed(0)).join(' / ') : '—',
+        p50,
+        percentile(r.latency, 99),
+        p50 - directP50,
+        percentile(r.ttft, 50) - directTtft,
+        ...CONCURRENCY.map(tokS),
+        r.errors,
+        (await Promise.all(setup.nodes.map((n) => n.peakRssMb()))).map((mb) => mb.toFixed(0)).join(' / ') ||
+          '—',
       ]);
     }
     printTable(
@@ -117,10 +147,7 @@ async function main(): Promise<void> {
         'p99 ms',
         '+p50 ms',
         '+TTFT ms',
-        'tok/s x1',
-        'tok/s x16',
-        'tok/s x64',
-        'tok/s x128',
+        ...CONCURRENCY.map((c) => `tok/s x${c}`),
         'errors',
         'peak RSS MB per node',
       ],

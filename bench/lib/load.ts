@@ -48,11 +48,11 @@ export async function latency(url: string, body: unknown, count: number) {
     if (result.status === 200) times.push(result.ms);
     else errors++;
   }
-  return { p50: percentile(times, 50), p99: percentile(times, 99), errors };
+  return { p50: percentile(times, 50), p99: percentile(times, 99), errors, times };
 }
 
-/** Sequential streamed requests: median time to the first content chunk. */
-export async function timeToFirstToken(url: string, body: unknown, count: number) {
+/** Sequential streamed requests: the time to the first content chunk of each. */
+export async function timesToFirstToken(url: string, body: unknown, count: number): Promise<number[]> {
   const times: number[] = [];
   for (let i = 0; i < count; i++) {
     let first: number | undefined;
@@ -61,7 +61,7 @@ export async function timeToFirstToken(url: string, body: unknown, count: number
     });
     if (first !== undefined) times.push(first);
   }
-  return percentile(times, 50);
+  return times;
 }
 
 /** `concurrency` streams at once, `rounds` times: aggregate SSE content tokens per second. */
@@ -86,7 +86,7 @@ export async function streamThroughput(url: string, body: unknown, concurrency: 
     );
   }
   const seconds = (performance.now() - started) / 1000;
-  return { tokensPerSecond: tokens / seconds, errors };
+  return { tokensPerSecond: tokens / seconds, tokens, seconds, errors };
 }
 
 export function printTable(title: string, header: string[], rows: (string | number)[][]): void {

@@ -1,10 +1,15 @@
 import { type ChildProcess, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const BIN = fileURLToPath(new URL('../../bin/mesh-llm.js', import.meta.url));
+/** The Node flags of the bin's shebang, so a spawned node runs exactly as `mesh-llm` would. */
+const NODE_FLAGS = (readFileSync(BIN, 'utf8').split('\n', 1)[0] ?? '')
+  .split(/\s+/)
+  .filter((a) => a.startsWith('--'));
 
 export interface NodeProcess {
   child: ChildProcess;
@@ -24,7 +29,7 @@ export interface NodeProcess {
 export async function spawnNode(args: string[], env: NodeJS.ProcessEnv = {}): Promise<NodeProcess> {
   const dataDir = await mkdtemp(join(tmpdir(), 'mesh-llm-node-'));
   const fixed = ['serve', '--port', '0', '--console', '0', '--bind-host', '127.0.0.1', '--data-dir', dataDir];
-  const child = spawn(process.execPath, [BIN, ...fixed, ...args], {
+  const child = spawn(process.execPath, [...NODE_FLAGS, BIN, ...fixed, ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, MESH_LLM_LOG_LEVEL: 'warn', ...env },
   });
