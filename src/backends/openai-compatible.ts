@@ -3,6 +3,9 @@
  * plaintext leaves this process here, hence plaintextBoundary 'external-backend'. Responses
  * stream through as they arrive; nothing is buffered.
  */
+import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';
 import { ConfigError, UpstreamError } from '../errors.ts';
 import type { ApiRequest, HeaderMap, UpstreamResponse } from '../http/exchange.ts';
 import type { Logger } from '../log.ts';
@@ -19,6 +22,7 @@ export interface OpenAiCompatibleBackendOptions {
   /** Sent upstream as `Authorization: Bearer …`; never logged. */
   apiKey?: string;
   logger: Logger;
+  /** For the health probe and /v1/models only; requests go over node:http (see #post). */
   fetch?: typeof fetch;
   /** Health probe timeout. Default 2000 ms. */
   healthTimeoutMs?: number;
@@ -27,7 +31,7 @@ export interface OpenAiCompatibleBackendOptions {
 /** Request headers worth passing on; the client's own credentials for this node are not among them. */
 const FORWARDED_REQUEST_HEADERS = ['content-type', 'accept', 'x-request-id'];
 
-/** Hop-by-hop (RFC 9110 §7.6.1) plus headers that stop being true once fetch has decoded the body. */
+/** Hop-by-hop (RFC 9110 §7.6.1) plus headers that stop being true once the body is decoded. */
 const DROPPED_RESPONSE_HEADERS = new Set([
   'connection',
   'keep-alive',
@@ -65,6 +69,7 @@ export class OpenAiCompatibleBackend implements InferenceBackend {
   readonly #base: string;
   readonly #options: OpenAiCompatibleBackendOptions;
   readonly #fetch: typeof fetch;
+  readonly #agent: HttpAgent;
   readonly #log: Logger;
   #ready = false;
   #contextLength: number | undefined;
@@ -74,6 +79,10 @@ export class OpenAiCompatibleBackend implements InferenceBackend {
     this.#base = normalizeBaseUrl(options.baseUrl);
     this.modelName = options.modelName;
     this.#fetch = options.fetch ?? fetch;
+    // Kept-alive connections: a routed request should not pay for a TCP handshake.
+    this.#agent = this.#base.startsWith('https:')
+      ? new HttpsAgent({ keepAlive: true })
+      : new HttpAgent({ keepAlive: true });
     this.#log = options.logger;
   }
 
@@ -97,6 +106,7 @@ export class OpenAiCompatibleBackend implements InferenceBackend {
 
   async stop(): Promise<void> {
     this.#ready = false;
+    this.#agent.destroy();
   }
 
   async healthy(): Promise<boolean> {
@@ -155,50 +165,91 @@ export class OpenAiCompatibleBackend implements InferenceBackend {
     }
     headers['content-type'] ??= 'application/json';
 
-    let res: Response;
+    let res: IncomingMessage;
     try {
-      res = await this.#fetch(`${this.#base}${request.path}`, { method: 'POST', headers, body, signal });
+      res = await this.#post(`${this.#base}${request.path}`, headers, body, signal);
     } catch (err) {
       if (signal.aborted) throw signal.reason;
       this.#log.warn({ url: this.#base, path, err: describe(err) }, 'OpenAI-compatible backend unreachable');
       throw new UpstreamError('The inference backend is unreachable', 'upstream_unreachable', { cause: err });
     }
-    return { status: res.status, headers: responseHeaders(res.headers), body: relay(res, signal) };
+    return { status: res.statusCode ?? 502, headers: responseHeaders(res), body: relay(res, signal) };
+  }
+
+  /**
+   * One POST over node:http rather than fetch: on the per-request path fetch (undici + WHATWG
+   * streams) costs about 0.3 ms more CPU per request on these machines (measured side by side).
+   */
+  #post(url: string, headers: Record<string, string>, body: Uint8Array, signal: AbortSignal) {
+    const send = url.startsWith('https:') ? httpsRequest : httpRequest;
+    return new Promise<IncomingMessage>((resolve, reject) => {
+      const req = send(url, {
+        method: 'POST',
+        agent: this.#agent,
+        signal,
+        // The answer is parsed (SSE, usage, /v1/responses translation): ask for it uncompressed.
+        headers: { ...headers, 'accept-encoding': 'identity', 'content-length': String(body.byteLength) },
+      });
+      req.once('response', resolve);
+      req.once('error', reject);
+      req.end(body);
+    });
   }
 }
 
-function responseHeaders(source: Headers): HeaderMap {
+function responseHeaders(res: IncomingMessage): HeaderMap {
   const out: HeaderMap = {};
-  const encoded = source.has('content-encoding');
-  source.forEach((value, name) => {
-    if (DROPPED_RESPONSE_HEADERS.has(name)) return;
-    if (name === 'content-length' && encoded) return; // the length of the encoded body, not ours
-    out[name] = value;
-  });
+  const encoded = contentEncoding(res) !== undefined;
+  for (const [name, value] of Object.entries(res.headers)) {
+    if (value === undefined || DROPPED_RESPONSE_HEADERS.has(name)) continue;
+    if (name === 'content-length' && encoded) continue; // the length of the encoded body, not ours
+    out[name] = Array.isArray(value) ? value.join(', ') : value;
+  }
   return out;
 }
 
+/** The body's compression when a server ignored `accept-encoding: identity`. */
+function contentEncoding(res: IncomingMessage): string | undefined {
+  const encoding = res.headers['content-encoding']?.trim().toLowerCase();
+  return encoding && encoding !== 'identity' ? encoding : undefined;
+}
+
+function decoded(res: IncomingMessage): AsyncIterable<Uint8Array> {
+  switch (contentEncoding(res)) {
+    case undefined:
+      return res;
+    case 'gzip':
+    case 'x-gzip':
+      return res.pipe(createGunzip());
+    case 'deflate':
+      return res.pipe(createInflate());
+    case 'br':
+      return res.pipe(createBrotliDecompress());
+    default:
+      throw new UpstreamError(
+        `The inference backend answered with an unsupported content-encoding`,
+        'upstream_failed',
+      );
+  }
+}
+
 /** Yields the upstream body chunk by chunk; a broken upstream becomes an UpstreamError. */
-async function* relay(res: Response, signal: AbortSignal): AsyncGenerator<Uint8Array> {
-  if (!res.body) return;
-  const reader = res.body.getReader();
+async function* relay(res: IncomingMessage, signal: AbortSignal): AsyncGenerator<Uint8Array> {
+  let completed = false;
   try {
-    while (true) {
-      let next: Awaited<ReturnType<typeof reader.read>>;
-      try {
-        next = await reader.read();
-      } catch (err) {
-        if (signal.aborted) throw signal.reason;
-        throw new UpstreamError('The inference backend connection failed mid-response', 'upstream_failed', {
-          cause: err,
-        });
-      }
-      if (next.done) return;
-      yield next.value;
-    }
+    for await (const chunk of decoded(res)) yield chunk as Uint8Array;
+    // A connection that drops mid-body ends the stream without an error event.
+    if (!res.complete) throw new Error('the backend closed the connection before the answer ended');
+    completed = true;
+  } catch (err) {
+    if (signal.aborted) throw signal.reason;
+    if (err instanceof UpstreamError) throw err;
+    throw new UpstreamError('The inference backend connection failed mid-response', 'upstream_failed', {
+      cause: err,
+    });
   } finally {
     // Stops the upstream request when our reader leaves early.
-    await reader.cancel().catch(() => {});
+    if (!completed) res.destroy();
   }
 }
 

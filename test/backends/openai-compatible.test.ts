@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
+import { createServer as createHttpServer } from 'node:http';
 import { createServer } from 'node:net';
 import { after, before, describe, it } from 'node:test';
+import { gzipSync } from 'node:zlib';
 import { normalizeBaseUrl, OpenAiCompatibleBackend } from '../../src/backends/openai-compatible.ts';
 import { ConfigError, UpstreamError } from '../../src/errors.ts';
 import { silentLogger } from '../../src/log.ts';
@@ -230,24 +232,55 @@ describe('OpenAiCompatibleBackend without an upstream', () => {
   });
 
   it('turns a connection lost mid-stream into UpstreamError', async () => {
-    const broken: typeof fetch = async () =>
-      new Response(
-        new ReadableStream<Uint8Array>({
-          start(controller) {
-            controller.enqueue(new TextEncoder().encode('data: {}\n\n'));
-            controller.error(new Error('socket hang up'));
-          },
-        }),
-        { status: 200, headers: { 'content-type': 'text/event-stream' } },
-      );
+    // A server that starts an SSE answer, then drops the connection.
+    const server = createHttpServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.write('data: {}\n\n', () => setTimeout(() => res.socket?.destroy(), 20));
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     const backend = new OpenAiCompatibleBackend({
-      baseUrl: 'http://127.0.0.1:9',
+      baseUrl: `http://127.0.0.1:${(server.address() as { port: number }).port}`,
       modelName: 'm',
       logger: silentLogger(),
-      fetch: broken,
     });
-    const res = await backend.handle(request('/v1/chat/completions', { messages: [] }), never);
-    await assert.rejects(readSse(res.body), UpstreamError);
+    try {
+      const res = await backend.handle(request('/v1/chat/completions', { messages: [] }), never);
+      assert.equal(res.status, 200);
+      await assert.rejects(readSse(res.body), UpstreamError);
+    } finally {
+      await backend.stop();
+      server.close();
+    }
+  });
+
+  it('decodes a compressed answer from a server that ignores accept-encoding: identity', async () => {
+    let acceptEncoding: string | undefined;
+    const server = createHttpServer((req, res) => {
+      acceptEncoding = req.headers['accept-encoding'];
+      const body = gzipSync(JSON.stringify({ id: 'x', choices: [] }));
+      res.writeHead(200, {
+        'content-type': 'application/json',
+        'content-encoding': 'gzip',
+        'content-length': body.byteLength,
+      });
+      res.end(body);
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const backend = new OpenAiCompatibleBackend({
+      baseUrl: `http://127.0.0.1:${(server.address() as { port: number }).port}`,
+      modelName: 'm',
+      logger: silentLogger(),
+    });
+    try {
+      const res = await backend.handle(request('/v1/chat/completions', { messages: [] }), never);
+      assert.equal(acceptEncoding, 'identity');
+      assert.equal(res.headers['content-encoding'], undefined);
+      assert.equal(res.headers['content-length'], undefined);
+      assert.deepEqual(await json(res), { id: 'x', choices: [] });
+    } finally {
+      await backend.stop();
+      server.close();
+    }
   });
 
   it('normalizes base URLs and rejects bad ones', () => {
