@@ -5,7 +5,13 @@
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
-const scripts = ['mesh-routing.ts', 'crypto-throughput.ts', 'attestation-verify.ts', 'hardening-startup.ts'];
+const scripts = [
+  'mesh-routing.ts',
+  'crypto-throughput.ts',
+  'attestation-verify.ts',
+  'attested-peers.ts',
+  'hardening-startup.ts',
+];
 const extra = process.argv.slice(2);
 let failed = 0;
 for (const script of scripts) {

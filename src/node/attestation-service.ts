@@ -25,9 +25,6 @@ import type { NodeConfig } from './config.ts';
 import type { PeerTrust } from './host-security.ts';
 import { VERSION } from './version.ts';
 
-/** Statements are re-signed this often (SPEC §6.3: verifiers accept up to 660 s). */
-export const STATEMENT_REFRESH_MS = 300_000;
-
 export interface PeerAttestationStatus {
   tier: string;
   ok: boolean;
@@ -253,7 +250,7 @@ export async function startAttestationService(options: {
             .catch((error) =>
               logger.error({ err: describeError(error) }, 'could not refresh the attestation statement'),
             );
-        }, STATEMENT_REFRESH_MS);
+        }, config.attestationRefreshMs);
         refresh.unref();
         timers.push(refresh);
       }

@@ -29,6 +29,8 @@ export interface NodeConfig {
   /** False only to emulate a node from before E2E (no field 36, 0xE1 not understood). */
   e2e: boolean;
   heartbeatMs: number;
+  /** Re-sign the attestation statement this often (SPEC §6.3: verifiers accept up to 660 s). */
+  attestationRefreshMs: number;
   keyRotationMs: number;
   maxBodyBytes: number;
   mdns: boolean;
@@ -61,6 +63,7 @@ export function defaultConfig(overrides: Partial<NodeConfig> = {}): NodeConfig {
     attestationKey: 'auto',
     e2e: true,
     heartbeatMs: 60_000,
+    attestationRefreshMs: 300_000,
     keyRotationMs: 24 * 60 * 60 * 1000,
     maxBodyBytes: DEFAULT_MAX_BODY_BYTES,
     mdns: false,

@@ -59,10 +59,12 @@ const FLAGS = {
   'ctx-size': { type: 'string' },
   'log-format': { type: 'string' },
   'allow-unsafe-env': { type: 'boolean' },
-  // For tests and the demo: emulate a NAT'd node, a pre-E2E node, a fast heartbeat.
+  // For tests, the demo and benchmarks: emulate a NAT'd node, a pre-E2E node, a fast heartbeat,
+  // fast attestation statement refreshes.
   'reachable-only-via-relay': { type: 'boolean' },
   'no-e2e': { type: 'boolean' },
   'heartbeat-ms': { type: 'string' },
+  'attestation-refresh-ms': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -115,6 +117,9 @@ export function serveConfigFromArgs(args: string[]): NodeConfig | undefined {
     ),
     e2e: !values['no-e2e'],
     heartbeatMs: positiveIntFlag(values['heartbeat-ms'], '--heartbeat-ms') ?? base.heartbeatMs,
+    attestationRefreshMs:
+      positiveIntFlag(values['attestation-refresh-ms'], '--attestation-refresh-ms') ??
+      base.attestationRefreshMs,
     mdns: values.mdns ?? false,
     logFormat: choiceFlag<LogFormat>(values['log-format'], '--log-format', ['pretty', 'json'], 'pretty'),
   });
