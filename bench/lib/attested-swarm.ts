@@ -4,17 +4,17 @@
  * Each host is its own libp2p node (own Ed25519 identity, TCP + noise + yamux, identify, ping)
  * speaking the mesh protocols with the project's own code: signed announcements carrying an
  * inference key, posture and a statement signed by its own software attestation key
- * (buildStatement), anti-entropy gossip (requestGossip/respondGossip, replying with the full set
- * like a real member), answers to liveness challenges (handleAttestStream), and per heartbeat
- * a re-signed announcement, a gossip exchange, a ping and a liveness challenge of the node.
- * When one host re-signs its statement, every other host pushes its set to the node too, as
- * members of a full mesh do when they learn of a changed announcement.
+ * (buildStatement), gossip as a member does it (requestGossip/respondGossip: the full set each
+ * heartbeat, only news when pushing, digests of what it holds, answers with news only),
+ * answers to liveness challenges (handleAttestStream), and per heartbeat a re-signed
+ * announcement, a gossip exchange, a ping and a liveness challenge of the node. When one host
+ * re-signs its statement, every other host pushes that news to the node too, as members of a
+ * full mesh do when they learn of a changed announcement.
  *
  * Why not 100 full nodes (startMeshNode)? Every full node verifies every other node's
  * announcements and statements and challenges every other node, so 100 of them in one process
  * cost O(N²): on one core they could not keep up even with 30 s refreshes and a 15 s heartbeat
- * (100% CPU, peers swept and rejoining). These
- * hosts skip that verification (their own cost, not the node's), so the node under test sees
+ * (100% CPU, peers swept and rejoining). These hosts skip that verification (their own cost, not the node's), so the node under test sees
  * what 100 real peers send it at a fraction of the CPU.
  *
  *   node bench/lib/attested-swarm.ts --join TOKEN --data-root DIR
@@ -47,8 +47,14 @@ import { silentLogger } from '../../src/log.ts';
 import { signAnnouncement } from '../../src/mesh/announcements.ts';
 import { challengePeer, handleAttestStream } from '../../src/mesh/attest-protocol.ts';
 import { toByteStream } from '../../src/mesh/byte-stream.ts';
-import { requestGossip, respondGossip } from '../../src/mesh/gossip.ts';
-import { endpointIdToBytes, generateIdentity, type MeshIdentity } from '../../src/mesh/identity.ts';
+import { type GossipEntry, newsFor, requestGossip, respondGossip } from '../../src/mesh/gossip.ts';
+import {
+  endpointIdFromBytes,
+  endpointIdFromPeerId,
+  endpointIdToBytes,
+  generateIdentity,
+  type MeshIdentity,
+} from '../../src/mesh/identity.ts';
 import { decodeInviteToken } from '../../src/mesh/invite.ts';
 import { PROTOCOL_ATTEST, PROTOCOL_GOSSIP } from '../../src/mesh/types.ts';
 import { currentPosture } from '../../src/node/posture.ts';
@@ -106,8 +112,8 @@ class Host {
   readonly libp2p: Libp2p<{ ping: Ping }>;
   readonly inferencePublicKey: string;
   hub: PeerId | undefined;
-  /** The node's last gossip set (its own announcement first), replayed as our full set. */
-  known: SignedAnnouncement[] = [];
+  /** What the node's gossip told us (newest per origin), passed on as a member would. */
+  known = new Map<string, GossipEntry>();
   own: SignedAnnouncement | undefined;
   blob: Uint8Array | undefined;
   seq = 0n;
@@ -152,8 +158,8 @@ class Host {
     await libp2p.handle(PROTOCOL_GOSSIP, (stream) => {
       const bytes = toByteStream(stream);
       respondGossip(bytes, async (theirs) => {
-        host.known = theirs;
-        return host.fullSet();
+        host.absorb(theirs.announcements);
+        return newsFor(host.fullEntries(), theirs.known);
       }).catch((error: Error) => bytes.abort(error));
     });
     await libp2p.handle(PROTOCOL_ATTEST, (stream) => {
@@ -177,8 +183,25 @@ class Host {
     return host;
   }
 
-  fullSet(): SignedAnnouncement[] {
-    return this.own ? [this.own, ...this.known] : this.known;
+  fullEntries(): GossipEntry[] {
+    const own = this.own ? [{ endpointId: this.identity.endpointId, seq: this.seq, signed: this.own }] : [];
+    return [...own, ...this.known.values()];
+  }
+
+  digests(): Map<string, bigint> {
+    return new Map(this.fullEntries().map((e) => [e.endpointId, e.seq]));
+  }
+
+  absorb(list: SignedAnnouncement[]): void {
+    for (const signed of list) {
+      const announcement = fromBinary(PeerAnnouncementSchema, signed.announcement);
+      const endpointId = endpointIdFromBytes(announcement.endpointId);
+      if (endpointId === this.identity.endpointId) continue;
+      const held = this.known.get(endpointId);
+      if (held === undefined || held.seq < announcement.announcementSeq) {
+        this.known.set(endpointId, { endpointId, seq: announcement.announcementSeq, signed });
+      }
+    }
   }
 
   /** A fresh statement (new timestamp and signature), as the attestation service's refresh does. */
@@ -219,8 +242,11 @@ class Host {
     this.own = await signAnnouncement(this.identity.privateKey, announcement);
   }
 
-  /** One exchange with the node; overlapping calls coalesce into one rerun, as the mesh does. */
-  exchange(): Promise<void> {
+  /**
+   * One exchange with the node, as the mesh does it: the full set (heartbeat) or only `push`
+   * (news), with digests of what we hold; overlapping calls coalesce into one full rerun.
+   */
+  exchange(push?: SignedAnnouncement[]): Promise<void> {
     if (this.exchanging) {
       this.again = true;
       return this.exchanging;
@@ -234,7 +260,9 @@ class Host {
             signal: AbortSignal.timeout(TIMEOUT_MS),
           });
           bytes = toByteStream(stream);
-          this.known = await requestGossip(bytes, this.fullSet());
+          const ours = push ?? this.fullEntries().map((e) => e.signed);
+          push = undefined;
+          this.absorb((await requestGossip(bytes, ours, this.digests())).announcements);
         } catch (error) {
           bytes?.abort(error as Error); // the next beat or refresh tries again
         }
@@ -256,7 +284,7 @@ class Host {
 
   /** Peers challenge every attested peer each heartbeat, the node under test included. */
   async challengeNode(): Promise<void> {
-    const first = this.known[0]; // the node's own announcement leads its gossip set
+    const first = this.known.get(endpointIdFromPeerId(this.hub!) ?? '')?.signed;
     if (!first) return;
     const blob = fromBinary(PeerAnnouncementSchema, first.announcement).hardwareAttestationBlob;
     if (!blob) return;
@@ -282,10 +310,11 @@ class Host {
     const refresh = async () => {
       stats.refreshes++;
       await this.sign();
-      await this.exchange();
+      const news = this.own ? [this.own] : [];
+      await this.exchange(news);
       // In a full mesh every member learns the change (from this host directly) and, content
-      // having changed, pushes its set to all its peers: the node included.
-      for (const host of hosts) if (host !== this) void host.exchange();
+      // having changed, pushes that news to all its peers: the node included.
+      for (const host of hosts) if (host !== this) void host.exchange(news);
     };
     this.refreshTimer = setTimeout(() => {
       void refresh();

@@ -1,7 +1,8 @@
 import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
 import { GossipMessageSchema, type SignedAnnouncement } from '../proto/gen/mesh_pb.js';
 import { decodeFrames, encodeFrame, exchangeFrame, FrameError } from './framing.ts';
-import type { ByteStream } from './types.ts';
+import { endpointIdFromBytes, endpointIdToBytes } from './identity.ts';
+import type { ByteStream, EndpointId } from './types.ts';
 
 /** More announcements than this in one message is treated as abuse, not a mesh. */
 export const MAX_ANNOUNCEMENTS_PER_MESSAGE = 4096;
@@ -13,29 +14,73 @@ export class GossipError extends Error {
   }
 }
 
-export function encodeGossipMessage(announcements: SignedAnnouncement[]): Uint8Array {
-  return toBinary(GossipMessageSchema, create(GossipMessageSchema, { announcements }));
+/** Origin → newest sequence number the sender holds (field 50, absent from older nodes). */
+export type KnownDigests = ReadonlyMap<EndpointId, bigint>;
+
+export interface GossipContent {
+  announcements: SignedAnnouncement[];
+  known?: KnownDigests;
 }
 
-export function decodeGossipMessage(bytes: Uint8Array): SignedAnnouncement[] {
-  let announcements: SignedAnnouncement[];
+/** An announcement this node can pass on, with the origin and seq it was accepted under. */
+export interface GossipEntry {
+  endpointId: EndpointId;
+  seq: bigint;
+  signed: SignedAnnouncement;
+}
+
+export function encodeGossipMessage(announcements: SignedAnnouncement[], known?: KnownDigests): Uint8Array {
+  const digests =
+    known === undefined
+      ? undefined
+      : { digests: [...known].map(([id, seq]) => ({ endpointId: endpointIdToBytes(id), seq })) };
+  return toBinary(GossipMessageSchema, create(GossipMessageSchema, { announcements, known: digests }));
+}
+
+export function decodeGossipMessage(bytes: Uint8Array): GossipContent {
+  let message: ReturnType<typeof fromBinary<typeof GossipMessageSchema>>;
   try {
-    announcements = fromBinary(GossipMessageSchema, bytes).announcements;
+    message = fromBinary(GossipMessageSchema, bytes);
   } catch {
     throw new GossipError('gossip message does not decode');
   }
-  if (announcements.length > MAX_ANNOUNCEMENTS_PER_MESSAGE) {
-    throw new GossipError(`gossip message carries ${announcements.length} announcements`);
+  const { announcements } = message;
+  const digests = message.known?.digests;
+  if (
+    announcements.length > MAX_ANNOUNCEMENTS_PER_MESSAGE ||
+    (digests?.length ?? 0) > MAX_ANNOUNCEMENTS_PER_MESSAGE
+  ) {
+    throw new GossipError(`gossip message carries too many entries`);
   }
-  return announcements;
+  if (digests === undefined) return { announcements };
+  const known = new Map<EndpointId, bigint>();
+  for (const digest of digests) {
+    if (digest.endpointId.byteLength !== 32)
+      throw new GossipError('gossip digest has a malformed endpoint id');
+    known.set(endpointIdFromBytes(digest.endpointId), digest.seq);
+  }
+  return { announcements, known };
 }
 
-/** Initiator side of one anti-entropy exchange: send ours, read theirs. */
+/**
+ * What a peer lacks: entries from origins it does not list, or lists with an older seq. A peer
+ * that sent no digests (a node from before them) gets everything.
+ */
+export function newsFor(
+  entries: readonly GossipEntry[],
+  known: KnownDigests | undefined,
+): SignedAnnouncement[] {
+  if (known === undefined) return entries.map((e) => e.signed);
+  return entries.filter((e) => (known.get(e.endpointId) ?? -1n) < e.seq).map((e) => e.signed);
+}
+
+/** Initiator side of one anti-entropy exchange: send ours (and what we hold), read theirs. */
 export async function requestGossip(
   stream: ByteStream,
   ours: SignedAnnouncement[],
-): Promise<SignedAnnouncement[]> {
-  const reply = await exchangeFrame(stream, encodeGossipMessage(ours));
+  known?: KnownDigests,
+): Promise<GossipContent> {
+  const reply = await exchangeFrame(stream, encodeGossipMessage(ours, known));
   return decodeGossipMessage(reply);
 }
 
@@ -45,7 +90,7 @@ export async function requestGossip(
  */
 export async function respondGossip(
   stream: ByteStream,
-  respond: (theirs: SignedAnnouncement[]) => Promise<SignedAnnouncement[]>,
+  respond: (theirs: GossipContent) => Promise<SignedAnnouncement[]>,
 ): Promise<void> {
   let request: Uint8Array | undefined;
   for await (const frame of decodeFrames(stream.source)) {

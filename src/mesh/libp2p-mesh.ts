@@ -21,7 +21,7 @@ import {
 } from '../proto/gen/mesh_pb.js';
 import { signAnnouncement } from './announcements.ts';
 import { pipeBoth, toByteStream } from './byte-stream.ts';
-import { GossipError, requestGossip, respondGossip } from './gossip.ts';
+import { type GossipEntry, GossipError, newsFor, requestGossip, respondGossip } from './gossip.ts';
 import {
   endpointIdFromBytes,
   endpointIdFromPeerId,
@@ -179,6 +179,8 @@ export class Libp2pMesh implements MeshService {
   private resignChain: Promise<void> = Promise.resolve();
   private readonly inflight = new Map<string, Promise<void>>();
   private readonly rerun = new Map<string, Promise<void>>();
+  /** Origins whose announcement changed (or left) since the last push. */
+  private readonly news = new Set<EndpointId>();
   private readonly gossipCapable = new Set<string>();
   private readonly relayPeers = new Set<string>();
   /** Peer id string → multiaddrs from invite tokens: redialed whenever they drop. */
@@ -403,7 +405,8 @@ export class Libp2pMesh implements MeshService {
     this.localFields = { ...this.localFields, ...fields };
     if (!this.started || this.stopping) return;
     await this.resign();
-    await Promise.allSettled(this.gossipPeers().map((p) => this.exchange(p)));
+    const own = this.ownSet();
+    await Promise.allSettled(this.gossipPeers().map((p) => this.exchange(p, own)));
   }
 
   /** The latest signed local announcement (for status and tests). */
@@ -672,9 +675,10 @@ export class Libp2pMesh implements MeshService {
     try {
       await raceTimeout(
         respondGossip(bytes, async (theirs) => {
-          await this.ingestAll(theirs, remote);
-          // Only a member (its own announcement, with our mesh id, accepted) learns anything.
-          return this.table.get(remote) !== undefined ? this.fullSet() : [];
+          await this.ingestAll(theirs.announcements, remote);
+          // Only a member (its own announcement, with our mesh id, accepted) learns anything,
+          // and only what it does not hold yet.
+          return this.table.get(remote) !== undefined ? newsFor(this.fullEntries(), theirs.known) : [];
         }),
         GOSSIP_TIMEOUT_MS,
       );
@@ -684,8 +688,11 @@ export class Libp2pMesh implements MeshService {
     }
   }
 
-  /** One anti-entropy exchange with a connected peer; overlapping calls coalesce into one rerun. */
-  private exchange(peerId: PeerId): Promise<void> {
+  /**
+   * One exchange with a connected peer: our full set (anti-entropy), or only `push` (news to
+   * spread). Overlapping calls coalesce into one full rerun.
+   */
+  private exchange(peerId: PeerId, push?: SignedAnnouncement[]): Promise<void> {
     const key = peerId.toString();
     const running = this.inflight.get(key);
     if (running !== undefined) {
@@ -700,14 +707,14 @@ export class Libp2pMesh implements MeshService {
       }
       return rerun;
     }
-    const run = this.runExchange(peerId).finally(() => {
+    const run = this.runExchange(peerId, push).finally(() => {
       if (this.inflight.get(key) === run) this.inflight.delete(key);
     });
     this.inflight.set(key, run);
     return run;
   }
 
-  private async runExchange(peerId: PeerId): Promise<void> {
+  private async runExchange(peerId: PeerId, push?: SignedAnnouncement[]): Promise<void> {
     const remote = endpointIdFromPeerId(peerId);
     if (remote === undefined || this.libp2p.getConnections(peerId).length === 0) return;
     let bytes: ByteStream | undefined;
@@ -718,9 +725,11 @@ export class Libp2pMesh implements MeshService {
         runOnLimitedConnection: true,
       });
       bytes = toByteStream(stream);
-      const ours = this.table.get(remote) !== undefined ? this.fullSet() : this.ownSet();
-      const theirs = await raceTimeout(requestGossip(bytes, ours), GOSSIP_TIMEOUT_MS);
-      await this.ingestAll(theirs, remote);
+      const member = this.table.get(remote) !== undefined;
+      const ours = member ? (push ?? this.fullSet()) : this.ownSet();
+      // What we hold goes along, so the reply carries only what is new to us.
+      const theirs = await raceTimeout(requestGossip(bytes, ours, this.knownDigests()), GOSSIP_TIMEOUT_MS);
+      await this.ingestAll(theirs.announcements, remote);
     } catch (err) {
       bytes?.abort(err instanceof Error ? err : new Error(String(err)));
       if (!this.stopping) this.logGossipFailure(remote, err);
@@ -742,7 +751,28 @@ export class Libp2pMesh implements MeshService {
   }
 
   private fullSet(): SignedAnnouncement[] {
-    return [...this.ownSet(), ...this.table.relaySet()];
+    return this.fullEntries().map((e) => e.signed);
+  }
+
+  private fullEntries(): GossipEntry[] {
+    const own =
+      this.selfSigned === undefined || this.selfAnnouncement === undefined
+        ? []
+        : [
+            {
+              endpointId: this.endpointId,
+              seq: this.selfAnnouncement.announcementSeq,
+              signed: this.selfSigned,
+            },
+          ];
+    return [...own, ...this.table.relayEntries()];
+  }
+
+  private knownDigests(): Map<EndpointId, bigint> {
+    const known = this.table.knownDigests();
+    if (this.selfAnnouncement !== undefined)
+      known.set(this.endpointId, this.selfAnnouncement.announcementSeq);
+    return known;
   }
 
   private async ingestAll(list: SignedAnnouncement[], from: EndpointId): Promise<void> {
@@ -750,7 +780,10 @@ export class Libp2pMesh implements MeshService {
     for (const signed of list) {
       const result = await this.table.ingest(signed);
       if (result.status === 'accepted') {
-        if (result.changed) urgent = true;
+        if (result.changed) {
+          urgent = true;
+          this.news.add(result.record.endpointId);
+        }
         if (result.isNew) {
           this.log.info(
             { peer: short(result.record.endpointId), via: short(from), transitive: result.record.transitive },
@@ -759,6 +792,7 @@ export class Libp2pMesh implements MeshService {
         }
       } else if (result.status === 'left') {
         urgent = true;
+        this.news.add(result.endpointId);
         this.log.info({ peer: short(result.endpointId) }, 'peer left');
       } else if (result.reason !== 'stale_seq' && result.reason !== 'self') {
         this.log.warn(
@@ -780,7 +814,10 @@ export class Libp2pMesh implements MeshService {
     this.pushTimer = setTimeout(() => {
       this.pushTimer = undefined;
       if (this.stopping) return;
-      for (const peer of this.gossipPeers()) void this.exchange(peer);
+      // Only the announcements that changed: the heartbeat's full exchange repairs any miss.
+      const push = this.table.relayEntries(this.news).map((e) => e.signed);
+      this.news.clear();
+      for (const peer of this.gossipPeers()) void this.exchange(peer, push);
     }, PUSH_DEBOUNCE_MS);
     this.pushTimer.unref();
   }

@@ -7,6 +7,7 @@ import {
   encodeSignedAnnouncement,
   verifySignedAnnouncement,
 } from './announcements.ts';
+import type { GossipEntry } from './gossip.ts';
 import { endpointIdFromBytes, peerIdFromEndpointId } from './identity.ts';
 import type { EndpointId, PeerEvent, PeerRecord } from './types.ts';
 
@@ -28,6 +29,7 @@ export type IngestResult =
 
 interface Leaving {
   signed: SignedAnnouncement;
+  seq: bigint;
   untilMs: number;
 }
 
@@ -73,31 +75,52 @@ export class PeerTable {
 
   /** Signed announcements to pass on: every live peer plus recent leave notices. */
   relaySet(): SignedAnnouncement[] {
+    return this.relayEntries().map((e) => e.signed);
+  }
+
+  /** relaySet with each announcement's origin and seq (to answer with news only). */
+  relayEntries(only?: ReadonlySet<EndpointId>): GossipEntry[] {
     const now = this.options.clock();
-    const out: SignedAnnouncement[] = [];
-    for (const id of this.records.keys()) {
-      const signed = this.signed.get(id);
-      if (signed !== undefined) out.push(signed);
+    const out: GossipEntry[] = [];
+    for (const [endpointId, record] of this.records) {
+      const signed = this.signed.get(endpointId);
+      if (signed !== undefined && (only === undefined || only.has(endpointId))) {
+        out.push({ endpointId, seq: record.seq, signed });
+      }
     }
-    for (const [id, entry] of this.leaving) {
-      if (entry.untilMs < now) this.leaving.delete(id);
-      else out.push(entry.signed);
+    for (const [endpointId, entry] of this.leaving) {
+      if (entry.untilMs < now) this.leaving.delete(endpointId);
+      else if (only === undefined || only.has(endpointId)) out.push({ endpointId, ...entry });
     }
     return out;
   }
 
+  /** Origin → the newest seq seen (tombstones included), to tell peers what not to resend. */
+  knownDigests(): Map<EndpointId, bigint> {
+    return new Map(this.lastSeq);
+  }
+
   async ingest(signed: SignedAnnouncement): Promise<IngestResult> {
+    // Gossip repeats what a node already has many times over (every peer relays every
+    // announcement): those copies are settled here without decoding or verifying anything.
+    const known = this.knownCopy(signed);
+    if (known !== undefined) return known;
+    let announcement: ReturnType<typeof decodeAnnouncement>;
+    let endpointId: EndpointId | undefined;
     let verified: Awaited<ReturnType<typeof verifySignedAnnouncement>>;
     try {
-      // Cheap checks first: stale or foreign copies are dropped before verifying.
-      verified = await this.precheckAndVerify(signed);
+      announcement = decodeAnnouncement(signed);
+      endpointId = endpointIdFromBytes(announcement.endpointId);
+      const reason = this.precheck(announcement, endpointId);
+      if (reason !== undefined) return { status: 'rejected', reason, endpointId };
+      verified = await verifySignedAnnouncement(signed);
     } catch (err) {
-      if (err instanceof AnnouncementError) {
-        return { status: 'rejected', reason: err.reason, endpointId: errorEndpoint(signed) };
-      }
+      if (err instanceof AnnouncementError) return { status: 'rejected', reason: err.reason, endpointId };
       throw err;
     }
-    const { endpointId, announcement, seq } = verified;
+    const { seq } = verified;
+    announcement = verified.announcement;
+    endpointId = verified.endpointId;
     // Re-check after the await: a newer copy may have been accepted meanwhile.
     const last = this.lastSeq.get(endpointId);
     if (last !== undefined && seq <= last) {
@@ -111,7 +134,11 @@ export class PeerTable {
     });
     const previous = this.records.get(endpointId);
     if (announcement.leaving) {
-      this.leaving.set(endpointId, { signed, untilMs: this.options.clock() + this.options.leaveRelayMs });
+      this.leaving.set(endpointId, {
+        signed,
+        seq,
+        untilMs: this.options.clock() + this.options.leaveRelayMs,
+      });
       if (previous !== undefined) {
         this.records.delete(endpointId);
         this.signed.delete(endpointId);
@@ -139,19 +166,33 @@ export class PeerTable {
     return { status: 'accepted', record, isNew: previous === undefined, changed };
   }
 
-  private async precheckAndVerify(signed: SignedAnnouncement) {
-    const announcement = decodeAnnouncement(signed);
-    const endpointId = endpointIdFromBytes(announcement.endpointId);
-    if (endpointId === this.options.selfEndpointId) throw new AnnouncementError('self', 'own announcement');
-    if (announcement.meshId === '') throw new AnnouncementError('no_mesh_id', 'announcement has no mesh id');
-    if (announcement.meshId !== this.options.meshId()) {
-      throw new AnnouncementError('other_mesh', 'announcement belongs to another mesh');
-    }
+  /**
+   * Our own announcement, or a byte-identical copy of one already held, found without decoding:
+   * protobuf encoders write field 1 (the 32-byte endpoint id) first, so the origin is read from
+   * the prefix and the copy confirmed by comparing every byte. Anything else (another field
+   * order, a new seq) takes the full path, so this only ever saves work.
+   */
+  private knownCopy(signed: SignedAnnouncement): IngestResult | undefined {
+    const bytes = signed.announcement;
+    if (bytes.byteLength < 34 || bytes[0] !== 0x0a || bytes[1] !== 0x20) return undefined;
+    const endpointId = Buffer.from(bytes.buffer, bytes.byteOffset + 2, 32).toString('hex');
+    if (endpointId === this.options.selfEndpointId) return { status: 'rejected', reason: 'self', endpointId };
+    const held = this.signed.get(endpointId) ?? this.leaving.get(endpointId)?.signed;
+    if (held === undefined || !Buffer.from(held.announcement).equals(bytes)) return undefined;
+    return { status: 'rejected', reason: 'stale_seq', endpointId };
+  }
+
+  /** Why a decoded announcement is dropped before its signature is checked, if it is. */
+  private precheck(
+    announcement: ReturnType<typeof decodeAnnouncement>,
+    endpointId: EndpointId,
+  ): AnnouncementError['reason'] | undefined {
+    if (endpointId === this.options.selfEndpointId) return 'self';
+    if (announcement.meshId === '') return 'no_mesh_id';
+    if (announcement.meshId !== this.options.meshId()) return 'other_mesh';
     const last = this.lastSeq.get(endpointId);
-    if (last !== undefined && announcement.announcementSeq <= last) {
-      throw new AnnouncementError('stale_seq', 'announcement sequence did not advance');
-    }
-    return verifySignedAnnouncement(signed);
+    if (last !== undefined && announcement.announcementSeq <= last) return 'stale_seq';
+    return undefined;
   }
 
   private rememberSeq(endpointId: EndpointId, seq: bigint): void {
@@ -206,14 +247,5 @@ export class PeerTable {
     this.lastSeq.clear();
     this.leaving.clear();
     for (const id of ids) this.emit({ type: 'removed', endpointId: id, reason: 'left' });
-  }
-}
-
-function errorEndpoint(signed: SignedAnnouncement): EndpointId | undefined {
-  // Best effort, for logs: the id claimed inside, if it decodes at all.
-  try {
-    return endpointIdFromBytes(decodeAnnouncement(signed).endpointId);
-  } catch {
-    return undefined;
   }
 }

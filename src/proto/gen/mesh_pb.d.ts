@@ -333,6 +333,15 @@ export declare type GossipMessage = Message<"meshllm.node.v1.GossipMessage"> & {
    * @generated from field: repeated meshllm.node.v1.SignedAnnouncement announcements = 1;
    */
   announcements: SignedAnnouncement[];
+
+  /**
+   * Added by this project (numbers from 50 up): what the sender already holds, so the answer
+   * carries only newer announcements. Nodes that predate it ignore it and send none; they are
+   * answered with the full set as before.
+   *
+   * @generated from field: meshllm.node.v1.KnownAnnouncements known = 50;
+   */
+  known?: KnownAnnouncements | undefined;
 };
 
 /**
@@ -340,6 +349,45 @@ export declare type GossipMessage = Message<"meshllm.node.v1.GossipMessage"> & {
  * Use `create(GossipMessageSchema)` to create a new message.
  */
 export declare const GossipMessageSchema: GenMessage<GossipMessage>;
+
+/**
+ * @generated from message meshllm.node.v1.KnownAnnouncements
+ */
+export declare type KnownAnnouncements = Message<"meshllm.node.v1.KnownAnnouncements"> & {
+  /**
+   * @generated from field: repeated meshllm.node.v1.AnnouncementDigest digests = 1;
+   */
+  digests: AnnouncementDigest[];
+};
+
+/**
+ * Describes the message meshllm.node.v1.KnownAnnouncements.
+ * Use `create(KnownAnnouncementsSchema)` to create a new message.
+ */
+export declare const KnownAnnouncementsSchema: GenMessage<KnownAnnouncements>;
+
+/**
+ * The origin and sequence number of an announcement the sender holds.
+ *
+ * @generated from message meshllm.node.v1.AnnouncementDigest
+ */
+export declare type AnnouncementDigest = Message<"meshllm.node.v1.AnnouncementDigest"> & {
+  /**
+   * @generated from field: bytes endpoint_id = 1;
+   */
+  endpointId: Uint8Array;
+
+  /**
+   * @generated from field: uint64 seq = 2;
+   */
+  seq: bigint;
+};
+
+/**
+ * Describes the message meshllm.node.v1.AnnouncementDigest.
+ * Use `create(AnnouncementDigestSchema)` to create a new message.
+ */
+export declare const AnnouncementDigestSchema: GenMessage<AnnouncementDigest>;
 
 /**
  * /mesh-llm/attest/1.0.0
