@@ -1,4 +1,5 @@
 import type { Stream, StreamCloseEvent, StreamMessageEvent } from '@libp2p/interface';
+import { TurnBatcher } from './turn-batcher.ts';
 import type { ByteStream } from './types.ts';
 
 /** Pause the remote (stop yamux window updates) once this much is queued unread. */
@@ -14,22 +15,24 @@ export class StreamClosedError extends Error {
 
 export type TapFn = (direction: 'in' | 'out', bytes: Uint8Array) => void;
 
-/** Bytes queued by writes in one event-loop turn before they are sent without waiting. */
-const COALESCE_MAX_BYTES = 64 * 1024;
-
 /**
  * Wraps a libp2p 3 Stream (event based: `send`/`message`/`drain`) as a ByteStream.
- * Writes made in the same event-loop turn go out as one muxer frame (see CoalescingWriter);
- * writes wait for `drain` when the muxer is full; reads pause the remote when the consumer
- * falls behind, so neither side buffers without bound.
+ * Writes made in the same event-loop turn go out as one muxer frame (TurnBatcher); writes
+ * wait for `drain` when the muxer is full; reads pause the remote when the consumer falls
+ * behind, so neither side buffers without bound.
  */
 export function toByteStream(stream: Stream, tap?: TapFn): ByteStream {
   const reader = new PausingReader(stream, tap);
-  const writer = new CoalescingWriter(stream);
+  const writer = new TurnBatcher(async (data) => {
+    if (!stream.send(data)) await stream.onDrain();
+  });
   return {
     source: reader,
     async write(chunk: Uint8Array): Promise<void> {
       if (chunk.byteLength === 0) return;
+      if (stream.writeStatus !== 'writable') {
+        throw new StreamClosedError(`cannot write: stream is ${stream.status}/${stream.writeStatus}`);
+      }
       tap?.('out', chunk);
       await writer.write(chunk);
     },
@@ -43,69 +46,6 @@ export function toByteStream(stream: Stream, tap?: TapFn): ByteStream {
       stream.abort(error);
     },
   };
-}
-
-/**
- * Every yamux frame costs a Noise message, two socket writes and a window update back from
- * the receiver. An answer is written as several small pieces (E2E header, head, body, end
- * frame) that are usually all ready at once, so pieces written in the same event-loop turn are
- * sent together at the end of it (setImmediate: a streamed token is never held back longer).
- */
-class CoalescingWriter {
-  readonly #stream: Stream;
-  #pending: Uint8Array[] = [];
-  #pendingBytes = 0;
-  #scheduled = false;
-  #flushing: Promise<void> = Promise.resolve();
-  #error: Error | undefined;
-
-  constructor(stream: Stream) {
-    this.#stream = stream;
-  }
-
-  write(chunk: Uint8Array): Promise<void> {
-    if (this.#error !== undefined) return Promise.reject(this.#error);
-    if (this.#stream.writeStatus !== 'writable') {
-      const s = this.#stream;
-      return Promise.reject(new StreamClosedError(`cannot write: stream is ${s.status}/${s.writeStatus}`));
-    }
-    this.#pending.push(chunk);
-    this.#pendingBytes += chunk.byteLength;
-    if (this.#pendingBytes >= COALESCE_MAX_BYTES) return this.flush();
-    if (!this.#scheduled) {
-      this.#scheduled = true;
-      setImmediate(() => {
-        this.#scheduled = false;
-        this.flush().catch(() => undefined);
-      });
-    }
-    return Promise.resolve();
-  }
-
-  /** Sends what is queued (in order, after any flush in progress); rejects if the stream failed. */
-  flush(): Promise<void> {
-    this.#flushing = this.#flushing.then(() => this.#send());
-    return this.#flushing;
-  }
-
-  discard(): void {
-    this.#pending = [];
-    this.#pendingBytes = 0;
-  }
-
-  async #send(): Promise<void> {
-    if (this.#error !== undefined) throw this.#error;
-    if (this.#pending.length === 0) return;
-    const chunks = this.#pending;
-    const data = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, this.#pendingBytes);
-    this.discard();
-    try {
-      if (!this.#stream.send(data)) await this.#stream.onDrain();
-    } catch (error) {
-      this.#error = error instanceof Error ? error : new StreamClosedError(String(error));
-      throw this.#error;
-    }
-  }
 }
 
 class PausingReader implements AsyncIterable<Uint8Array> {

@@ -8,6 +8,7 @@ import { describeError, InvalidRequestError, MeshError } from '../errors.ts';
 import { type ApiRequest, readAll, type UpstreamResponse } from '../http/exchange.ts';
 import { HttpWireError, parseRequest, serializeResponseHead } from '../http/http1.ts';
 import type { Logger } from '../log.ts';
+import { TurnBatcher } from '../mesh/turn-batcher.ts';
 import type { ByteStream, EndpointId } from '../mesh/types.ts';
 import type { Router } from './router.ts';
 
@@ -168,8 +169,16 @@ const PLAIN_FRAMING: ResponseFraming = {
 async function writeResponse(stream: ByteStream, response: UpstreamResponse, framing: ResponseFraming) {
   const header = framing.start();
   if (header) await stream.write(header);
-  await stream.write(framing.data(serializeResponseHead(response.status, response.headers)));
-  for await (const chunk of response.body) await stream.write(framing.data(chunk));
+  // Pieces of the answer that arrive together become one frame (one seal, one open).
+  const frames = new TurnBatcher((plaintext) => stream.write(framing.data(plaintext)));
+  try {
+    await frames.write(serializeResponseHead(response.status, response.headers));
+    for await (const chunk of response.body) await frames.write(chunk);
+    await frames.flush();
+  } catch (error) {
+    frames.discard(); // nothing may follow the caller's error frame
+    throw error;
+  }
   const end = framing.end();
   if (end) await stream.write(end);
   await stream.closeWrite();
