@@ -1,7 +1,7 @@
 /**
  * Routing overhead, side by side in one run (issues #2 and #3): a fast fake OpenAI backend
  * called directly, through the local node, through a remote node (E2E encrypted, and plaintext
- * to a host without an inference key), and through a relay. Nodes are real `mesh-llm serve`
+ * from a client that predates E2E, to the same host), and through a relay. Nodes are real `mesh-llm serve`
  * processes so each one's peak RSS is its own. Every path is warmed up first, then the paths
  * take turns in short blocks (latency, time to first token, then each concurrency level), so
  * the machine's drift is shared instead of landing on whichever path ran last.
@@ -55,12 +55,13 @@ async function main(): Promise<void> {
     await waitForModel(client.apiUrl);
     setups.push({ name: 'remote node (E2E)', nodes: [client, host], entry: client.apiUrl });
 
-    const plainHost = await spawnTracked([...backendArgs, '--no-e2e']);
-    const plainClient = await spawnTracked(['--client', '--join', await plainHost.token()]);
+    // The same host, from a client that predates E2E (--no-e2e): the two remote rows differ
+    // only in encryption, not in which host process answers.
+    const plainClient = await spawnTracked(['--client', '--no-e2e', '--join', await host.token()]);
     await waitForModel(plainClient.apiUrl);
     setups.push({
       name: 'remote node (plaintext)',
-      nodes: [plainClient, plainHost],
+      nodes: [plainClient, host],
       entry: plainClient.apiUrl,
     });
 
