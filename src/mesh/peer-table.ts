@@ -73,12 +73,10 @@ export class PeerTable {
     return this.records.get(endpointId);
   }
 
-  /** Signed announcements to pass on: every live peer plus recent leave notices. */
-  relaySet(): SignedAnnouncement[] {
-    return this.relayEntries().map((e) => e.signed);
-  }
-
-  /** relaySet with each announcement's origin and seq (to answer with news only). */
+  /**
+   * Signed announcements to pass on (every live peer plus recent leave notices, or only the
+   * origins in `only`), each with the origin and seq it was accepted under.
+   */
   relayEntries(only?: ReadonlySet<EndpointId>): GossipEntry[] {
     const now = this.options.clock();
     const out: GossipEntry[] = [];

@@ -188,7 +188,7 @@ test('leave, silence, no resurrection by stale copies, acceptance after restart'
   assert.deepEqual(events.at(-1), { type: 'removed', endpointId: origin.endpointId, reason: 'left' });
   assert.equal(table.get(origin.endpointId), undefined);
   // The leave notice is relayed for a while so others learn it too.
-  const relayed = table.relaySet().map((s: SignedAnnouncement) => Buffer.from(s.announcement));
+  const relayed = table.relayEntries().map((e) => Buffer.from(e.signed.announcement));
   assert.ok(relayed.some((b) => b.equals(Buffer.from(leave.announcement))));
   // A stale copy still circulating does not bring it back.
   assert.equal((await table.ingest(old)).status, 'rejected');
@@ -203,5 +203,5 @@ test('leave, silence, no resurrection by stale copies, acceptance after restart'
   assert.deepEqual(table.sweep(1000), [origin.endpointId]);
   assert.deepEqual(events.at(-1), { type: 'removed', endpointId: origin.endpointId, reason: 'silent' });
   assert.equal((await table.ingest(await sign({ announcementSeq: 5_000n }))).status, 'rejected');
-  assert.equal(table.relaySet().length, 0);
+  assert.equal(table.relayEntries().length, 0);
 });
