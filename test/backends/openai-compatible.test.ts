@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { createServer as createHttpServer } from 'node:http';
+import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
 import { createServer } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { gzipSync } from 'node:zlib';
@@ -19,6 +19,22 @@ async function deadPort(): Promise<number> {
   const { port } = server.address() as { port: number };
   await new Promise<void>((resolve) => server.close(() => resolve()));
   return port;
+}
+
+/** Runs `use` with a backend pointed at `server` (listening on loopback), then stops both. */
+async function withBackendOn(server: HttpServer, use: (backend: OpenAiCompatibleBackend) => Promise<void>) {
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const backend = new OpenAiCompatibleBackend({
+    baseUrl: `http://127.0.0.1:${(server.address() as { port: number }).port}`,
+    modelName: 'm',
+    logger: silentLogger(),
+  });
+  try {
+    await use(backend);
+  } finally {
+    await backend.stop();
+    server.close();
+  }
 }
 
 describe('OpenAiCompatibleBackend against the fake server', () => {
@@ -237,20 +253,11 @@ describe('OpenAiCompatibleBackend without an upstream', () => {
       res.writeHead(200, { 'content-type': 'text/event-stream' });
       res.write('data: {}\n\n', () => setTimeout(() => res.socket?.destroy(), 20));
     });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    const backend = new OpenAiCompatibleBackend({
-      baseUrl: `http://127.0.0.1:${(server.address() as { port: number }).port}`,
-      modelName: 'm',
-      logger: silentLogger(),
-    });
-    try {
+    await withBackendOn(server, async (backend) => {
       const res = await backend.handle(request('/v1/chat/completions', { messages: [] }), never);
       assert.equal(res.status, 200);
       await assert.rejects(readSse(res.body), UpstreamError);
-    } finally {
-      await backend.stop();
-      server.close();
-    }
+    });
   });
 
   it('decodes a compressed answer from a server that ignores accept-encoding: identity', async () => {
@@ -265,22 +272,13 @@ describe('OpenAiCompatibleBackend without an upstream', () => {
       });
       res.end(body);
     });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    const backend = new OpenAiCompatibleBackend({
-      baseUrl: `http://127.0.0.1:${(server.address() as { port: number }).port}`,
-      modelName: 'm',
-      logger: silentLogger(),
-    });
-    try {
+    await withBackendOn(server, async (backend) => {
       const res = await backend.handle(request('/v1/chat/completions', { messages: [] }), never);
       assert.equal(acceptEncoding, 'identity');
       assert.equal(res.headers['content-encoding'], undefined);
       assert.equal(res.headers['content-length'], undefined);
       assert.deepEqual(await json(res), { id: 'x', choices: [] });
-    } finally {
-      await backend.stop();
-      server.close();
-    }
+    });
   });
 
   it('normalizes base URLs and rejects bad ones', () => {
