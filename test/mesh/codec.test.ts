@@ -14,7 +14,6 @@ import {
   type PeerAnnouncement,
   PeerAnnouncementSchema,
   SecurityPostureSchema,
-  type SignedAnnouncement,
   SignedAnnouncementSchema,
 } from '../../src/proto/gen/mesh_pb.js';
 
