@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { afterEach, beforeEach, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
 import {
   decodeGossipMessage,
@@ -17,7 +17,7 @@ import {
   type SignedAnnouncement,
   SignedAnnouncementSchema,
 } from '../../src/proto/gen/mesh_pb.js';
-import { Cluster, waitFor } from './helpers.ts';
+import { clusterPerTest, waitFor } from './helpers.ts';
 
 const id = (n: number) => n.toString(16).padStart(2, '0').repeat(32);
 const entry = (n: number, seq: bigint): GossipEntry => ({
@@ -63,18 +63,12 @@ describe('gossip digests (GossipMessage field 50)', () => {
 });
 
 describe('a node answers gossip with what the asker lacks', () => {
-  let cluster: Cluster;
-  beforeEach(() => {
-    cluster = new Cluster();
-  });
-  afterEach(async () => {
-    await cluster.cleanup();
-  });
+  const cluster = clusterPerTest();
 
   test('digests of everything → empty answer; no digests → full set; one stale → that one', async () => {
-    const responder = await cluster.node();
-    const other = await cluster.node();
-    const asker = await cluster.node();
+    const responder = await cluster().node();
+    const other = await cluster().node();
+    const asker = await cluster().node();
     await other.join(responder.inviteToken());
     await asker.join(responder.inviteToken());
     await waitFor(

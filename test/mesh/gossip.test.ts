@@ -1,22 +1,16 @@
 import assert from 'node:assert/strict';
-import { afterEach, beforeEach, test } from 'node:test';
+import { test } from 'node:test';
 import { silentLogger } from '../../src/log.ts';
 import { generateIdentity } from '../../src/mesh/identity.ts';
 import { createLibp2pMesh } from '../../src/mesh/libp2p-mesh.ts';
 import { PROTOCOL_HTTP } from '../../src/mesh/types.ts';
-import { Cluster, readAll, waitFor } from './helpers.ts';
+import { clusterPerTest, readAll, waitFor } from './helpers.ts';
 
-let cluster: Cluster;
-beforeEach(() => {
-  cluster = new Cluster();
-});
-afterEach(async () => {
-  await cluster.cleanup();
-});
+const cluster = clusterPerTest();
 
 test('two nodes gossip each other', async () => {
-  const a = await cluster.node({ announcement: { name: 'alpha' } });
-  const b = await cluster.node({ meshId: 'other-initial', announcement: { name: 'beta' } });
+  const a = await cluster().node({ announcement: { name: 'alpha' } });
+  const b = await cluster().node({ meshId: 'other-initial', announcement: { name: 'beta' } });
   await b.join(a.inviteToken());
   assert.equal(b.meshId, 'test-mesh');
   await waitFor(
@@ -36,9 +30,9 @@ test('two nodes gossip each other', async () => {
 });
 
 test('chain A-B-C: C learns A transitively and opens an http stream to it', async () => {
-  const a = await cluster.node();
-  const b = await cluster.node();
-  const c = await cluster.node();
+  const a = await cluster().node();
+  const b = await cluster().node();
+  const c = await cluster().node();
   a.handle(PROTOCOL_HTTP, async (stream, remote) => {
     const body = await readAll(stream.source);
     await stream.write(Buffer.from(`hello ${remote.slice(0, 8)} ${body.toString()}`));
@@ -62,9 +56,9 @@ test('chain A-B-C: C learns A transitively and opens an http stream to it', asyn
 
 test('updates and new peers spread at once, without waiting for a heartbeat', async () => {
   // Heartbeats far beyond the test's duration: only pushes can deliver these.
-  const a = await cluster.node({ heartbeatMs: 600_000 });
-  const b = await cluster.node({ heartbeatMs: 600_000 });
-  const c = await cluster.node({ heartbeatMs: 600_000 });
+  const a = await cluster().node({ heartbeatMs: 600_000 });
+  const b = await cluster().node({ heartbeatMs: 600_000 });
+  const c = await cluster().node({ heartbeatMs: 600_000 });
   await b.join(a.inviteToken());
   await c.join(b.inviteToken());
   await waitFor(
@@ -82,14 +76,14 @@ test('updates and new peers spread at once, without waiting for a heartbeat', as
 });
 
 test('join() before start() dials the invite once started', async () => {
-  const a = await cluster.node();
+  const a = await cluster().node();
   const b = await createLibp2pMesh({
     identity: await generateIdentity(),
     version: 'test',
     logger: silentLogger(),
     heartbeatMs: 300,
   });
-  cluster.nodes.push(b);
+  cluster().nodes.push(b);
   await b.join(a.inviteToken());
   assert.equal(b.meshId, a.meshId);
   assert.deepEqual(b.addresses(), []);

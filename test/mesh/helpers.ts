@@ -1,6 +1,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { afterEach, beforeEach } from 'node:test';
 import { createLogger, silentLogger } from '../../src/log.ts';
 import { generateIdentity, loadOrCreateIdentity, type MeshIdentity } from '../../src/mesh/identity.ts';
 import { createLibp2pMesh, type Libp2pMesh, type MeshOptions } from '../../src/mesh/libp2p-mesh.ts';
@@ -44,6 +45,25 @@ export class Cluster {
     await Promise.allSettled(this.nodes.map((n) => n.abort()));
     await Promise.allSettled(this.dirs.map((d) => rm(d, { recursive: true, force: true })));
   }
+}
+
+/**
+ * Registers hooks that give every test of the enclosing file or suite its own Cluster and
+ * release it afterwards; call the returned function inside a test to get it.
+ */
+export function clusterPerTest(): () => Cluster {
+  let current: Cluster | undefined;
+  beforeEach(() => {
+    current = new Cluster();
+  });
+  afterEach(async () => {
+    await current?.cleanup();
+    current = undefined;
+  });
+  return () => {
+    if (current === undefined) throw new Error('the cluster exists only while a test runs');
+    return current;
+  };
 }
 
 /** Polls `condition` every 25 ms until true; fails after `timeoutMs`. */

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { afterEach, beforeEach, test } from 'node:test';
+import { test } from 'node:test';
 import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
 import { signAnnouncementBytes } from '../../src/mesh/announcements.ts';
 import { encodeFrame } from '../../src/mesh/framing.ts';
@@ -8,15 +8,9 @@ import { generateIdentity } from '../../src/mesh/identity.ts';
 import { encodeInviteToken } from '../../src/mesh/invite.ts';
 import { type PeerEvent, PROTOCOL_GOSSIP, PROTOCOL_HTTP } from '../../src/mesh/types.ts';
 import { PeerAnnouncementSchema, SignedAnnouncementSchema } from '../../src/proto/gen/mesh_pb.js';
-import { Cluster, HEARTBEAT_MS, readAll, waitFor } from './helpers.ts';
+import { clusterPerTest, HEARTBEAT_MS, readAll, waitFor } from './helpers.ts';
 
-let cluster: Cluster;
-beforeEach(() => {
-  cluster = new Cluster();
-});
-afterEach(async () => {
-  await cluster.cleanup();
-});
+const cluster = clusterPerTest();
 
 function recordEvents(node: { onPeerEvent: (l: (e: PeerEvent) => void) => () => void }): PeerEvent[] {
   const events: PeerEvent[] = [];
@@ -30,9 +24,9 @@ const removed = (events: PeerEvent[], id: string) =>
     | undefined;
 
 test('unknown future fields are relayed byte-identical by a middle node and verify at the far node', async () => {
-  const far = await cluster.node();
-  const middle = await cluster.node();
-  const injector = await cluster.node();
+  const far = await cluster().node();
+  const middle = await cluster().node();
+  const injector = await cluster().node();
   await middle.join(far.inviteToken());
   await injector.join(middle.inviteToken());
   await waitFor(() => middle.peer(injector.endpointId) !== undefined, 'middle knows injector');
@@ -69,8 +63,8 @@ test('unknown future fields are relayed byte-identical by a middle node and veri
 });
 
 test('a crashed peer is removed as silent', async () => {
-  const a = await cluster.node();
-  const b = await cluster.node();
+  const a = await cluster().node();
+  const b = await cluster().node();
   await b.join(a.inviteToken());
   await waitFor(() => a.peer(b.endpointId) !== undefined, 'A knows B');
   const events = recordEvents(a);
@@ -81,9 +75,9 @@ test('a crashed peer is removed as silent', async () => {
 });
 
 test('graceful leave reaches direct and transitive peers as "left"', async () => {
-  const a = await cluster.node();
-  const b = await cluster.node();
-  const c = await cluster.node();
+  const a = await cluster().node();
+  const b = await cluster().node();
+  const c = await cluster().node();
   await b.join(a.inviteToken());
   await c.join(b.inviteToken());
   await waitFor(() => a.peer(c.endpointId) !== undefined, 'A learns C through B');
@@ -102,11 +96,11 @@ test('graceful leave reaches direct and transitive peers as "left"', async () =>
 });
 
 test('a node that leaves and restarts with the same key and data is accepted again', async () => {
-  const a = await cluster.node();
-  const helper = await cluster.node();
+  const a = await cluster().node();
+  const helper = await cluster().node();
   await helper.join(a.inviteToken());
-  const dataDir = await cluster.tempDir();
-  const b1 = await cluster.node({ dataDir, announcement: { name: 'first-life' } });
+  const dataDir = await cluster().tempDir();
+  const b1 = await cluster().node({ dataDir, announcement: { name: 'first-life' } });
   await b1.join(a.inviteToken());
   await waitFor(
     () => a.peer(b1.endpointId) !== undefined && helper.peer(b1.endpointId) !== undefined,
@@ -123,7 +117,7 @@ test('a node that leaves and restarts with the same key and data is accepted aga
   await requestGossip(stream, [oldCopy]);
   assert.equal(a.peer(b1.endpointId), undefined);
 
-  const b2 = await cluster.node({ dataDir, announcement: { name: 'second-life' } });
+  const b2 = await cluster().node({ dataDir, announcement: { name: 'second-life' } });
   assert.equal(b2.endpointId, b1.endpointId, 'same identity from the data dir');
   await b2.join(a.inviteToken());
   await waitFor(() => a.peer(b2.endpointId)?.announcement.name === 'second-life', 'B accepted again');
@@ -132,23 +126,23 @@ test('a node that leaves and restarts with the same key and data is accepted aga
 });
 
 test('a dropped bootstrap peer is redialed when it comes back', async () => {
-  const dataDir = await cluster.tempDir();
-  const a1 = await cluster.node({ dataDir });
+  const dataDir = await cluster().tempDir();
+  const a1 = await cluster().node({ dataDir });
   const port = Number(a1.addresses()[0]!.split('/')[4]);
-  const b = await cluster.node();
+  const b = await cluster().node();
   await b.join(a1.inviteToken());
   await waitFor(() => b.peer(a1.endpointId) !== undefined, 'B knows A');
   await a1.abort();
   await waitFor(() => b.peer(a1.endpointId)?.connected !== true, 'B sees A drop');
   // A returns on the same address with the same identity.
-  const a2 = await cluster.node({ dataDir, listenPort: port });
+  const a2 = await cluster().node({ dataDir, listenPort: port });
   await waitFor(() => a2.peer(b.endpointId) !== undefined, 'B reconnected to the returning A', 15_000);
   assert.equal(b.peer(a2.endpointId)?.connected, true);
 });
 
 test('malformed gossip is dropped and the node keeps running', async () => {
-  const a = await cluster.node();
-  const b = await cluster.node();
+  const a = await cluster().node();
+  const b = await cluster().node();
   await b.join(a.inviteToken());
   await waitFor(() => a.peer(b.endpointId) !== undefined, 'A knows B');
   for (const junk of [
@@ -166,8 +160,8 @@ test('malformed gossip is dropped and the node keeps running', async () => {
 });
 
 test('nodes of another mesh are ignored and cannot use app protocols', async () => {
-  const a = await cluster.node({ memberWaitMs: 500 });
-  const b = await cluster.node();
+  const a = await cluster().node({ memberWaitMs: 500 });
+  const b = await cluster().node();
   await b.join(a.inviteToken());
   let served = 0;
   a.handle(PROTOCOL_HTTP, async (stream) => {
@@ -176,7 +170,7 @@ test('nodes of another mesh are ignored and cannot use app protocols', async () 
   });
   await waitFor(() => a.peer(b.endpointId) !== undefined, 'A knows B');
   // A stranger dials A with a token naming its own mesh: it connects but is not a member.
-  const stranger = await cluster.node({ meshId: 'elsewhere' });
+  const stranger = await cluster().node({ meshId: 'elsewhere' });
   await stranger.join(encodeInviteToken('elsewhere', a.addresses()));
   await waitFor(() => stranger.connectionsTo(a.endpointId).length > 0, 'stranger connected');
   await new Promise((r) => setTimeout(r, HEARTBEAT_MS * 2));

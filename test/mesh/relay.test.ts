@@ -1,21 +1,15 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { afterEach, beforeEach, test } from 'node:test';
+import { test } from 'node:test';
 import { ConfigError } from '../../src/errors.ts';
 import { PROTOCOL_HTTP, type StreamTapEvent } from '../../src/mesh/types.ts';
-import { Cluster, readAll, waitFor } from './helpers.ts';
+import { clusterPerTest, readAll, waitFor } from './helpers.ts';
 
-let cluster: Cluster;
-beforeEach(() => {
-  cluster = new Cluster();
-});
-afterEach(async () => {
-  await cluster.cleanup();
-});
+const cluster = clusterPerTest();
 
 test('a NATed host is reachable only through a relay, and 1 MB passes uncut', async () => {
-  const relay = await cluster.node({ relay: true });
-  const host = await cluster.node({ reachableOnlyViaRelay: true });
+  const relay = await cluster().node({ relay: true });
+  const host = await cluster().node({ reachableOnlyViaRelay: true });
   const payload = randomBytes(1024 * 1024);
   host.handle(PROTOCOL_HTTP, async (stream) => {
     const body = await readAll(stream.source);
@@ -33,7 +27,7 @@ test('a NATed host is reachable only through a relay, and 1 MB passes uncut', as
     'no direct address advertised',
   );
 
-  const client = await cluster.node();
+  const client = await cluster().node();
   await client.join(relay.inviteToken());
   await waitFor(
     () =>
@@ -59,9 +53,9 @@ test('a NATed host is reachable only through a relay, and 1 MB passes uncut', as
 
 test('forwarding through a middle node: the middle only pipes the bytes', async () => {
   const taps: StreamTapEvent[] = [];
-  const target = await cluster.node();
-  const middle = await cluster.node({ streamTap: (e) => taps.push(e) });
-  const client = await cluster.node();
+  const target = await cluster().node();
+  const middle = await cluster().node({ streamTap: (e) => taps.push(e) });
+  const client = await cluster().node();
   const request = randomBytes(200 * 1024);
   const response = randomBytes(300 * 1024);
   let seenRemote = '';
@@ -100,8 +94,8 @@ test('forwarding through a middle node: the middle only pipes the bytes', async 
 });
 
 test('forwarding refuses an unknown target', async () => {
-  const middle = await cluster.node();
-  const client = await cluster.node();
+  const middle = await cluster().node();
+  const client = await cluster().node();
   await client.join(middle.inviteToken());
   await waitFor(() => middle.peer(client.endpointId) !== undefined, 'middle knows the client');
   const unknown = 'ab'.repeat(32);
@@ -110,8 +104,8 @@ test('forwarding refuses an unknown target', async () => {
 });
 
 test('ordinary nodes also hold a relay circuit address once a mesh relay is connected', async () => {
-  const relay = await cluster.node({ relay: true });
-  const node = await cluster.node();
+  const relay = await cluster().node({ relay: true });
+  const node = await cluster().node();
   await node.join(relay.inviteToken());
   await waitFor(() => node.addresses().some((a) => a.includes('/p2p-circuit')), 'circuit address');
   // Direct addresses stay first in the list so peers try them before the relay.
@@ -126,7 +120,7 @@ test('ordinary nodes also hold a relay circuit address once a mesh relay is conn
 });
 
 test('a busy mesh port is a ConfigError', async () => {
-  const a = await cluster.node();
+  const a = await cluster().node();
   const port = Number(a.addresses()[0]!.split('/')[4]);
-  await assert.rejects(cluster.node({ listenPort: port }), ConfigError);
+  await assert.rejects(cluster().node({ listenPort: port }), ConfigError);
 });

@@ -1,15 +1,11 @@
 import assert from 'node:assert/strict';
 import { createServer, Socket } from 'node:net';
-import { afterEach, test } from 'node:test';
+import { test } from 'node:test';
 import type { Connection } from '@libp2p/interface';
 import { batchSocketWrites } from '../../src/mesh/socket-batching.ts';
-import { Cluster, waitFor } from './helpers.ts';
+import { clusterPerTest, waitFor } from './helpers.ts';
 
-let cluster: Cluster | undefined;
-afterEach(async () => {
-  await cluster?.cleanup();
-  cluster = undefined;
-});
+const cluster = clusterPerTest();
 
 test('writes made in one event-loop turn reach the socket as one batch, in order', async () => {
   const received: Buffer[] = [];
@@ -45,9 +41,8 @@ test('anything that is not a TCP socket connection is left alone', () => {
 });
 
 test('the libp2p connections this mesh makes have the shape socket batching relies on', async () => {
-  cluster = new Cluster();
-  const a = await cluster.node();
-  const b = await cluster.node();
+  const a = await cluster().node();
+  const b = await cluster().node();
   await b.join(a.inviteToken());
   await waitFor(() => a.peer(b.endpointId) !== undefined, 'connected');
   // A libp2p upgrade that moves these internals fails here instead of silently losing batching.

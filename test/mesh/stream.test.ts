@@ -1,20 +1,14 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { afterEach, beforeEach, test } from 'node:test';
+import { test } from 'node:test';
 import { PROTOCOL_HTTP } from '../../src/mesh/types.ts';
-import { Cluster, readAll, waitFor } from './helpers.ts';
+import { clusterPerTest, readAll, waitFor } from './helpers.ts';
 
-let cluster: Cluster;
-beforeEach(() => {
-  cluster = new Cluster();
-});
-afterEach(async () => {
-  await cluster.cleanup();
-});
+const cluster = clusterPerTest();
 
 test('a slow reader pauses the writer instead of overflowing buffers (12 MiB)', async () => {
-  const a = await cluster.node();
-  const b = await cluster.node();
+  const a = await cluster().node();
+  const b = await cluster().node();
   const total = 12 * 1024 * 1024;
   const data = randomBytes(total);
   let received: Promise<string> | undefined;
@@ -45,8 +39,8 @@ test('a slow reader pauses the writer instead of overflowing buffers (12 MiB)', 
 });
 
 test('abort on one side surfaces as an error on the other; handler errors do not crash the node', async () => {
-  const a = await cluster.node();
-  const b = await cluster.node();
+  const a = await cluster().node();
+  const b = await cluster().node();
   b.handle(PROTOCOL_HTTP, async () => {
     throw new Error('handler exploded');
   });
@@ -83,8 +77,8 @@ test('abort on one side surfaces as an error on the other; handler errors do not
 });
 
 test('writes in one event-loop turn travel as one chunk; a later write is not held back', async () => {
-  const a = await cluster.node();
-  const b = await cluster.node();
+  const a = await cluster().node();
+  const b = await cluster().node();
   const chunks: string[] = [];
   let gotFirst: () => void = () => undefined;
   const first = new Promise<void>((r) => {

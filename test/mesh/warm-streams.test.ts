@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
-import { afterEach, beforeEach, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { PROTOCOL_HTTP } from '../../src/mesh/types.ts';
 import { WarmStreamPool } from '../../src/mesh/warm-streams.ts';
-import { Cluster, readAll, waitFor } from './helpers.ts';
+import { clusterPerTest, readAll, waitFor } from './helpers.ts';
 
 interface FakeStream {
   id: number;
@@ -110,17 +110,11 @@ describe('WarmStreamPool', () => {
 });
 
 describe('warm streams on a real mesh', () => {
-  let cluster: Cluster;
-  beforeEach(() => {
-    cluster = new Cluster();
-  });
-  afterEach(async () => {
-    await cluster.cleanup();
-  });
+  const cluster = clusterPerTest();
 
   test('after one request a host has warm streams ready; each carries exactly one request', async () => {
-    const client = await cluster.node();
-    const host = await cluster.node();
+    const client = await cluster().node();
+    const host = await cluster().node();
     const requests: string[] = [];
     let emptyStreams = 0;
     host.handle(PROTOCOL_HTTP, async (stream) => {
