@@ -9,6 +9,7 @@ import { SoftwareKeyProvider } from '../src/attestation/providers/software.ts';
 import { buildStatement, encodeStatement, parseStatement } from '../src/attestation/statement.ts';
 import { AttestationVerifierCache, verifyAttestation } from '../src/attestation/verify.ts';
 import { silentLogger } from '../src/log.ts';
+import { sampleFacts } from '../test/attestation/helpers.ts';
 
 export interface BenchRow {
   operation: string;
@@ -33,34 +34,7 @@ export async function run(options: { iterations?: number } = {}): Promise<BenchR
     const now = Date.now();
     const endpoint = 'ab'.repeat(32);
     const inferenceKey = Buffer.alloc(32, 1).toString('base64');
-    const facts = {
-      chipName: 'bench',
-      hardwareModel: 'bench',
-      unifiedMemoryBytes: 1 << 30,
-      nodeEndpointId: endpoint,
-      inferencePublicKey: inferenceKey,
-      version: '0.1.0',
-      nowMs: now,
-      posture: {
-        platform: 'linux',
-        sipEnabled: false,
-        sipKnown: false,
-        rdmaDisabled: false,
-        rdmaKnown: false,
-        secureBootEnabled: false,
-        debuggerBlocked: true,
-        coreDumpsDisabled: true,
-        inspectorClosed: true,
-        environmentClean: true,
-        startedWithUnsafeEnvironment: false,
-        reexecutedClean: false,
-        unsafeEnvironment: [],
-        ptraceScope: 'unknown',
-        binaryHash: 'cd'.repeat(32),
-        plaintextBoundary: 'in-process' as const,
-        hardeningVersion: '1',
-      },
-    };
+    const facts = sampleFacts({ nodeEndpointId: endpoint, inferencePublicKey: inferenceKey, nowMs: now });
     const blob = encodeStatement(await buildStatement(facts, provider));
     const pins = await PinStore.open({ dataDir });
     const policy = { minimumTier: 'self-signed' as const, requiredPosture: {} };

@@ -5,19 +5,8 @@ import { parseJsonBody, validateChatCompletion, validateResponses } from '../../
 import { translateChatStreamToResponses } from '../../src/api/responses-translation.ts';
 import { parseSse, SseParseError } from '../../src/api/sse.ts';
 import { InvalidRequestError } from '../../src/errors.ts';
+import { mulberry32 } from '../helpers/prng.ts';
 import { chatSse, chunks, collect, parseEvents } from './chat-sse-fixture.ts';
-
-/** Small deterministic PRNG (mulberry32) so failures reproduce. */
-function rng(seed: number) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function randomBytes(next: () => number, length: number): Uint8Array {
   const out = new Uint8Array(length);
@@ -65,7 +54,7 @@ async function checkTranslation(parts: Uint8Array[]) {
 
 describe('fuzz', () => {
   it('parseSse yields events or throws SseParseError on random bytes', async () => {
-    const next = rng(1);
+    const next = mulberry32(1);
     for (let round = 0; round < 300; round++) {
       const bytes = randomBytes(next, Math.floor(next() * 600));
       try {
@@ -79,7 +68,7 @@ describe('fuzz', () => {
   });
 
   it('translation always ends with a terminal event on random bytes', async () => {
-    const next = rng(2);
+    const next = mulberry32(2);
     for (let round = 0; round < 200; round++) {
       const bytes = randomBytes(next, Math.floor(next() * 600));
       await checkTranslation(randomSplit(next, bytes));
@@ -87,7 +76,7 @@ describe('fuzz', () => {
   });
 
   it('translation always ends with a terminal event on mutated valid streams', async () => {
-    const next = rng(3);
+    const next = mulberry32(3);
     const sample = new TextEncoder().encode(chatSse());
     for (let round = 0; round < 300; round++) {
       await checkTranslation(randomSplit(next, mutate(next, sample)));
@@ -95,7 +84,7 @@ describe('fuzz', () => {
   });
 
   it('validation throws only InvalidRequestError on random bodies', () => {
-    const next = rng(4);
+    const next = mulberry32(4);
     const sample = new TextEncoder().encode(
       JSON.stringify({
         model: 'm',

@@ -8,18 +8,12 @@ import { parseAttestationPolicy } from '../../src/attestation/policy.ts';
 import { buildStatement, encodeStatement, parseStatement } from '../../src/attestation/statement.ts';
 import { verifyAttestation } from '../../src/attestation/verify.ts';
 import { ConfigError } from '../../src/errors.ts';
+import { mulberry32 } from '../helpers/prng.ts';
 import { sampleFacts, tempDir } from './helpers.ts';
 
-/** Small deterministic PRNG so a failure is reproducible from the printed seed. */
+/** Deterministic randomness so a failure is reproducible from the printed seed. */
 function rng(seed: number) {
-  let s = seed >>> 0;
-  const next = () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const next = mulberry32(seed);
   return { next, int: (n: number) => Math.floor(next() * n) };
 }
 
