@@ -12,6 +12,11 @@ export function parseFlags<T extends Options>(args: string[], options: T) {
   }
 }
 
+/** For commands that take flags only: names the first stray argument. */
+export function rejectPositionals(positionals: readonly string[]): void {
+  if (positionals.length > 0) throw new ConfigError(`unexpected argument '${positionals[0]}'`);
+}
+
 export function portFlag(value: string | undefined, flag: string, fallback: number): number {
   if (value === undefined) return fallback;
   const port = Number(value);

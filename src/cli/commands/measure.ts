@@ -1,6 +1,5 @@
-import { ConfigError } from '../../errors.ts';
 import { measureCode } from '../../hardening/measure.ts';
-import { parseFlags } from '../args.ts';
+import { parseFlags, rejectPositionals } from '../args.ts';
 
 const HELP = `mesh-llm measure [--json]
 
@@ -23,7 +22,7 @@ export async function runMeasure(
     out.write(`${HELP}\n`);
     return 0;
   }
-  if (positionals.length > 0) throw new ConfigError(`unexpected argument '${positionals[0]}'`);
+  rejectPositionals(positionals);
   const m = await measureCode();
   if (values.json) {
     out.write(`${JSON.stringify(m, null, 2)}\n`);

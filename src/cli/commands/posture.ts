@@ -3,7 +3,7 @@ import { notHardenedReport } from '../../hardening/harden.ts';
 import { type CodeMeasurement, measureCode } from '../../hardening/measure.ts';
 import { buildPosture } from '../../hardening/posture.ts';
 import type { HardeningReport, PlaintextBoundaryFact, SecurityPostureFacts } from '../../hardening/types.ts';
-import { parseFlags } from '../args.ts';
+import { parseFlags, rejectPositionals } from '../args.ts';
 import type { CliContext } from '../main.ts';
 
 const HELP = `mesh-llm posture [flags]
@@ -61,7 +61,7 @@ export async function runPosture(
     out.write(`${HELP}\n`);
     return 0;
   }
-  if (positionals.length > 0) throw new ConfigError(`unexpected argument '${positionals[0]}'`);
+  rejectPositionals(positionals);
   if (values.model && values.backend) throw new ConfigError('use either --model or --backend, not both');
   const boundary: PlaintextBoundaryFact = values.model
     ? 'in-process'

@@ -4,7 +4,7 @@ import { createLogger, type LogFormat } from '../../log.ts';
 import { DEFAULT_API_PORT, DEFAULT_CONSOLE_PORT, defaultConfig, type NodeConfig } from '../../node/config.ts';
 import { startMeshNode } from '../../node/mesh-node.ts';
 import { currentPosture } from '../../node/posture.ts';
-import { choiceFlag, parseFlags, portFlag, positiveIntFlag } from '../args.ts';
+import { choiceFlag, parseFlags, portFlag, positiveIntFlag, rejectPositionals } from '../args.ts';
 import type { CliContext } from '../main.ts';
 
 const HELP = `mesh-llm serve [flags]
@@ -71,7 +71,7 @@ const FLAGS = {
 export function serveConfigFromArgs(args: string[]): NodeConfig | undefined {
   const { values, positionals } = parseFlags(args, FLAGS);
   if (values.help) return undefined;
-  if (positionals.length > 0) throw new ConfigError(`unexpected argument '${positionals[0]}'`);
+  rejectPositionals(positionals);
   if (values.backend && !values['backend-model'])
     throw new ConfigError('--backend needs --backend-model NAME');
   if (values.backend) {
