@@ -91,10 +91,13 @@ export function decodeAnnouncement(signed: SignedAnnouncement): PeerAnnouncement
 
 /**
  * Checks the Ed25519 signature against the endpoint id INSIDE the announcement, so a
- * node relaying it cannot substitute fields or claim it for another identity.
+ * node relaying it cannot substitute fields or claim it for another identity. A caller that
+ * already decoded `signed` (decodeAnnouncement) passes the result instead of decoding twice.
  */
-export async function verifySignedAnnouncement(signed: SignedAnnouncement): Promise<VerifiedAnnouncement> {
-  const announcement = decodeAnnouncement(signed);
+export async function verifySignedAnnouncement(
+  signed: SignedAnnouncement,
+  announcement: PeerAnnouncement = decodeAnnouncement(signed),
+): Promise<VerifiedAnnouncement> {
   const endpointId = endpointIdFromBytes(announcement.endpointId);
   let valid = false;
   try {

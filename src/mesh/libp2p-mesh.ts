@@ -446,12 +446,11 @@ export class Libp2pMesh implements MeshService {
     if (endpointId === this.endpointId)
       throw new UpstreamError('cannot open a mesh stream to this node itself');
     const signal = anySignal(options.signal, this.stopController.signal);
-    if (protocol !== PROTOCOL_HTTP) {
-      const opened = await this.negotiate(endpointId, protocol, signal);
-      return { ...this.wrap(opened.stream, protocol, endpointId), path: opened.path };
-    }
-    const opened = this.warm.take(endpointId) ?? (await this.negotiate(endpointId, protocol, signal));
-    opened.stream.addEventListener('close', () => this.warm.refill(endpointId), { once: true });
+    const pooled = protocol === PROTOCOL_HTTP;
+    const opened =
+      (pooled ? this.warm.take(endpointId) : undefined) ??
+      (await this.negotiate(endpointId, protocol, signal));
+    if (pooled) opened.stream.addEventListener('close', () => this.warm.refill(endpointId), { once: true });
     return { ...this.wrap(opened.stream, protocol, endpointId), path: opened.path };
   }
 
@@ -746,8 +745,16 @@ export class Libp2pMesh implements MeshService {
     );
   }
 
+  /** Our own signed announcement with its seq, once signed. */
+  private ownEntries(): GossipEntry[] {
+    if (this.selfSigned === undefined || this.selfAnnouncement === undefined) return [];
+    return [
+      { endpointId: this.endpointId, seq: this.selfAnnouncement.announcementSeq, signed: this.selfSigned },
+    ];
+  }
+
   private ownSet(): SignedAnnouncement[] {
-    return this.selfSigned === undefined ? [] : [this.selfSigned];
+    return this.ownEntries().map((e) => e.signed);
   }
 
   private fullSet(): SignedAnnouncement[] {
@@ -755,23 +762,13 @@ export class Libp2pMesh implements MeshService {
   }
 
   private fullEntries(): GossipEntry[] {
-    const own =
-      this.selfSigned === undefined || this.selfAnnouncement === undefined
-        ? []
-        : [
-            {
-              endpointId: this.endpointId,
-              seq: this.selfAnnouncement.announcementSeq,
-              signed: this.selfSigned,
-            },
-          ];
-    return [...own, ...this.table.relayEntries()];
+    return [...this.ownEntries(), ...this.table.relayEntries()];
   }
 
+  /** Origin → newest seq we hold, ourselves included. */
   private knownDigests(): Map<EndpointId, bigint> {
     const known = this.table.knownDigests();
-    if (this.selfAnnouncement !== undefined)
-      known.set(this.endpointId, this.selfAnnouncement.announcementSeq);
+    for (const own of this.ownEntries()) known.set(own.endpointId, own.seq);
     return known;
   }
 

@@ -103,22 +103,20 @@ export class PeerTable {
     // announcement): those copies are settled here without decoding or verifying anything.
     const known = this.knownCopy(signed);
     if (known !== undefined) return known;
-    let announcement: ReturnType<typeof decodeAnnouncement>;
-    let endpointId: EndpointId | undefined;
     let verified: Awaited<ReturnType<typeof verifySignedAnnouncement>>;
+    let claimed: EndpointId | undefined;
     try {
-      announcement = decodeAnnouncement(signed);
-      endpointId = endpointIdFromBytes(announcement.endpointId);
-      const reason = this.precheck(announcement, endpointId);
-      if (reason !== undefined) return { status: 'rejected', reason, endpointId };
-      verified = await verifySignedAnnouncement(signed);
+      const decoded = decodeAnnouncement(signed);
+      claimed = endpointIdFromBytes(decoded.endpointId);
+      const reason = this.precheck(decoded, claimed);
+      if (reason !== undefined) return { status: 'rejected', reason, endpointId: claimed };
+      verified = await verifySignedAnnouncement(signed, decoded);
     } catch (err) {
-      if (err instanceof AnnouncementError) return { status: 'rejected', reason: err.reason, endpointId };
+      if (err instanceof AnnouncementError)
+        return { status: 'rejected', reason: err.reason, endpointId: claimed };
       throw err;
     }
-    const { seq } = verified;
-    announcement = verified.announcement;
-    endpointId = verified.endpointId;
+    const { seq, announcement, endpointId } = verified;
     // Re-check after the await: a newer copy may have been accepted meanwhile.
     const last = this.lastSeq.get(endpointId);
     if (last !== undefined && seq <= last) {
