@@ -33,21 +33,27 @@ export function secureAlloc(size: number): Buffer {
  * kept (their number follows peak concurrency, 64 keys each).
  */
 class SecretSlots {
-  static readonly SLOT_BYTES = 32;
+  static readonly SLOT_BYTES = BEFORENM_BYTES;
   static readonly SLOTS_PER_SLAB = 64;
   readonly #free: Buffer[] = [];
   readonly #owned = new WeakSet<Buffer>();
+  readonly #taken = new WeakSet<Buffer>();
 
   take(): Buffer {
     if (this.#free.length === 0) this.#grow();
-    return this.#free.pop()!;
+    const slot = this.#free.pop()!;
+    this.#taken.add(slot);
+    return slot;
   }
 
-  /** Zeroes and returns a slot; false when `buffer` is not one of ours. */
+  /**
+   * Zeroes and returns a slot; false when `buffer` is not one of ours. A second release of the
+   * same slot only zeroes it again: queued twice, it could be handed to two sessions at once.
+   */
   release(buffer: Buffer): boolean {
     if (!this.#owned.has(buffer)) return false;
     sodium.sodium_memzero(buffer);
-    this.#free.push(buffer);
+    if (this.#taken.delete(buffer)) this.#free.push(buffer);
     return true;
   }
 
@@ -114,8 +120,8 @@ function words(bytes: Buffer): Uint32Array {
  * crypto_box_beforenm, which sodium-native does not expose: k = HSalsa20(X25519(sk, pk), 0^16).
  * box(m, n, pk, sk) is exactly secretbox(m, n, k), so a stream of frames between the same two
  * keys pays for the scalar multiplication once instead of per frame. Returns k in a pooled
- * secure slot (give it back with wipe(), once). Like crypto_box, refuses a low-order public key (all-zero shared secret)
- * with E2EError 'invalid_key'.
+ * secure slot (give it back with wipe()). Like crypto_box, refuses a low-order public key
+ * (all-zero shared secret) with E2EError 'invalid_key'.
  */
 export function boxBeforeNm(publicKey: Uint8Array, secretKey: Uint8Array): Buffer {
   if (publicKey.byteLength !== PUBLIC_KEY_BYTES || secretKey.byteLength !== SECRET_KEY_BYTES) {

@@ -139,6 +139,18 @@ describe('crypto_box precomputed key (beforenm / afternm)', () => {
     );
   });
 
+  it('a key slot wiped twice is handed out once: two sessions never share a precomputed key', () => {
+    const host = keypair();
+    const first = ephemeralBoxKey(host.pk).sharedKey;
+    wipe(first);
+    wipe(first); // a second release must not queue the slot twice
+    const a = ephemeralBoxKey(host.pk).sharedKey;
+    const b = ephemeralBoxKey(host.pk).sharedKey;
+    assert.ok(a.buffer !== b.buffer || a.byteOffset !== b.byteOffset, 'distinct slots');
+    wipe(a);
+    wipe(b);
+  });
+
   it('refuses low-order public keys and wrong-sized keys with E2EError invalid_key, like crypto_box', () => {
     const { sk } = keypair();
     for (const point of LOW_ORDER_POINTS) {
