@@ -6,6 +6,7 @@ import {
   encodeGossipMessage,
   type GossipEntry,
   GossipError,
+  MAX_ANNOUNCEMENTS_PER_MESSAGE,
   newsFor,
   requestGossip,
 } from '../../src/mesh/gossip.ts';
@@ -53,12 +54,24 @@ describe('gossip digests (GossipMessage field 50)', () => {
     assert.equal(newsFor(entries, undefined).length, 3);
   });
 
-  test('a malformed digest is a GossipError', () => {
+  test('malformed, truncated or oversized digests are GossipErrors', () => {
     const bytes = toBinary(
       GossipMessageSchema,
       create(GossipMessageSchema, { known: { digests: [{ endpointId: Uint8Array.of(1, 2), seq: 1n }] } }),
     );
     assert.throws(() => decodeGossipMessage(bytes), GossipError);
+    const tooMany = new Map(
+      Array.from({ length: MAX_ANNOUNCEMENTS_PER_MESSAGE + 1 }, (_, i) => [
+        i.toString(16).padStart(64, '0'),
+        1n,
+      ]),
+    );
+    assert.throws(() => decodeGossipMessage(encodeGossipMessage([], tooMany)), GossipError);
+    assert.throws(
+      () => decodeGossipMessage(Uint8Array.of(0x92, 0x03, 0xff)),
+      GossipError,
+      'truncated field 50',
+    );
   });
 });
 
