@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 const scripts = [
   'mesh-routing.ts',
   'crypto-throughput.ts',
+  'noise-cipher.ts',
   'attestation-verify.ts',
   'attested-peers.ts',
   'hardening-startup.ts',

@@ -34,6 +34,19 @@ export const SENT_AT_HEADER = 'x-mesh-sent-at';
 /** Header blocks longer than this are not searched for x-mesh-sent-at. */
 export const MAX_HEADER_BLOCK_BYTES = 64 * 1024;
 
+/**
+ * The exact JSON layout sealRequest writes: `HEAD <key b64> MIDDLE <ciphertext b64> TAIL`. The
+ * host reads this layout without a JSON parse; anything else (other key order, whitespace, extra
+ * fields, escapes) takes the general JSON path and is judged by the same rules.
+ */
+const CANONICAL_HEAD = `{"v":${ENVELOPE_VERSION},"ephemeral_public_key":"`;
+const CANONICAL_MIDDLE = '","ciphertext":"';
+const CANONICAL_TAIL = '"}';
+const CANONICAL_KEY_B64_LENGTH = base64Length(PUBLIC_KEY_BYTES);
+const CANONICAL_HEAD_BYTES = Buffer.from(CANONICAL_HEAD, 'latin1');
+const CANONICAL_MIDDLE_BYTES = Buffer.from(CANONICAL_MIDDLE, 'latin1');
+const CANONICAL_TAIL_BYTES = Buffer.from(CANONICAL_TAIL, 'latin1');
+
 /** Room for JSON whitespace, key order and unknown extra fields a future sender may add. */
 const ENVELOPE_JSON_SLACK = 4096;
 
@@ -78,10 +91,14 @@ export function sealRequest(
   const nonce = ciphertext.subarray(0, NONCE_BYTES);
   randomFill(nonce);
   boxSealAfterNmInto(ciphertext.subarray(NONCE_BYTES), plaintext, nonce, sharedKey);
-  const json = `{"v":${ENVELOPE_VERSION},"ephemeral_public_key":"${encodeBase64(ephemeralPublicKey)}","ciphertext":"${encodeBase64(ciphertext)}"}`;
-  const envelope = Buffer.allocUnsafe(1 + json.length);
+  // Written piece by piece into one buffer (pure ASCII), not through one big JSON string.
+  const head = `${CANONICAL_HEAD}${encodeBase64(ephemeralPublicKey)}${CANONICAL_MIDDLE}`;
+  const body = encodeBase64(ciphertext);
+  const envelope = Buffer.allocUnsafe(1 + head.length + body.length + CANONICAL_TAIL.length);
   envelope[0] = E2E_MAGIC;
-  envelope.write(json, 1, 'latin1'); // pure ASCII
+  let at = 1 + envelope.write(head, 1, 'latin1');
+  at += envelope.write(body, at, 'latin1');
+  envelope.write(CANONICAL_TAIL, at, 'latin1');
   return {
     envelope,
     session: new SenderSession({
@@ -145,7 +162,9 @@ export function openRequest(
   if (candidates.length === 0) throw new E2EError('unknown_key', 'no inference key is available');
   const nonce = ciphertext.subarray(0, NONCE_BYTES);
   const box = ciphertext.subarray(NONCE_BYTES);
-  const plaintext = Buffer.alloc(plaintextLength);
+  // Opened in place (the decoded ciphertext is ours): libsodium checks the tag before it writes,
+  // so a failed attempt under one key leaves the box intact for the next.
+  const plaintext = box.subarray(MAC_BYTES);
   let hostPublicKey: Uint8Array | undefined;
   let sharedKey: Uint8Array | undefined;
   for (const candidate of candidates) {
@@ -252,6 +271,34 @@ function headerName(line: string): string | undefined {
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
 function parseEnvelopeJson(body: Uint8Array): { ephemeralPublicKey: Uint8Array; ciphertext: Uint8Array } {
+  return parseCanonicalEnvelope(body) ?? parseAnyEnvelopeJson(body);
+}
+
+/** The fields of an envelope in exactly sealRequest's layout; undefined for any other text. */
+function parseCanonicalEnvelope(
+  body: Uint8Array,
+): { ephemeralPublicKey: Uint8Array; ciphertext: Uint8Array } | undefined {
+  const bytes = Buffer.from(body.buffer, body.byteOffset, body.byteLength);
+  const keyAt = CANONICAL_HEAD_BYTES.byteLength;
+  const middleAt = keyAt + CANONICAL_KEY_B64_LENGTH;
+  const ciphertextAt = middleAt + CANONICAL_MIDDLE_BYTES.byteLength;
+  const tailAt = bytes.byteLength - CANONICAL_TAIL_BYTES.byteLength;
+  if (tailAt < ciphertextAt) return undefined;
+  if (
+    !bytes.subarray(0, keyAt).equals(CANONICAL_HEAD_BYTES) ||
+    !bytes.subarray(middleAt, ciphertextAt).equals(CANONICAL_MIDDLE_BYTES) ||
+    !bytes.subarray(tailAt).equals(CANONICAL_TAIL_BYTES)
+  ) {
+    return undefined;
+  }
+  const ephemeralPublicKey = decodeBase64Strict(bytes.toString('latin1', keyAt, middleAt));
+  const ciphertext = decodeBase64Strict(bytes.toString('latin1', ciphertextAt, tailAt));
+  // Not canonical base64 here (e.g. a JSON escape inside a string): let the JSON path decide.
+  if (!ephemeralPublicKey || !ciphertext) return undefined;
+  return { ephemeralPublicKey, ciphertext };
+}
+
+function parseAnyEnvelopeJson(body: Uint8Array): { ephemeralPublicKey: Uint8Array; ciphertext: Uint8Array } {
   let parsed: unknown;
   try {
     parsed = JSON.parse(utf8.decode(body));

@@ -126,21 +126,18 @@ export class ResponseSealer {
     out.writeUInt32LE(length, offset);
     const nonce = out.subarray(offset + FRAME_LENGTH_BYTES, offset + FRAME_LENGTH_BYTES + NONCE_BYTES);
     randomFill(nonce);
-    const payload = Buffer.allocUnsafe(PAYLOAD_HEADER_BYTES + data.byteLength);
+    // The payload is assembled where its ciphertext goes and sealed in place: no plaintext copy
+    // is left behind and nothing is allocated per frame.
+    const boxStart = offset + FRAME_LENGTH_BYTES + NONCE_BYTES;
+    const boxEnd = boxStart + MAC_BYTES + PAYLOAD_HEADER_BYTES + data.byteLength;
+    const payload = out.subarray(boxStart + MAC_BYTES, boxEnd);
     payload[0] = type;
     payload.writeUInt32BE(Math.floor(this.#seq / TWO_32), 1);
     payload.writeUInt32BE(this.#seq % TWO_32, 5);
     payload.set(data, PAYLOAD_HEADER_BYTES);
-    const boxStart = offset + FRAME_LENGTH_BYTES + NONCE_BYTES;
-    boxSealAfterNmInto(
-      out.subarray(boxStart, boxStart + MAC_BYTES + payload.byteLength),
-      payload,
-      nonce,
-      this.#session.sharedKey,
-    );
-    payload.fill(0); // our plaintext copy
+    boxSealAfterNmInto(out.subarray(boxStart, boxEnd), payload, nonce, this.#session.sharedKey);
     this.#seq += 1;
-    return boxStart + MAC_BYTES + payload.byteLength;
+    return boxEnd;
   }
 
   #finish(): void {
@@ -252,7 +249,8 @@ export class ResponseOpener {
 
   /** Returns the frame's data (data frames), undefined for the end frame; throws otherwise. */
   #openFrame(frame: Uint8Array): Uint8Array | undefined {
-    const payload = Buffer.alloc(frame.byteLength - NONCE_BYTES - MAC_BYTES);
+    // Fully overwritten by a successful open; never read when authentication fails.
+    const payload = Buffer.allocUnsafe(frame.byteLength - NONCE_BYTES - MAC_BYTES);
     const ok = boxOpenAfterNmInto(
       payload,
       frame.subarray(NONCE_BYTES),

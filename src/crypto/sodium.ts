@@ -1,6 +1,7 @@
 /**
- * Thin typed wrappers over sodium-native: NaCl box (X25519 + XSalsa20-Poly1305) and secure
- * memory. Everything else in src/crypto goes through here, so the library surface is in one place.
+ * Thin typed wrappers over sodium-native: NaCl box (X25519 + XSalsa20-Poly1305), the
+ * ChaCha20-Poly1305 AEAD (the mesh transport's cipher) and secure memory. Everything else in
+ * src/crypto goes through here, so the library surface is in one place.
  * crypto_box_beforenm is built from crypto_scalarmult + @noble/ciphers' HSalsa20 (sodium-native
  * exposes neither beforenm nor HSalsa20); the afternm helpers are crypto_secretbox.
  */
@@ -160,7 +161,10 @@ export function ephemeralBoxKey(publicKey: Uint8Array): { ephemeralPublicKey: Bu
   }
 }
 
-/** crypto_box_easy_afternm: box(message) under a boxBeforeNm key into `out` (message + 16 bytes). */
+/**
+ * crypto_box_easy_afternm: box(message) under a boxBeforeNm key into `out` (message + 16 bytes).
+ * `message` may be `out.subarray(MAC_BYTES)`: libsodium seals overlapping buffers in place.
+ */
 export function boxSealAfterNmInto(
   out: Uint8Array,
   message: Uint8Array,
@@ -170,7 +174,10 @@ export function boxSealAfterNmInto(
   sodium.crypto_secretbox_easy(asBuffer(out), asBuffer(message), asBuffer(nonce), asBuffer(key));
 }
 
-/** crypto_box_open_easy_afternm into `out` (ciphertext - 16 bytes); false when authentication fails. */
+/**
+ * crypto_box_open_easy_afternm into `out` (ciphertext - 16 bytes); false when authentication
+ * fails. `out` may be `ciphertext.subarray(MAC_BYTES)`: libsodium opens in place.
+ */
 export function boxOpenAfterNmInto(
   out: Uint8Array,
   ciphertext: Uint8Array,
@@ -183,6 +190,74 @@ export function boxOpenAfterNmInto(
     asBuffer(nonce),
     asBuffer(key),
   );
+}
+
+/** sodium-native has the IETF ChaCha20-Poly1305 calls; @types/sodium-native lacks them. */
+interface IetfChaChaPoly {
+  crypto_aead_chacha20poly1305_ietf_ABYTES: number;
+  crypto_aead_chacha20poly1305_ietf_encrypt(
+    c: Buffer,
+    m: Buffer,
+    ad: Buffer | null,
+    nsec: null,
+    npub: Buffer,
+    k: Buffer,
+  ): number;
+  crypto_aead_chacha20poly1305_ietf_decrypt(
+    m: Buffer,
+    nsec: null,
+    c: Buffer,
+    ad: Buffer | null,
+    npub: Buffer,
+    k: Buffer,
+  ): number;
+}
+const chachaPoly = sodium as unknown as IetfChaChaPoly;
+
+export const AEAD_TAG_BYTES: number = chachaPoly.crypto_aead_chacha20poly1305_ietf_ABYTES; // 16
+
+/** ChaCha20-Poly1305 (IETF, 96-bit nonce): plaintext → ciphertext || tag, in a new buffer. */
+export function aeadSeal(plaintext: Uint8Array, nonce: Uint8Array, ad: Uint8Array, key: Uint8Array): Buffer {
+  const out = Buffer.allocUnsafe(plaintext.byteLength + AEAD_TAG_BYTES);
+  chachaPoly.crypto_aead_chacha20poly1305_ietf_encrypt(
+    out,
+    asBuffer(plaintext),
+    asBuffer(ad),
+    null,
+    asBuffer(nonce),
+    asBuffer(key),
+  );
+  return out;
+}
+
+/**
+ * Opens ciphertext || tag; undefined when authentication fails (libsodium zeroes the output
+ * then: no unauthenticated plaintext is left). The plaintext goes to `dst` when it has exactly
+ * the right size (it may start at the ciphertext's own first byte: in place), else to a new buffer.
+ */
+export function aeadOpen(
+  ciphertext: Uint8Array,
+  nonce: Uint8Array,
+  ad: Uint8Array,
+  key: Uint8Array,
+  dst?: Uint8Array,
+): Uint8Array | undefined {
+  const length = ciphertext.byteLength - AEAD_TAG_BYTES;
+  if (length < 0) return undefined;
+  const out = dst !== undefined && dst.byteLength === length ? dst : Buffer.allocUnsafe(length);
+  try {
+    chachaPoly.crypto_aead_chacha20poly1305_ietf_decrypt(
+      asBuffer(out),
+      null,
+      asBuffer(ciphertext),
+      asBuffer(ad),
+      asBuffer(nonce),
+      asBuffer(key),
+    );
+  } catch {
+    return undefined;
+  }
+  return out;
 }
 
 /** Constant-time equality for equal-length byte strings (lengths are public). */

@@ -33,6 +33,7 @@ import {
 } from './identity.ts';
 import { decodeInviteToken, encodeInviteToken, isValidMeshId } from './invite.ts';
 import { libp2pComponentLogger } from './libp2p-logger.ts';
+import { noiseCrypto } from './noise-crypto.ts';
 import { PeerTable } from './peer-table.ts';
 import { AnnouncementSequence } from './sequence.ts';
 import { batchSocketWrites } from './socket-batching.ts';
@@ -142,7 +143,7 @@ export async function createLibp2pMesh(options: MeshOptions): Promise<Libp2pMesh
     start: false,
     addresses: { listen: listenAddrs },
     transports: [tcp(), circuitRelayTransport({ maxInboundStopStreams: STREAM_LIMIT })],
-    connectionEncrypters: [noise()],
+    connectionEncrypters: [noise({ crypto: noiseCrypto })],
     streamMuxers: [yamux({ streamOptions: { maxStreamWindowSize: YAMUX_MAX_WINDOW } })],
     peerDiscovery: options.mdns === true ? [mdns({ serviceTag: 'mesh-llm.local' })] : [],
     // biome-ignore lint/suspicious/noExplicitAny: the service map is assembled conditionally.

@@ -72,7 +72,6 @@ export function createInboundHttpHandler(options: InboundHttpOptions) {
         return;
       }
       await serve(request, stream, controller, log, {
-        start: () => sealer.header(),
         data: (chunk) => sealer.data(chunk),
         end: () => sealer.end(),
         fail: (message) => sealer.error(message),
@@ -151,24 +150,23 @@ function modelOf(request: ApiRequest): string {
   return model;
 }
 
-/** How response bytes go on the stream: as they are, or sealed frame by frame (SPEC §5). */
+/**
+ * How response bytes go on the stream: as they are, or sealed frame by frame (SPEC §5). The E2E
+ * header rides on the first frame (the sealer prepends it), not in a message of its own.
+ */
 interface ResponseFraming {
-  start(): Uint8Array | undefined;
   data(chunk: Uint8Array): Uint8Array;
   end(): Uint8Array | undefined;
   fail(message: string): Uint8Array | undefined;
 }
 
 const PLAIN_FRAMING: ResponseFraming = {
-  start: () => undefined,
   data: (chunk) => chunk,
   end: () => undefined,
   fail: () => undefined,
 };
 
 async function writeResponse(stream: ByteStream, response: UpstreamResponse, framing: ResponseFraming) {
-  const header = framing.start();
-  if (header) await stream.write(header);
   // Pieces of the answer that arrive together become one frame (one seal, one open).
   const frames = new TurnBatcher((plaintext) => stream.write(framing.data(plaintext)));
   try {

@@ -207,6 +207,24 @@ describe('request envelope', () => {
     h.open(bad({ note: 'future field' }));
   });
 
+  it('opens the same request whatever JSON layout carries it (key order, whitespace, escapes)', () => {
+    const layouts = (json: { v: number; ephemeral_public_key: string; ciphertext: string }) => [
+      `{"ciphertext":"${json.ciphertext}","ephemeral_public_key":"${json.ephemeral_public_key}","v":1}`,
+      JSON.stringify(json, null, 2),
+      // The exact byte layout sealRequest writes, with one base64 character written as a JSON escape.
+      `{"v":1,"ephemeral_public_key":"${json.ephemeral_public_key}","ciphertext":"\\u00${json.ciphertext
+        .charCodeAt(0)
+        .toString(16)}${json.ciphertext.slice(1)}"}`,
+    ];
+    const h = host();
+    for (let i = 0; i < 3; i++) {
+      const plaintext = stamped(h.clock.now());
+      const { envelope } = sealRequest(plaintext, h.keyring.current().publicKey);
+      const rewritten = rawEnvelope(layouts(envelopeJson(envelope))[i]!);
+      assert.deepEqual(Buffer.from(h.open(rewritten).plaintext), Buffer.from(plaintext));
+    }
+  });
+
   it('enforces the plaintext cap before decrypting, and the envelope cap before parsing', () => {
     const h = host();
     const pk = h.keyring.current().publicKey;
