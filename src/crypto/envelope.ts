@@ -20,7 +20,7 @@ import {
   MAC_BYTES,
   NONCE_BYTES,
   PUBLIC_KEY_BYTES,
-  randomFill,
+  randomNonce,
   wipe,
 } from './sodium.ts';
 
@@ -89,7 +89,7 @@ export function sealRequest(
   const { ephemeralPublicKey, sharedKey } = ephemeral;
   const ciphertext = Buffer.allocUnsafe(NONCE_BYTES + MAC_BYTES + plaintext.byteLength);
   const nonce = ciphertext.subarray(0, NONCE_BYTES);
-  randomFill(nonce);
+  randomNonce(nonce);
   boxSealAfterNmInto(ciphertext.subarray(NONCE_BYTES), plaintext, nonce, sharedKey);
   // Written piece by piece into one buffer (pure ASCII), not through one big JSON string.
   const head = `${CANONICAL_HEAD}${encodeBase64(ephemeralPublicKey)}${CANONICAL_MIDDLE}`;

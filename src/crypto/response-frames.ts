@@ -19,7 +19,7 @@ import {
   MAC_BYTES,
   NONCE_BYTES,
   PUBLIC_KEY_BYTES,
-  randomFill,
+  randomNonce,
 } from './sodium.ts';
 
 export const FRAME_TYPE_DATA = 0x00;
@@ -125,7 +125,7 @@ export class ResponseSealer {
     const length = MIN_FRAME_LENGTH + data.byteLength;
     out.writeUInt32LE(length, offset);
     const nonce = out.subarray(offset + FRAME_LENGTH_BYTES, offset + FRAME_LENGTH_BYTES + NONCE_BYTES);
-    randomFill(nonce);
+    randomNonce(nonce);
     // The payload is assembled where its ciphertext goes and sealed in place: no plaintext copy
     // is left behind and nothing is allocated per frame.
     const boxStart = offset + FRAME_LENGTH_BYTES + NONCE_BYTES;

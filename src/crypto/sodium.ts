@@ -94,9 +94,28 @@ export function boxKeypair(): { publicKey: Buffer; secretKey: Buffer } {
   return { publicKey, secretKey };
 }
 
-export function randomFill(target: Uint8Array): void {
-  sodium.randombytes_buf(asBuffer(target));
+/**
+ * Fills `target` with random bytes that will be public (nonces). They come from a pool refilled
+ * by one libsodium call per 4 KiB instead of one call (a getrandom system call) per nonce; each
+ * pool byte is handed out once. Never use this for secrets: the pool is ordinary memory.
+ */
+export function randomNonce(target: Uint8Array): void {
+  const length = target.byteLength;
+  if (length > NONCE_POOL_BYTES) {
+    sodium.randombytes_buf(asBuffer(target));
+    return;
+  }
+  if (noncePoolUsed + length > NONCE_POOL_BYTES) {
+    sodium.randombytes_buf(noncePool);
+    noncePoolUsed = 0;
+  }
+  target.set(noncePool.subarray(noncePoolUsed, noncePoolUsed + length));
+  noncePoolUsed += length;
 }
+
+const NONCE_POOL_BYTES = 4096;
+const noncePool = Buffer.alloc(NONCE_POOL_BYTES);
+let noncePoolUsed = NONCE_POOL_BYTES;
 
 // "expand 32-byte k" as native-endian words, the form noble's hsalsa takes (as it does internally).
 const SIGMA = new Uint32Array(Uint8Array.from('expand 32-byte k', (c) => c.charCodeAt(0)).buffer);
