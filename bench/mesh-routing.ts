@@ -4,7 +4,8 @@
  * from a client that predates E2E, to the same host), and through a relay. Nodes are real `mesh-llm serve`
  * processes so each one's peak RSS is its own. Every path is warmed up first, then the paths
  * take turns in short blocks (latency, time to first token, then each concurrency level), so
- * the machine's drift is shared instead of landing on whichever path ran last.
+ * the machine's drift is shared instead of landing on whichever path ran last. The CPU column is
+ * each node's CPU time (from /proc) per request during the one-at-a-time latency blocks.
  *
  *   node bench/mesh-routing.ts [--quick]
  */
@@ -89,8 +90,10 @@ async function main(): Promise<void> {
       await streamThroughput(url(setup.entry), streamed, 16, quick ? 4 : 10);
     }
     // The paths take turns in short blocks, so drift on a shared machine lands on all of them.
-    const results = setups.map(() => ({
+    const results = setups.map((setup) => ({
       latency: [] as number[],
+      /** CPU ms each node spent in the latency blocks (requests sent one at a time). */
+      latencyCpuMs: setup.nodes.map(() => 0),
       ttft: [] as number[],
       errors: 0,
       streams: new Map<number, { tokens: number; seconds: number }>(),
@@ -98,7 +101,12 @@ async function main(): Promise<void> {
     const blocks = quick ? 10 : 30;
     for (let block = 0; block < blocks; block++) {
       for (const [i, setup] of setups.entries()) {
+        const cpuBefore = await Promise.all(setup.nodes.map((n) => n.cpuMs()));
         const lat = await latency(url(setup.entry), nonStreamed, 20);
+        const cpuAfter = await Promise.all(setup.nodes.map((n) => n.cpuMs()));
+        setup.nodes.forEach((_, n) => {
+          results[i]!.latencyCpuMs[n]! += cpuAfter[n]! - cpuBefore[n]!;
+        });
         results[i]!.latency.push(...lat.times);
         results[i]!.errors += lat.errors;
         results[i]!.ttft.push(...(await timesToFirstToken(url(setup.entry), streamed, 5)));
@@ -136,6 +144,7 @@ async function main(): Promise<void> {
         percentile(r.ttft, 50) - directTtft,
         ...CONCURRENCY.map(tokS),
         r.errors,
+        r.latencyCpuMs.map((ms) => (ms / r.latency.length).toFixed(2)).join(' / ') || '—',
         (await Promise.all(setup.nodes.map((n) => n.peakRssMb()))).map((mb) => mb.toFixed(0)).join(' / ') ||
           '—',
       ]);
@@ -150,6 +159,7 @@ async function main(): Promise<void> {
         '+TTFT ms',
         ...CONCURRENCY.map((c) => `tok/s x${c}`),
         'errors',
+        'CPU ms/req per node',
         'peak RSS MB per node',
       ],
       rows,

@@ -19,6 +19,8 @@ export interface NodeProcess {
   endpointId(): Promise<string>;
   /** Peak resident set size so far (VmHWM), in MB. */
   peakRssMb(): Promise<number>;
+  /** CPU time (user + system) used so far by the node and the process it re-executed as, in ms. */
+  cpuMs(): Promise<number>;
   stop(signal?: NodeJS.Signals): Promise<void>;
 }
 
@@ -66,6 +68,11 @@ export async function spawnNode(args: string[], env: NodeJS.ProcessEnv = {}): Pr
       const kb = Number(/VmHWM:\s+(\d+)/.exec(text)?.[1] ?? 0);
       return kb / 1024;
     },
+    async cpuMs() {
+      const pids = [child.pid!, ...(await childPids(child.pid!))];
+      const times = await Promise.all(pids.map(cpuMsOf));
+      return times.reduce((a, b) => a + b, 0);
+    },
     async stop(signal = 'SIGTERM') {
       await new Promise<void>((resolve) => {
         if (child.exitCode !== null || child.signalCode !== null) return resolve();
@@ -80,3 +87,20 @@ export async function spawnNode(args: string[], env: NodeJS.ProcessEnv = {}): Pr
     },
   };
 }
+
+/** Direct children of `pid` (a node that re-executes itself with a clean environment has one). */
+async function childPids(pid: number): Promise<number[]> {
+  const text = await readFile(`/proc/${pid}/task/${pid}/children`, 'utf8').catch(() => '');
+  return text.split(/\s+/).filter(Boolean).map(Number);
+}
+
+/** utime + stime of a process from /proc/PID/stat, in ms (0 once it is gone). */
+async function cpuMsOf(pid: number): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const ticks = Number(fields[11] ?? 0) + Number(fields[12] ?? 0);
+  return Number.isFinite(ticks) ? (ticks * 1000) / CLOCK_TICKS_PER_SECOND : 0;
+}
+
+/** USER_HZ: 100 on Linux for every architecture Node runs on. */
+const CLOCK_TICKS_PER_SECOND = 100;
