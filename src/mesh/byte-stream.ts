@@ -55,6 +55,10 @@ export function toByteStream(stream: Stream, tap?: TapFn): ByteStream {
  */
 function drained(stream: Stream): Promise<void> {
   if (!stream.writableNeedsDrain) return Promise.resolve();
+  if (stream.status === 'closed' || stream.status === 'aborted' || stream.status === 'reset') {
+    // Its 'close' has been dispatched already: waiting for it would hang.
+    return Promise.reject(new StreamClosedError(`cannot write: stream is ${stream.status}`));
+  }
   return new Promise<void>((resolve, reject) => {
     const onDrain = () => {
       detach();
