@@ -14,7 +14,7 @@
  *   node bench/attested-peers.ts [--quick] [--peers N] [--refresh-ms MS] [--heartbeat-ms MS]
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -22,7 +22,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { startFakeOpenAi } from '../test/helpers/fake-openai-server.ts';
 import { percentile, postJson, printTable } from './lib/load.ts';
-import { type NodeProcess, spawnNode } from './lib/node-process.ts';
+import { cpuMsOf, type NodeProcess, spawnNode } from './lib/node-process.ts';
 
 const { values: flags } = parseArgs({
   options: {
@@ -42,7 +42,6 @@ const PHASE_MS = quick ? 8_000 : 30_000;
 const MODEL = 'bench';
 const body = { model: MODEL, messages: [{ role: 'user', content: 'x'.repeat(4096) }], max_tokens: 64 };
 const SWARM = fileURLToPath(new URL('lib/attested-swarm.ts', import.meta.url));
-const CLK_TCK = 100; // Linux USER_HZ: the unit of utime/stime in /proc/PID/stat
 
 interface PeerView {
   id: string;
@@ -106,13 +105,6 @@ class StatusSampler {
     clearInterval(this.#timer);
     await this.sample();
   }
-}
-
-/** CPU seconds (user + system) a process has used so far. */
-async function cpuSeconds(pid: number): Promise<number> {
-  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / CLK_TCK; // utime, stime
 }
 
 /** The swarm child: started pinned to CPU 1 when possible, driven by line commands on stdin. */
@@ -182,7 +174,8 @@ async function phase(node: NodeProcess, swarm: Swarm | undefined): Promise<Phase
   const sampler = new StatusSampler(node.consoleUrl);
   await sampler.start();
   const swarmBefore = await swarm?.stats();
-  const cpu = async () => [await cpuSeconds(node.child.pid!), swarm ? await cpuSeconds(swarm.child.pid!) : 0];
+  // Seconds of CPU so far: the node's (with the process it re-executed as, if any), the swarm's.
+  const cpu = async () => [(await node.cpuMs()) / 1000, swarm ? (await cpuMsOf(swarm.child.pid!)) / 1000 : 0];
   const [nodeCpu0, swarmCpu0] = await cpu();
   const started = performance.now();
   const times: number[] = [];

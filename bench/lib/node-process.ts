@@ -95,7 +95,7 @@ async function childPids(pid: number): Promise<number[]> {
 }
 
 /** utime + stime of a process from /proc/PID/stat, in ms (0 once it is gone). */
-async function cpuMsOf(pid: number): Promise<number> {
+export async function cpuMsOf(pid: number): Promise<number> {
   const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   const ticks = Number(fields[11] ?? 0) + Number(fields[12] ?? 0);
