@@ -1,0 +1,97 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { test } from 'node:test';
+import { promisify } from 'node:util';
+import type { Connection, PeerId, PeerStore } from '@libp2p/interface';
+import type { Libp2pMesh } from '../../src/mesh/libp2p-mesh.ts';
+import { PROTOCOL_HTTP } from '../../src/mesh/types.ts';
+import { clusterPerTest, readAll, waitFor } from './helpers.ts';
+
+const cluster = clusterPerTest();
+
+interface Internals {
+  libp2p: { peerStore: PeerStore; getConnections(peer?: PeerId): Connection[] };
+}
+const internals = (node: Libp2pMesh) => node as unknown as Internals;
+
+async function connectedPair(handler: Parameters<Libp2pMesh['handle']>[1]) {
+  const client = await cluster().node({ warmStreams: 0 });
+  const host = await cluster().node({ warmStreams: 0 });
+  host.handle(PROTOCOL_HTTP, handler);
+  await host.join(client.inviteToken());
+  await waitFor(() => client.peer(host.endpointId) !== undefined, 'host known');
+  return { client, host };
+}
+
+/** Counts calls to `peerStore.merge` that only record a protocol. */
+function countProtocolMerges(node: Libp2pMesh): () => number {
+  const peerStore = internals(node).libp2p.peerStore;
+  const merge = peerStore.merge.bind(peerStore);
+  let count = 0;
+  peerStore.merge = (peer, data, options) => {
+    if (Object.keys(data).length === 1 && data.protocols?.length === 1) count++;
+    return merge(peer, data, options);
+  };
+  return () => count;
+}
+
+test('every dependency patch is in place after npm install', async () => {
+  const { stdout, stderr } = await promisify(execFile)(process.execPath, [
+    'scripts/patch-dependencies.mjs',
+    '--check',
+  ]);
+  assert.equal(stdout + stderr, '');
+});
+
+test('a stream protocol is recorded in the peer store once per connection, not per stream', async () => {
+  const { client, host } = await connectedPair(async (stream) => {
+    await readAll(stream.source);
+    await stream.closeWrite();
+  });
+  const clientMerges = countProtocolMerges(client);
+  const hostMerges = countProtocolMerges(host);
+  for (let i = 0; i < 5; i++) {
+    const stream = await client.openStream(host.endpointId, PROTOCOL_HTTP);
+    await stream.closeWrite();
+    await readAll(stream.source);
+  }
+  assert.ok(clientMerges() <= 1, `client merged ${clientMerges()} times for 5 streams`);
+  assert.ok(hostMerges() <= 1, `host merged ${hostMerges()} times for 5 streams`);
+  const hostPeer = await internals(client).libp2p.peerStore.get(
+    internals(client).libp2p.getConnections()[0]!.remotePeer,
+  );
+  assert.ok(hostPeer.protocols.includes(PROTOCOL_HTTP), 'the protocol is still recorded');
+});
+
+test('a receiver does not answer every small data frame with a window update', async () => {
+  let received = 0;
+  const { client, host } = await connectedPair(async (stream) => {
+    received = (await readAll(stream.source)).byteLength;
+    await stream.closeWrite();
+  });
+  const stream = await client.openStream(host.endpointId, PROTOCOL_HTTP);
+  await stream.write(Buffer.from('open'));
+  await new Promise((r) => setTimeout(r, 100));
+
+  // Everything the host sends on its connections while the client streams 200 small frames.
+  let hostMessages = 0;
+  for (const connection of internals(host).libp2p.getConnections()) {
+    const maConn = (connection as unknown as { maConn: { sendData(data: unknown): unknown } }).maConn;
+    const send = maConn.sendData.bind(maConn);
+    maConn.sendData = (data: unknown) => {
+      hostMessages++;
+      return send(data);
+    };
+  }
+  const frames = 200;
+  for (let i = 0; i < frames; i++) {
+    await stream.write(Buffer.alloc(100, i));
+    await new Promise((r) => setImmediate(r)); // one muxer frame per turn
+  }
+  await stream.closeWrite();
+  await readAll(stream.source);
+  assert.equal(received, 4 + frames * 100);
+  // Unpatched yamux sends one window update per frame (≥ 200); 20 KB is far below half the
+  // window, so what remains is the close and any gossip or ping that happened to run.
+  assert.ok(hostMessages < 20, `host sent ${hostMessages} messages while receiving ${frames} frames`);
+});
