@@ -102,7 +102,9 @@ async function writeResponse(
   const streaming = (response.headers['content-type'] ?? '').includes('text/event-stream');
   try {
     res.writeHead(response.status, endToEndHeaders(response.headers));
-    if (streaming) res.flushHeaders();
+    // A stream's headers leave with its first chunk when that is already here (one socket
+    // write, not two), else at the end of this turn: a slow first token never holds them back.
+    if (streaming) setImmediate(() => res.headersSent || res.destroyed || res.flushHeaders());
     for await (const chunk of response.body) {
       if (controller.signal.aborted) break;
       if (!res.write(chunk)) await waitForDrain(res, controller.signal);

@@ -81,9 +81,20 @@ export function endpointIdToBytes(endpointId: EndpointId): Uint8Array {
   return new Uint8Array(Buffer.from(endpointId, 'hex'));
 }
 
-/** libp2p peer id for an endpoint id (Ed25519 public keys are inlined in the peer id). */
+const PEER_ID_CACHE_SIZE = 4096;
+const peerIds = new Map<EndpointId, PeerId>();
+
+/**
+ * libp2p peer id for an endpoint id (Ed25519 public keys are inlined in the peer id). Memoized:
+ * building one parses the key and encodes a multihash, and stream opens ask for the same few.
+ */
 export function peerIdFromEndpointId(endpointId: EndpointId): PeerId {
-  return peerIdFromPublicKey(publicKeyFromRaw(endpointIdToBytes(endpointId)));
+  const known = peerIds.get(endpointId);
+  if (known !== undefined) return known;
+  const peerId = peerIdFromPublicKey(publicKeyFromRaw(endpointIdToBytes(endpointId)));
+  if (peerIds.size >= PEER_ID_CACHE_SIZE) peerIds.clear();
+  peerIds.set(endpointId, peerId);
+  return peerId;
 }
 
 /** Endpoint id of a libp2p peer id, or undefined when it is not an Ed25519 peer id. */
