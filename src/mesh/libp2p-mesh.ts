@@ -446,11 +446,11 @@ export class Libp2pMesh implements MeshService {
     if (!isEndpointId(endpointId)) throw new UpstreamError('invalid endpoint id', 'peer_unknown');
     if (endpointId === this.endpointId)
       throw new UpstreamError('cannot open a mesh stream to this node itself');
-    const signal = anySignal(options.signal, this.stopController.signal);
     const pooled = protocol === PROTOCOL_HTTP;
+    // The combined signal is built only for a negotiation: a warm stream needs none.
     const opened =
       (pooled ? this.warm.take(endpointId) : undefined) ??
-      (await this.negotiate(endpointId, protocol, signal));
+      (await this.negotiate(endpointId, protocol, anySignal(options.signal, this.stopController.signal)));
     if (pooled) opened.stream.addEventListener('close', () => this.warm.refill(endpointId), { once: true });
     return { ...this.wrap(opened.stream, protocol, endpointId), path: opened.path };
   }
