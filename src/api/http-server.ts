@@ -104,9 +104,16 @@ async function writeResponse(
     res.writeHead(response.status, endToEndHeaders(response.headers));
     // A stream's headers leave with its first chunk when that is already here (one socket
     // write, not two), else at the end of this turn: a slow first token never holds them back.
-    if (streaming) setImmediate(() => res.headersSent || res.destroyed || res.flushHeaders());
+    // (`res.headersSent` cannot tell: it is true from writeHead on, before anything is sent.)
+    let wroteBody = false;
+    if (streaming) {
+      setImmediate(() => {
+        if (!wroteBody && !res.writableEnded && !res.destroyed) res.flushHeaders();
+      });
+    }
     for await (const chunk of response.body) {
       if (controller.signal.aborted) break;
+      wroteBody = true;
       if (!res.write(chunk)) await waitForDrain(res, controller.signal);
     }
     res.end();
