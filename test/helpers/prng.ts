@@ -1,11 +1,2 @@
-/** mulberry32: a tiny deterministic PRNG in [0, 1), so a fuzz failure reproduces from its seed. */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+// One implementation: the tiny model's generator (fuzz failures reproduce from their seed).
+export { mulberry32 } from '../../src/backends/gguf/tiny-model.ts';

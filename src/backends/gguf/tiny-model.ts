@@ -102,8 +102,11 @@ interface TensorSpec {
   init: 'ones' | 'random' | 'embedding' | 'output';
 }
 
-/** mulberry32: tiny, fast, deterministic across platforms. */
-function prng(seed: number): () => number {
+/**
+ * mulberry32: a tiny deterministic PRNG in [0, 1), the same on every platform (the model's
+ * weights are reproducible from their seed; tests use it so a fuzz failure reproduces too).
+ */
+export function mulberry32(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;
@@ -334,7 +337,7 @@ export function buildTinyGguf(options: TinyGgufOptions = {}): Buffer {
   });
   w.pad(ALIGNMENT);
 
-  const rand = prng(seed);
+  const rand = mulberry32(seed);
   for (const t of tensorList) {
     const data = fillTensor(t, rand, vocab.types);
     // Float32Array is little-endian on every platform Node supports (x64, arm64).
