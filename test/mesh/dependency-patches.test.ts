@@ -1,18 +1,13 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import { promisify } from 'node:util';
-import type { Connection, PeerId, PeerStore } from '@libp2p/interface';
 import type { Libp2pMesh } from '../../src/mesh/libp2p-mesh.ts';
 import { PROTOCOL_HTTP } from '../../src/mesh/types.ts';
-import { clusterPerTest, readAll, waitFor } from './helpers.ts';
+import { clusterPerTest, libp2pOf, readAll, waitFor } from './helpers.ts';
 
 const cluster = clusterPerTest();
-
-interface Internals {
-  libp2p: { peerStore: PeerStore; getConnections(peer?: PeerId): Connection[] };
-}
-const internals = (node: Libp2pMesh) => node as unknown as Internals;
 
 async function connectedPair(handler: Parameters<Libp2pMesh['handle']>[1]) {
   const client = await cluster().node({ warmStreams: 0 });
@@ -25,7 +20,7 @@ async function connectedPair(handler: Parameters<Libp2pMesh['handle']>[1]) {
 
 /** Counts calls to `peerStore.merge` that only record a protocol. */
 function countProtocolMerges(node: Libp2pMesh): () => number {
-  const peerStore = internals(node).libp2p.peerStore;
+  const peerStore = libp2pOf(node).peerStore;
   const merge = peerStore.merge.bind(peerStore);
   let count = 0;
   peerStore.merge = (peer, data, options) => {
@@ -37,7 +32,7 @@ function countProtocolMerges(node: Libp2pMesh): () => number {
 
 test('every dependency patch is in place after npm install', async () => {
   const { stdout, stderr } = await promisify(execFile)(process.execPath, [
-    'scripts/patch-dependencies.mjs',
+    join(import.meta.dirname, '../../scripts/patch-dependencies.mjs'),
     '--check',
   ]);
   assert.equal(stdout + stderr, '');
@@ -57,9 +52,7 @@ test('a stream protocol is recorded in the peer store once per connection, not p
   }
   assert.ok(clientMerges() <= 1, `client merged ${clientMerges()} times for 5 streams`);
   assert.ok(hostMerges() <= 1, `host merged ${hostMerges()} times for 5 streams`);
-  const hostPeer = await internals(client).libp2p.peerStore.get(
-    internals(client).libp2p.getConnections()[0]!.remotePeer,
-  );
+  const hostPeer = await libp2pOf(client).peerStore.get(libp2pOf(client).getConnections()[0]!.remotePeer);
   assert.ok(hostPeer.protocols.includes(PROTOCOL_HTTP), 'the protocol is still recorded');
 });
 
@@ -75,7 +68,7 @@ test('a receiver does not answer every small data frame with a window update', a
 
   // Everything the host sends on its connections while the client streams 200 small frames.
   let hostMessages = 0;
-  for (const connection of internals(host).libp2p.getConnections()) {
+  for (const connection of libp2pOf(host).getConnections()) {
     const maConn = (connection as unknown as { maConn: { sendData(data: unknown): unknown } }).maConn;
     const send = maConn.sendData.bind(maConn);
     maConn.sendData = (data: unknown) => {

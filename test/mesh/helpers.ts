@@ -2,6 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach } from 'node:test';
+import type { Connection, PeerId, PeerStore } from '@libp2p/interface';
 import { createLogger, silentLogger } from '../../src/log.ts';
 import { generateIdentity, loadOrCreateIdentity, type MeshIdentity } from '../../src/mesh/identity.ts';
 import { createLibp2pMesh, type Libp2pMesh, type MeshOptions } from '../../src/mesh/libp2p-mesh.ts';
@@ -79,4 +80,12 @@ export async function readAll(source: AsyncIterable<Uint8Array>): Promise<Buffer
   const chunks: Buffer[] = [];
   for await (const chunk of source) chunks.push(Buffer.from(chunk));
   return Buffer.concat(chunks);
+}
+
+/** The libp2p node inside a mesh node (private): for tests that check libp2p's own behaviour. */
+export function libp2pOf(node: Libp2pMesh): {
+  peerStore: PeerStore;
+  getConnections(peer?: PeerId): Connection[];
+} {
+  return (node as unknown as { libp2p: ReturnType<typeof libp2pOf> }).libp2p;
 }

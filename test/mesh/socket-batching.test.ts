@@ -3,7 +3,7 @@ import { createServer, Socket } from 'node:net';
 import { test } from 'node:test';
 import type { Connection } from '@libp2p/interface';
 import { batchSocketWrites } from '../../src/mesh/socket-batching.ts';
-import { clusterPerTest, waitFor } from './helpers.ts';
+import { clusterPerTest, libp2pOf, waitFor } from './helpers.ts';
 
 const cluster = clusterPerTest();
 
@@ -46,8 +46,7 @@ test('the libp2p connections this mesh makes have the shape socket batching reli
   await b.join(a.inviteToken());
   await waitFor(() => a.peer(b.endpointId) !== undefined, 'connected');
   // A libp2p upgrade that moves these internals fails here instead of silently losing batching.
-  const libp2p = (a as unknown as { libp2p: { getConnections(): Connection[] } }).libp2p;
-  const connection = libp2p.getConnections()[0] as unknown as {
+  const connection = libp2pOf(a).getConnections()[0] as unknown as {
     maConn?: { socket?: unknown; sendData?: unknown };
   };
   assert.ok(connection.maConn?.socket instanceof Socket);
