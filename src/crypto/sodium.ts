@@ -16,10 +16,38 @@ export const MAC_BYTES: number = sodium.crypto_box_MACBYTES; // 16
 /** crypto_box_BEFORENMBYTES: the precomputed key is a secretbox key. */
 export const BEFORENM_BYTES: number = sodium.crypto_secretbox_KEYBYTES; // 32
 
-/** A Buffer view over the same memory (no copy); sodium-native's typings want Buffer. */
-export function asBuffer(bytes: Uint8Array): Buffer {
-  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+/**
+ * The sodium-native calls used here, typed as what they accept. sodium-native 5 takes any typed
+ * array; @types/sodium-native asks for Buffer, and wrapping every Uint8Array in a Buffer view
+ * (several per Noise message) showed up in per-request profiles.
+ */
+interface NativeSodium {
+  sodium_memzero(buffer: Uint8Array): void;
+  sodium_memcmp(a: Uint8Array, b: Uint8Array): boolean;
+  sodium_free(buffer: Uint8Array): void;
+  randombytes_buf(buffer: Uint8Array): void;
+  crypto_scalarmult(q: Uint8Array, n: Uint8Array, p: Uint8Array): void;
+  crypto_secretbox_easy(c: Uint8Array, m: Uint8Array, n: Uint8Array, k: Uint8Array): void;
+  crypto_secretbox_open_easy(m: Uint8Array, c: Uint8Array, n: Uint8Array, k: Uint8Array): boolean;
+  crypto_aead_chacha20poly1305_ietf_ABYTES: number;
+  crypto_aead_chacha20poly1305_ietf_encrypt(
+    c: Uint8Array,
+    m: Uint8Array,
+    ad: Uint8Array | null,
+    nsec: null,
+    npub: Uint8Array,
+    k: Uint8Array,
+  ): number;
+  crypto_aead_chacha20poly1305_ietf_decrypt(
+    m: Uint8Array,
+    nsec: null,
+    c: Uint8Array,
+    ad: Uint8Array | null,
+    npub: Uint8Array,
+    k: Uint8Array,
+  ): number;
 }
+const native = sodium as unknown as NativeSodium;
 
 /** A secret-key-sized buffer in guarded, locked memory (sodium_malloc). */
 export function secureAlloc(size: number): Buffer {
@@ -79,12 +107,8 @@ const secretSlots = new SecretSlots();
  */
 export function wipe(secret: Uint8Array): void {
   if (Buffer.isBuffer(secret) && secretSlots.release(secret)) return;
-  const buf = asBuffer(secret);
-  if (buf.byteLength > 0) sodium.sodium_memzero(buf);
-  if ((buf as Buffer & { secure?: boolean }).secure) {
-    // sodium_free exists at run time but is missing from @types/sodium-native.
-    (sodium as unknown as { sodium_free(buffer: Buffer): void }).sodium_free(buf);
-  }
+  if (secret.byteLength > 0) native.sodium_memzero(secret);
+  if ((secret as Uint8Array & { secure?: boolean }).secure) native.sodium_free(secret);
 }
 
 export function boxKeypair(): { publicKey: Buffer; secretKey: Buffer } {
@@ -102,7 +126,7 @@ export function boxKeypair(): { publicKey: Buffer; secretKey: Buffer } {
 export function randomNonce(target: Uint8Array): void {
   const length = target.byteLength;
   if (length > NONCE_POOL_BYTES) {
-    sodium.randombytes_buf(asBuffer(target));
+    native.randombytes_buf(target);
     return;
   }
   if (noncePoolUsed + length > NONCE_POOL_BYTES) {
@@ -150,7 +174,7 @@ export function boxBeforeNm(publicKey: Uint8Array, secretKey: Uint8Array): Buffe
   try {
     try {
       // libsodium itself fails (status -1) on an all-zero result; the check below does not rely on it.
-      sodium.crypto_scalarmult(scratchShared, asBuffer(secretKey), asBuffer(publicKey));
+      native.crypto_scalarmult(scratchShared, secretKey, publicKey);
     } catch (cause) {
       throw new E2EError('invalid_key', 'public key is not a usable X25519 key', { cause });
     }
@@ -190,7 +214,7 @@ export function boxSealAfterNmInto(
   nonce: Uint8Array,
   key: Uint8Array,
 ): void {
-  sodium.crypto_secretbox_easy(asBuffer(out), asBuffer(message), asBuffer(nonce), asBuffer(key));
+  native.crypto_secretbox_easy(out, message, nonce, key);
 }
 
 /**
@@ -203,49 +227,15 @@ export function boxOpenAfterNmInto(
   nonce: Uint8Array,
   key: Uint8Array,
 ): boolean {
-  return sodium.crypto_secretbox_open_easy(
-    asBuffer(out),
-    asBuffer(ciphertext),
-    asBuffer(nonce),
-    asBuffer(key),
-  );
+  return native.crypto_secretbox_open_easy(out, ciphertext, nonce, key);
 }
 
-/** sodium-native has the IETF ChaCha20-Poly1305 calls; @types/sodium-native lacks them. */
-interface IetfChaChaPoly {
-  crypto_aead_chacha20poly1305_ietf_ABYTES: number;
-  crypto_aead_chacha20poly1305_ietf_encrypt(
-    c: Buffer,
-    m: Buffer,
-    ad: Buffer | null,
-    nsec: null,
-    npub: Buffer,
-    k: Buffer,
-  ): number;
-  crypto_aead_chacha20poly1305_ietf_decrypt(
-    m: Buffer,
-    nsec: null,
-    c: Buffer,
-    ad: Buffer | null,
-    npub: Buffer,
-    k: Buffer,
-  ): number;
-}
-const chachaPoly = sodium as unknown as IetfChaChaPoly;
-
-export const AEAD_TAG_BYTES: number = chachaPoly.crypto_aead_chacha20poly1305_ietf_ABYTES; // 16
+export const AEAD_TAG_BYTES: number = native.crypto_aead_chacha20poly1305_ietf_ABYTES; // 16
 
 /** ChaCha20-Poly1305 (IETF, 96-bit nonce): plaintext → ciphertext || tag, in a new buffer. */
 export function aeadSeal(plaintext: Uint8Array, nonce: Uint8Array, ad: Uint8Array, key: Uint8Array): Buffer {
   const out = Buffer.allocUnsafe(plaintext.byteLength + AEAD_TAG_BYTES);
-  chachaPoly.crypto_aead_chacha20poly1305_ietf_encrypt(
-    out,
-    asBuffer(plaintext),
-    asBuffer(ad),
-    null,
-    asBuffer(nonce),
-    asBuffer(key),
-  );
+  native.crypto_aead_chacha20poly1305_ietf_encrypt(out, plaintext, ad, null, nonce, key);
   return out;
 }
 
@@ -265,14 +255,7 @@ export function aeadOpen(
   if (length < 0) return undefined;
   const out = dst !== undefined && dst.byteLength === length ? dst : Buffer.allocUnsafe(length);
   try {
-    chachaPoly.crypto_aead_chacha20poly1305_ietf_decrypt(
-      asBuffer(out),
-      null,
-      asBuffer(ciphertext),
-      asBuffer(ad),
-      asBuffer(nonce),
-      asBuffer(key),
-    );
+    native.crypto_aead_chacha20poly1305_ietf_decrypt(out, null, ciphertext, ad, nonce, key);
   } catch {
     return undefined;
   }
@@ -282,5 +265,5 @@ export function aeadOpen(
 /** Constant-time equality for equal-length byte strings (lengths are public). */
 export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
   if (a.byteLength !== b.byteLength) return false;
-  return sodium.sodium_memcmp(asBuffer(a), asBuffer(b));
+  return native.sodium_memcmp(a, b);
 }

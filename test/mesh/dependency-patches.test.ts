@@ -3,6 +3,7 @@ import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { promisify } from 'node:util';
+import { LengthPrefixedDecoder } from '@libp2p/utils';
 import type { Libp2pMesh } from '../../src/mesh/libp2p-mesh.ts';
 import { PROTOCOL_HTTP } from '../../src/mesh/types.ts';
 import { clusterPerTest, libp2pOf, readAll, waitFor } from './helpers.ts';
@@ -87,4 +88,28 @@ test('a receiver does not answer every small data frame with a window update', a
   // Unpatched yamux sends one window update per frame (≥ 200); 20 KB is far below half the
   // window, so what remains is the close and any gossip or ping that happened to run.
   assert.ok(hostMessages < 20, `host sent ${hostMessages} messages while receiving ${frames} frames`);
+});
+
+test('a length-prefixed decoder stops at an empty buffer without asking for a length', () => {
+  // Noise's framing: a 2-byte big-endian length. Its decoder throws RangeError on too few bytes,
+  // which the unpatched decoder used as its loop exit once per received message.
+  let emptyReads = 0;
+  const decoder = new LengthPrefixedDecoder({
+    lengthDecoder: (data) => {
+      if (data.byteLength === 0) emptyReads++;
+      if (data.byteLength < 2) throw new RangeError('need 2 bytes');
+      return (data.get(0) << 8) | data.get(1);
+    },
+    encodingLength: () => 2,
+  });
+  const message = Uint8Array.from([0, 3, 7, 8, 9, 0, 1, 5]);
+  const decoded = [...decoder.decode(message)].map((list) => [...list.subarray()]);
+  assert.deepEqual(decoded, [[7, 8, 9], [5]]);
+  assert.equal(emptyReads, 0);
+  // A length prefix split across reads still waits for the rest.
+  assert.deepEqual([...decoder.decode(Uint8Array.from([0]))], []);
+  assert.deepEqual(
+    [...decoder.decode(Uint8Array.from([2, 4, 2]))].map((list) => [...list.subarray()]),
+    [[4, 2]],
+  );
 });
