@@ -98,7 +98,8 @@ test('a length-prefixed decoder stops at an empty buffer without asking for a le
     lengthDecoder: (data) => {
       if (data.byteLength === 0) emptyReads++;
       if (data.byteLength < 2) throw new RangeError('need 2 bytes');
-      return (data.get(0) << 8) | data.get(1);
+      const prefix = data.subarray(0, 2);
+      return (prefix[0]! << 8) | prefix[1]!;
     },
     encodingLength: () => 2,
   });
