@@ -10,6 +10,7 @@
 import { base64Length, decodeBase64Strict, encodeBase64 } from '../encoding/base64.ts';
 import { E2EError } from './errors.ts';
 import type { InferenceKeySource } from './inference-keys.ts';
+import type { EphemeralExchange } from './prepared-exchanges.ts';
 import { DEFAULT_FUTURE_SKEW_MS, DEFAULT_REPLAY_WINDOW_MS, type ReplayGuard } from './replay-guard.ts';
 import { HostSession, SenderSession } from './sessions.ts';
 import {
@@ -69,20 +70,24 @@ export function maxEnvelopeBytes(maxPlaintextBytes: number = DEFAULT_MAX_PLAINTE
 
 /**
  * Seals one request to the host's inference key with a fresh ephemeral keypair (forward
- * secrecy). Keep `session` to open the response; it is single-use.
+ * secrecy): `prepared` when given (an unused exchange made for this host key by
+ * PreparedExchanges; this call takes ownership of its key), else one made here. Keep `session`
+ * to open the response; it is single-use.
  */
 export function sealRequest(
   plaintext: Uint8Array,
   hostPublicKey: Uint8Array,
+  prepared?: EphemeralExchange,
 ): { envelope: Uint8Array; session: SenderSession } {
   if (!(hostPublicKey instanceof Uint8Array) || hostPublicKey.byteLength !== PUBLIC_KEY_BYTES) {
+    if (prepared) wipe(prepared.sharedKey);
     throw new E2EError('invalid_key', `host inference key must be ${PUBLIC_KEY_BYTES} bytes`);
   }
   const hostKey = Uint8Array.from(hostPublicKey);
-  let ephemeral: ReturnType<typeof ephemeralBoxKey>;
+  let ephemeral: EphemeralExchange;
   try {
     // Refuses low-order public keys (all-zero shared secret), as crypto_box does.
-    ephemeral = ephemeralBoxKey(hostKey);
+    ephemeral = prepared ?? ephemeralBoxKey(hostKey);
   } catch (cause) {
     throw new E2EError('invalid_key', 'host inference key is not a usable X25519 key', { cause });
   }

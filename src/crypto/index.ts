@@ -23,6 +23,11 @@ export {
   type InferenceKeySource,
   type InferencePublicKeyInfo,
 } from './inference-keys.ts';
+export {
+  type EphemeralExchange,
+  PreparedExchanges,
+  type PreparedExchangesOptions,
+} from './prepared-exchanges.ts';
 export { ReplayGuard, type ReplayGuardOptions } from './replay-guard.ts';
 export {
   MAX_FRAME_LENGTH,

@@ -8,6 +8,7 @@ import { OpenAiCompatibleBackend } from '../backends/openai-compatible.ts';
 import type { InferenceBackend } from '../backends/types.ts';
 import { ReplayGuard } from '../crypto/envelope.ts';
 import { InferenceKeyring } from '../crypto/inference-keys.ts';
+import { PreparedExchanges } from '../crypto/prepared-exchanges.ts';
 import { ConfigError, describeError } from '../errors.ts';
 import type { SecurityPostureFacts } from '../hardening/types.ts';
 import type { Logger } from '../log.ts';
@@ -133,13 +134,16 @@ export async function startMeshNode(config: NodeConfig, deps: MeshNodeDeps): Pro
     });
     attestation.onStatementRefreshed(reannounce);
 
+    // Senders prepare the next request's key exchange per host while waiting for an answer.
+    const exchanges = config.e2e ? new PreparedExchanges() : undefined;
+    if (exchanges) cleanup.push(() => exchanges.clear());
     const gates: HostGate[] = [];
     if (config.requireEncryption) gates.push(requireEncryptionGate);
     if (config.requireAttestedHosts) gates.push(requireAttestationGate(attestation.trust));
     const router = new Router({
       backends,
       mesh,
-      transport: new RemoteTransport({ mesh }),
+      transport: new RemoteTransport({ mesh, exchanges }),
       security: createHostSecurity(attestation.trust, { e2e: config.e2e }),
       gates,
       logger: logger.child({ component: 'router' }),

@@ -1,5 +1,6 @@
 import { sealRequest } from '../crypto/envelope.ts';
 import { isE2EError } from '../crypto/errors.ts';
+import type { PreparedExchanges } from '../crypto/prepared-exchanges.ts';
 import { openResponse } from '../crypto/response-frames.ts';
 import { describeError, MeshError, UpstreamError } from '../errors.ts';
 import type { ApiRequest, UpstreamResponse } from '../http/exchange.ts';
@@ -25,11 +26,19 @@ export interface RemoteResponse extends UpstreamResponse {
  * inference key when it has one (SPEC §5), plaintext HTTP/1.1 otherwise. Either way the answer
  * comes back as an ordinary UpstreamResponse, so everything above is identical.
  */
-export class RemoteTransport {
-  readonly #mesh: Pick<MeshService, 'openStream' | 'openForwardedStream' | 'peers'>;
+export interface RemoteTransportOptions {
+  mesh: Pick<MeshService, 'openStream' | 'openForwardedStream' | 'peers'>;
+  /** Key exchanges prepared ahead for hosts this node sends to; absent = made per request. */
+  exchanges?: PreparedExchanges;
+}
 
-  constructor(options: { mesh: Pick<MeshService, 'openStream' | 'openForwardedStream' | 'peers'> }) {
+export class RemoteTransport {
+  readonly #mesh: RemoteTransportOptions['mesh'];
+  readonly #exchanges: PreparedExchanges | undefined;
+
+  constructor(options: RemoteTransportOptions) {
     this.#mesh = options.mesh;
+    this.#exchanges = options.exchanges;
   }
 
   async send(target: EndpointId, request: ApiRequest, options: RemoteSendOptions): Promise<RemoteResponse> {
@@ -38,9 +47,10 @@ export class RemoteTransport {
     options.signal.addEventListener('abort', onAbort, { once: true });
     try {
       let source: AsyncIterable<Uint8Array> = stream.source;
-      if (options.inferenceKey) {
+      const key = options.inferenceKey;
+      if (key) {
         const plaintext = serializeRequest(request, { 'x-mesh-sent-at': String(Date.now()) });
-        const { envelope, session } = sealRequest(plaintext, options.inferenceKey);
+        const { envelope, session } = sealRequest(plaintext, key, this.#exchanges?.take(key));
         // openResponse owns the session from here and wipes it when the answer ends.
         source = openResponse(stream.source, session);
         await stream.write(envelope).catch((error) => {
@@ -51,6 +61,12 @@ export class RemoteTransport {
         await stream.write(serializeRequest(request));
       }
       await stream.closeWrite();
+      // The request's bytes are queued for the socket, whose flush is already scheduled for
+      // this turn: the next exchange for this host is made after it, while the host answers.
+      if (key && this.#exchanges) {
+        const exchanges = this.#exchanges;
+        setImmediate(() => exchanges.prepare(key));
+      }
       const response = await parseResponse(source);
       return {
         ...response,
