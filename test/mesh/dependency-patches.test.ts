@@ -19,13 +19,17 @@ async function connectedPair(handler: Parameters<Libp2pMesh['handle']>[1]) {
   return { client, host };
 }
 
-/** Counts calls to `peerStore.merge` that only record a protocol. */
+/**
+ * Counts calls to `peerStore.merge` that only record PROTOCOL_HTTP (gossip and attestation
+ * streams, opened on their own schedule, record theirs once per connection too).
+ */
 function countProtocolMerges(node: Libp2pMesh): () => number {
   const peerStore = libp2pOf(node).peerStore;
   const merge = peerStore.merge.bind(peerStore);
   let count = 0;
   peerStore.merge = (peer, data, options) => {
-    if (Object.keys(data).length === 1 && data.protocols?.length === 1) count++;
+    if (Object.keys(data).length === 1 && data.protocols?.length === 1 && data.protocols[0] === PROTOCOL_HTTP)
+      count++;
     return merge(peer, data, options);
   };
   return () => count;
@@ -51,8 +55,10 @@ test('a stream protocol is recorded in the peer store once per connection, not p
     await stream.closeWrite();
     await readAll(stream.source);
   }
-  assert.ok(clientMerges() <= 1, `client merged ${clientMerges()} times for 5 streams`);
-  assert.ok(hostMerges() <= 1, `host merged ${hostMerges()} times for 5 streams`);
+  // Once per connection: two nodes that dialled each other at the same moment may hold two.
+  const connections = libp2pOf(client).getConnections().length;
+  assert.ok(clientMerges() <= connections, `client merged ${clientMerges()} times for 5 streams`);
+  assert.ok(hostMerges() <= connections, `host merged ${hostMerges()} times for 5 streams`);
   const hostPeer = await libp2pOf(client).peerStore.get(libp2pOf(client).getConnections()[0]!.remotePeer);
   assert.ok(hostPeer.protocols.includes(PROTOCOL_HTTP), 'the protocol is still recorded');
 });
