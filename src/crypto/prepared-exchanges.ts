@@ -10,6 +10,7 @@
  * prepared key has protected nothing yet; it lives in locked memory, at most `ttlMs`, and is
  * wiped when it expires, is dropped or the cache is cleared.
  */
+import { encodeHex } from '../encoding/hex.ts';
 import { ephemeralBoxKey, PUBLIC_KEY_BYTES, wipe } from './sodium.ts';
 
 /** One prepared exchange: the caller owns `sharedKey` (a pooled secure slot) once taken. */
@@ -50,11 +51,10 @@ export class PreparedExchanges {
 
   /** A fresh exchange towards `hostPublicKey`, or undefined (the caller makes one inline). */
   take(hostPublicKey: Uint8Array): EphemeralExchange | undefined {
-    const ready = this.#hosts.get(hexOf(hostPublicKey));
+    const ready = this.#hosts.get(encodeHex(hostPublicKey));
     const oldest = this.#clock() - this.#ttlMs;
     for (let next = ready?.shift(); next !== undefined; next = ready?.shift()) {
-      if (next.madeAtMs >= oldest)
-        return { ephemeralPublicKey: next.ephemeralPublicKey, sharedKey: next.sharedKey };
+      if (next.madeAtMs >= oldest) return next;
       wipe(next.sharedKey);
     }
     return undefined;
@@ -66,7 +66,7 @@ export class PreparedExchanges {
    */
   prepare(hostPublicKey: Uint8Array): void {
     if (hostPublicKey.byteLength !== PUBLIC_KEY_BYTES) return;
-    const host = hexOf(hostPublicKey);
+    const host = encodeHex(hostPublicKey);
     const ready = this.#hosts.get(host) ?? [];
     this.#hosts.delete(host); // re-inserted below as the most recently used
     this.#hosts.set(host, ready);
@@ -91,8 +91,11 @@ export class PreparedExchanges {
   sweep(): void {
     const oldest = this.#clock() - this.#ttlMs;
     for (const [host, ready] of this.#hosts) {
-      const kept = ready.filter((exchange) => exchange.madeAtMs >= oldest);
-      for (const exchange of ready) if (!kept.includes(exchange)) wipe(exchange.sharedKey);
+      const kept: Prepared[] = [];
+      for (const exchange of ready) {
+        if (exchange.madeAtMs >= oldest) kept.push(exchange);
+        else wipe(exchange.sharedKey);
+      }
       if (kept.length === 0) this.#hosts.delete(host);
       else this.#hosts.set(host, kept);
     }
@@ -101,7 +104,7 @@ export class PreparedExchanges {
 
   /** Exchanges ready for `hostPublicKey` (tests, diagnostics). */
   size(hostPublicKey: Uint8Array): number {
-    return this.#hosts.get(hexOf(hostPublicKey))?.length ?? 0;
+    return this.#hosts.get(encodeHex(hostPublicKey))?.length ?? 0;
   }
 
   /** Wipes every prepared key (node shutdown). */
@@ -115,8 +118,4 @@ export class PreparedExchanges {
     clearInterval(this.#sweeper);
     this.#sweeper = undefined;
   }
-}
-
-function hexOf(key: Uint8Array): string {
-  return Buffer.from(key.buffer, key.byteOffset, key.byteLength).toString('hex');
 }

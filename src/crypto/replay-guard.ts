@@ -4,6 +4,7 @@
  * dropped as time passes and, when the cap is reached with nothing expired, new envelopes are
  * refused ('overloaded') rather than forgetting a key early, which would reopen a replay hole.
  */
+import { encodeHex } from '../encoding/hex.ts';
 import { E2EError } from './errors.ts';
 
 export const DEFAULT_REPLAY_WINDOW_MS = 5 * 60 * 1000;
@@ -43,7 +44,7 @@ export class ReplayGuard {
 
   /** True when `key` was accepted inside the window. */
   has(key: Uint8Array, nowMs: number = this.#now()): boolean {
-    const expiry = this.#seen.get(hex(key));
+    const expiry = this.#seen.get(encodeHex(key));
     return expiry !== undefined && expiry > nowMs;
   }
 
@@ -54,7 +55,7 @@ export class ReplayGuard {
    */
   checkAndRemember(key: Uint8Array, nowMs: number = this.#now()): void {
     this.#prune(nowMs);
-    const id = hex(key);
+    const id = encodeHex(key);
     const expiry = this.#seen.get(id);
     if (expiry !== undefined && expiry > nowMs) {
       throw new E2EError('replay', 'request envelope was already received (replay)');
@@ -76,8 +77,4 @@ export class ReplayGuard {
       this.#seen.delete(id);
     }
   }
-}
-
-function hex(key: Uint8Array): string {
-  return Buffer.from(key.buffer, key.byteOffset, key.byteLength).toString('hex');
 }

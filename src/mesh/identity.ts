@@ -8,6 +8,7 @@ import {
 } from '@libp2p/crypto/keys';
 import type { PeerId, PrivateKey } from '@libp2p/interface';
 import { peerIdFromPrivateKey, peerIdFromPublicKey, peerIdFromString } from '@libp2p/peer-id';
+import { encodeHex } from '../encoding/hex.ts';
 import { ConfigError } from '../errors.ts';
 import type { EndpointId } from './types.ts';
 
@@ -73,7 +74,7 @@ export function isEndpointId(value: string): boolean {
 }
 
 export function endpointIdFromBytes(bytes: Uint8Array): EndpointId {
-  return Buffer.from(bytes).toString('hex');
+  return encodeHex(bytes);
 }
 
 export function endpointIdToBytes(endpointId: EndpointId): Uint8Array {
