@@ -80,19 +80,24 @@ export class ResponseSealer {
     return out;
   }
 
-  /** Frames `chunk` (split into several frames above maxFrameDataBytes). Empty input → no frame. */
-  data(chunk: Uint8Array): Uint8Array {
+  /**
+   * Frames `data`, one buffer or several in order (a batch is copied straight into its frame, not
+   * joined first); split into several frames above maxFrameDataBytes. Empty input → no frame.
+   */
+  data(data: Uint8Array | readonly Uint8Array[]): Uint8Array {
     this.#assertOpen();
-    const pieces: Uint8Array[] = [];
-    for (let offset = 0; offset < chunk.byteLength; offset += this.#maxFrameData) {
-      pieces.push(chunk.subarray(offset, offset + this.#maxFrameData));
-    }
-    return this.#emit(FRAME_TYPE_DATA, pieces);
+    const chunks = data instanceof Uint8Array ? [data] : data;
+    let total = 0;
+    for (const chunk of chunks) total += chunk.byteLength;
+    const sizes: number[] = [];
+    for (let left = total; left > 0; left -= this.#maxFrameData)
+      sizes.push(Math.min(left, this.#maxFrameData));
+    return this.#emit(FRAME_TYPE_DATA, sizes, new ChunkCursor(chunks));
   }
 
   end(): Uint8Array {
     this.#assertOpen();
-    const out = this.#emit(FRAME_TYPE_END, [new Uint8Array(0)]);
+    const out = this.#emit(FRAME_TYPE_END, [0], new ChunkCursor([]));
     this.#finish();
     return out;
   }
@@ -101,15 +106,17 @@ export class ResponseSealer {
   error(message: string): Uint8Array {
     this.#assertOpen();
     const text = Buffer.from(String(message), 'utf8');
-    const out = this.#emit(FRAME_TYPE_ERROR, [text.subarray(0, MAX_ERROR_MESSAGE_BYTES)]);
+    const cut = text.subarray(0, MAX_ERROR_MESSAGE_BYTES);
+    const out = this.#emit(FRAME_TYPE_ERROR, [cut.byteLength], new ChunkCursor([cut]));
     this.#finish();
     return out;
   }
 
-  #emit(type: number, pieces: Uint8Array[]): Uint8Array {
+  /** Frames of `sizes` data bytes each, filled from `source` in order, in one buffer. */
+  #emit(type: number, sizes: readonly number[], source: ChunkCursor): Uint8Array {
     const prefix = this.#headerSent ? 0 : RESPONSE_HEADER_BYTES;
     let total = prefix;
-    for (const piece of pieces) total += FRAME_LENGTH_BYTES + MIN_FRAME_LENGTH + piece.byteLength;
+    for (const size of sizes) total += FRAME_LENGTH_BYTES + MIN_FRAME_LENGTH + size;
     if (total === 0) return new Uint8Array(0);
     const out = Buffer.allocUnsafe(total);
     let offset = 0;
@@ -117,24 +124,24 @@ export class ResponseSealer {
       out.set(this.header(), 0);
       offset = prefix;
     }
-    for (const piece of pieces) offset = this.#frameInto(out, offset, type, piece);
+    for (const size of sizes) offset = this.#frameInto(out, offset, type, size, source);
     return out;
   }
 
-  #frameInto(out: Buffer, offset: number, type: number, data: Uint8Array): number {
-    const length = MIN_FRAME_LENGTH + data.byteLength;
+  #frameInto(out: Buffer, offset: number, type: number, size: number, source: ChunkCursor): number {
+    const length = MIN_FRAME_LENGTH + size;
     out.writeUInt32LE(length, offset);
     const nonce = out.subarray(offset + FRAME_LENGTH_BYTES, offset + FRAME_LENGTH_BYTES + NONCE_BYTES);
     randomNonce(nonce);
     // The payload is assembled where its ciphertext goes and sealed in place: no plaintext copy
     // is left behind and nothing is allocated per frame.
     const boxStart = offset + FRAME_LENGTH_BYTES + NONCE_BYTES;
-    const boxEnd = boxStart + MAC_BYTES + PAYLOAD_HEADER_BYTES + data.byteLength;
+    const boxEnd = boxStart + MAC_BYTES + PAYLOAD_HEADER_BYTES + size;
     const payload = out.subarray(boxStart + MAC_BYTES, boxEnd);
     payload[0] = type;
     payload.writeUInt32BE(Math.floor(this.#seq / TWO_32), 1);
     payload.writeUInt32BE(this.#seq % TWO_32, 5);
-    payload.set(data, PAYLOAD_HEADER_BYTES);
+    source.copyInto(payload.subarray(PAYLOAD_HEADER_BYTES));
     boxSealAfterNmInto(out.subarray(boxStart, boxEnd), payload, nonce, this.#session.sharedKey);
     this.#seq += 1;
     return boxEnd;
@@ -151,6 +158,36 @@ export class ResponseSealer {
   }
 }
 
+/** Reads a list of chunks front to back into target buffers, across chunk boundaries. */
+class ChunkCursor {
+  readonly #chunks: readonly Uint8Array[];
+  #index = 0;
+  #offset = 0;
+
+  constructor(chunks: readonly Uint8Array[]) {
+    this.#chunks = chunks;
+  }
+
+  /** Fills `target` completely with the next target.byteLength bytes (the caller counted them). */
+  copyInto(target: Uint8Array): void {
+    let filled = 0;
+    while (filled < target.byteLength) {
+      const chunk = this.#chunks[this.#index]!;
+      const count = Math.min(target.byteLength - filled, chunk.byteLength - this.#offset);
+      target.set(
+        count === chunk.byteLength ? chunk : chunk.subarray(this.#offset, this.#offset + count),
+        filled,
+      );
+      filled += count;
+      this.#offset += count;
+      if (this.#offset === chunk.byteLength) {
+        this.#index += 1;
+        this.#offset = 0;
+      }
+    }
+  }
+}
+
 export interface ResponseOpenerOptions {
   /** Largest accepted frame length prefix (default and maximum 16 MiB). */
   maxFrameLength?: number;
@@ -158,8 +195,9 @@ export interface ResponseOpenerOptions {
 
 /**
  * Sender side, incremental: push() bytes as they arrive and get back the decrypted data chunks
- * of every frame completed so far; finish() when the source ends. The first failure is sticky:
- * every later call rethrows it.
+ * of every frame completed so far; finish() when the source ends. push() takes ownership of the
+ * bytes: frames are decrypted where they lie, and the returned chunks are views into them. The
+ * first failure is sticky: every later call rethrows it.
  */
 export class ResponseOpener {
   readonly #session: SenderSession;
@@ -249,20 +287,17 @@ export class ResponseOpener {
 
   /** Returns the frame's data (data frames), undefined for the end frame; throws otherwise. */
   #openFrame(frame: Uint8Array): Uint8Array | undefined {
-    // Fully overwritten by a successful open; never read when authentication fails.
-    const payload = Buffer.allocUnsafe(frame.byteLength - NONCE_BYTES - MAC_BYTES);
-    const ok = boxOpenAfterNmInto(
-      payload,
-      frame.subarray(NONCE_BYTES),
-      frame.subarray(0, NONCE_BYTES),
-      this.#session.sharedKey,
-    );
+    // Opened in place: the frame's bytes are ours (push() takes ownership), so no buffer is
+    // allocated per frame. libsodium checks the tag before it writes anything.
+    const box = frame.subarray(NONCE_BYTES);
+    const payload = box.subarray(MAC_BYTES);
+    const ok = boxOpenAfterNmInto(payload, box, frame.subarray(0, NONCE_BYTES), this.#session.sharedKey);
     if (!ok) throw new E2EError('decrypt_failed', 'response frame failed authentication');
     const type = payload[0];
     if (type !== FRAME_TYPE_DATA && type !== FRAME_TYPE_END && type !== FRAME_TYPE_ERROR) {
       throw new E2EError('bad_frame', `unknown response frame type ${type}`);
     }
-    const seq = payload.readUInt32BE(1) * TWO_32 + payload.readUInt32BE(5);
+    const seq = readU32BE(payload, 1) * TWO_32 + readU32BE(payload, 5);
     if (seq !== this.#expectedSeq) {
       throw new E2EError(
         'out_of_order',
@@ -331,8 +366,8 @@ export interface OpenResponseOptions extends ResponseOpenerOptions {
 }
 
 /**
- * Decrypts a response stream, yielding each data frame's bytes as soon as it is complete. The
- * header key is checked against session.hostPublicKey before anything is yielded. Throws
+ * Decrypts a response stream, yielding each data frame's bytes as soon as it is complete
+ * (decrypted in place: the source's chunks must not be used elsewhere). The header key is checked against session.hostPublicKey before anything is yielded. Throws
  * E2EError on any violation, including a source that ends without the end frame.
  */
 export async function* openResponse(
@@ -349,6 +384,10 @@ export async function* openResponse(
   } finally {
     if (options.disposeSession !== false) session.dispose();
   }
+}
+
+function readU32BE(bytes: Uint8Array, at: number): number {
+  return bytes[at]! * 2 ** 24 + ((bytes[at + 1]! << 16) | (bytes[at + 2]! << 8) | bytes[at + 3]!);
 }
 
 /** The host's error text, decoded leniently, control characters removed, length-capped. */

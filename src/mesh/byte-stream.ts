@@ -1,5 +1,5 @@
 import type { Stream, StreamCloseEvent, StreamMessageEvent } from '@libp2p/interface';
-import { TurnBatcher } from './turn-batcher.ts';
+import { joinBatch, TurnBatcher } from './turn-batcher.ts';
 import type { ByteStream } from './types.ts';
 
 /** Pause the remote (stop yamux window updates) once this much is queued unread. */
@@ -23,8 +23,8 @@ export type TapFn = (direction: 'in' | 'out', bytes: Uint8Array) => void;
  */
 export function toByteStream(stream: Stream, tap?: TapFn): ByteStream {
   const reader = new PausingReader(stream, tap);
-  const writer = new TurnBatcher(async (data) => {
-    if (!stream.send(data)) await drained(stream);
+  const writer = new TurnBatcher(async (chunks, byteLength) => {
+    if (!stream.send(joinBatch(chunks, byteLength))) await drained(stream);
   });
   return {
     source: reader,

@@ -1,3 +1,15 @@
+/**
+ * Receives one batch: the chunks in write order and their total size. The receiver decides how
+ * to join them (a sealer copies them straight into its frame; a plain sender concatenates), so
+ * a batch is copied once, not once here and again downstream.
+ */
+export type BatchSender = (chunks: readonly Uint8Array[], byteLength: number) => void | Promise<void>;
+
+/** Joins a batch into one buffer (no copy for a single chunk). */
+export function joinBatch(chunks: readonly Uint8Array[], byteLength: number): Uint8Array {
+  return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, byteLength);
+}
+
 /** Bytes queued in one event-loop turn before they are sent without waiting for its end. */
 const MAX_BATCH_BYTES = 64 * 1024;
 
@@ -9,14 +21,14 @@ const MAX_BATCH_BYTES = 64 * 1024;
  * streamed token is never held back past the current turn.
  */
 export class TurnBatcher {
-  readonly #send: (data: Uint8Array) => void | Promise<void>;
+  readonly #send: BatchSender;
   #pending: Uint8Array[] = [];
   #pendingBytes = 0;
   #scheduled = false;
   #sending: Promise<void> = Promise.resolve();
   #error: Error | undefined;
 
-  constructor(send: (data: Uint8Array) => void | Promise<void>) {
+  constructor(send: BatchSender) {
     this.#send = send;
   }
 
@@ -52,10 +64,10 @@ export class TurnBatcher {
     if (this.#error !== undefined) throw this.#error;
     if (this.#pending.length === 0) return;
     const chunks = this.#pending;
-    const data = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, this.#pendingBytes);
+    const byteLength = this.#pendingBytes;
     this.discard();
     try {
-      await this.#send(data);
+      await this.#send(chunks, byteLength);
     } catch (error) {
       this.#error = error instanceof Error ? error : new Error(String(error));
       throw this.#error;

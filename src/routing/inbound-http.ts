@@ -8,7 +8,7 @@ import { describeError, InvalidRequestError, MeshError } from '../errors.ts';
 import { type ApiRequest, readAll, type UpstreamResponse } from '../http/exchange.ts';
 import { HttpWireError, parseRequest, serializeResponseHead } from '../http/http1.ts';
 import type { Logger } from '../log.ts';
-import { TurnBatcher } from '../mesh/turn-batcher.ts';
+import { joinBatch, TurnBatcher } from '../mesh/turn-batcher.ts';
 import type { ByteStream, EndpointId } from '../mesh/types.ts';
 import type { Router } from './router.ts';
 
@@ -72,7 +72,7 @@ export function createInboundHttpHandler(options: InboundHttpOptions) {
         return;
       }
       await serve(request, stream, controller, log, {
-        data: (chunk) => sealer.data(chunk),
+        data: (chunks) => sealer.data(chunks),
         end: () => sealer.end(),
         fail: (message) => sealer.error(message),
       });
@@ -155,20 +155,22 @@ function modelOf(request: ApiRequest): string {
  * header rides on the first frame (the sealer prepends it), not in a message of its own.
  */
 interface ResponseFraming {
-  data(chunk: Uint8Array): Uint8Array;
+  /** One batch of the answer's bytes (chunks in order, `byteLength` in all) → bytes to write. */
+  data(chunks: readonly Uint8Array[], byteLength: number): Uint8Array;
   end(): Uint8Array | undefined;
   fail(message: string): Uint8Array | undefined;
 }
 
 const PLAIN_FRAMING: ResponseFraming = {
-  data: (chunk) => chunk,
+  data: joinBatch,
   end: () => undefined,
   fail: () => undefined,
 };
 
 async function writeResponse(stream: ByteStream, response: UpstreamResponse, framing: ResponseFraming) {
-  // Pieces of the answer that arrive together become one frame (one seal, one open).
-  const frames = new TurnBatcher((plaintext) => stream.write(framing.data(plaintext)));
+  // Pieces of the answer that arrive together become one frame (one seal, one open), copied
+  // into it once.
+  const frames = new TurnBatcher((chunks, byteLength) => stream.write(framing.data(chunks, byteLength)));
   try {
     await frames.write(serializeResponseHead(response.status, response.headers));
     for await (const chunk of response.body) await frames.write(chunk);

@@ -76,8 +76,12 @@ export function isE2E(code: E2EErrorCode) {
   };
 }
 
+/**
+ * Yields each part as a fresh copy, as a wire delivers bytes: the response opener decrypts in
+ * place, and a test that sends one frame twice must not hand it the already-opened bytes.
+ */
 export async function* chunksOf(...parts: Uint8Array[]): AsyncGenerator<Uint8Array> {
-  for (const part of parts) yield part;
+  for (const part of parts) yield Uint8Array.from(part);
 }
 
 export async function collect(source: AsyncIterable<Uint8Array>): Promise<Buffer> {

@@ -108,6 +108,24 @@ describe('response frames', () => {
     assert.deepEqual(Buffer.concat(chunks), body);
     assert.equal(opener.push(sealer.end()).length, 0);
     opener.finish();
+
+    it('seals a batch of chunks as the bytes they join to, across frame and chunk boundaries', () => {
+      const { sender, sealer } = pair({ maxFrameDataBytes: 1000 });
+      const body = prng(8).bytes(4500);
+      const batch = [body.subarray(0, 1), body.subarray(1, 1001), new Uint8Array(0), body.subarray(1001)];
+      const sealed = sealer.data(batch);
+      assert.equal(sealed.byteLength, RESPONSE_HEADER_BYTES + 5 * (4 + MIN_FRAME_LENGTH) + 4500);
+      const opener = new ResponseOpener(sender);
+      const chunks = opener.push(sealed);
+      assert.deepEqual(
+        chunks.map((c) => c.byteLength),
+        [1000, 1000, 1000, 1000, 500],
+      );
+      assert.deepEqual(Buffer.concat(chunks), body);
+      assert.equal(sealer.data([]).byteLength, 0, 'an empty batch → no frame');
+      opener.push(sealer.end());
+      opener.finish();
+    });
   });
 
   it('yields each frame before the source ends (no buffering)', async () => {

@@ -1,13 +1,13 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { TurnBatcher } from '../../src/mesh/turn-batcher.ts';
+import { joinBatch, TurnBatcher } from '../../src/mesh/turn-batcher.ts';
 
 const turn = () => new Promise((r) => setImmediate(r));
 
 test('chunks written in one turn are sent as one, in order; later ones in their own turn', async () => {
   const sent: string[] = [];
-  const batcher = new TurnBatcher((data) => {
-    sent.push(Buffer.from(data).toString());
+  const batcher = new TurnBatcher((chunks, byteLength) => {
+    sent.push(Buffer.from(joinBatch(chunks, byteLength)).toString());
   });
   await batcher.write(Buffer.from('a'));
   await batcher.write(Buffer.from('b'));
@@ -22,9 +22,13 @@ test('chunks written in one turn are sent as one, in order; later ones in their 
 
 test('a full batch is sent at once and the writer waits for it', async () => {
   const sizes: number[] = [];
-  const batcher = new TurnBatcher(async (data) => {
+  const batcher = new TurnBatcher(async (chunks, byteLength) => {
     await turn();
-    sizes.push(data.byteLength);
+    assert.equal(
+      chunks.reduce((n, c) => n + c.byteLength, 0),
+      byteLength,
+    );
+    sizes.push(byteLength);
   });
   await batcher.write(new Uint8Array(40 * 1024));
   await batcher.write(new Uint8Array(40 * 1024));
