@@ -5,7 +5,9 @@
  *     64 KiB transport-sized chunks;
  *   - 1 MiB request body through sealRequest / openRequest (MB/s);
  *   - small SSE-sized frames (µs per frame: the per-token overhead of a streamed answer);
- *   - one 64-byte data frame on a long-lived stream (µs per frame, session set-up excluded).
+ *   - one 64-byte data frame on a long-lived stream (µs per frame, session set-up excluded);
+ *   - a whole exchange as the routing benchmark makes it (4 KB request, 64-token streamed answer
+ *     of ~12 KB): everything encryption costs one request, sender and host together.
  *
  *   node bench/crypto-throughput.ts
  */
@@ -91,6 +93,29 @@ export async function runCryptoBench(): Promise<CryptoBenchRow[]> {
         open(envelope).session.dispose();
         session.dispose();
       }),
+    );
+
+    // The routing benchmark's streamed request, end to end: what E2E adds to the CPU the two
+    // nodes spend on it (three X25519 operations, the envelope, the answer's frames).
+    const answer = Buffer.alloc(64 * 180, 'a');
+    rows.push(
+      await measure(
+        'exchange: 4 KB request + 64-token answer, both sides',
+        small.byteLength + answer.byteLength,
+        async () => {
+          const { envelope, session } = sealRequest(small, hostKey);
+          const sealer = new ResponseSealer(open(envelope).session);
+          const half = answer.byteLength / 2;
+          const wire = [
+            sealer.data([answer.subarray(0, half)]),
+            sealer.data([answer.subarray(half)]),
+            sealer.end(),
+          ];
+          if ((await drain(openResponse(pieces(wire, 64 * 1024), session))) !== answer.byteLength) {
+            throw new Error('bench: answer size mismatch');
+          }
+        },
+      ),
     );
 
     const big = request(MiB);
