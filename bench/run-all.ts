@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 
 const scripts = [
   'mesh-routing.ts',
+  'e2e-streaming.ts',
   'crypto-throughput.ts',
   'noise-cipher.ts',
   'attestation-verify.ts',
