@@ -11,7 +11,7 @@
 import { parseArgs } from 'node:util';
 import { startFakeOpenAi } from '../test/helpers/fake-openai-server.ts';
 import { printTable, streamThroughput } from './lib/load.ts';
-import { type NodeProcess, spawnNode } from './lib/node-process.ts';
+import { machineCpuMs, type NodeProcess, spawnNode, waitForModel } from './lib/node-process.ts';
 
 const { values } = parseArgs({
   options: {
@@ -31,16 +31,6 @@ const streamed = {
   stream: true,
 };
 
-async function waitForModel(apiUrl: string): Promise<void> {
-  const deadline = Date.now() + 60_000;
-  while (Date.now() < deadline) {
-    const list = (await (await fetch(`${apiUrl}/v1/models`)).json()) as { data: { id: string }[] };
-    if (list.data.some((m) => m.id === MODEL)) return;
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error(`${apiUrl} never saw the model`);
-}
-
 interface PathResult {
   name: string;
   client: NodeProcess;
@@ -49,12 +39,6 @@ interface PathResult {
   cpuMs: number;
   requests: number;
   errors: number;
-}
-
-async function machineCpuMs(nodes: NodeProcess[]): Promise<number> {
-  const own = process.cpuUsage();
-  const nodesMs = await Promise.all(nodes.map((n) => n.cpuMs()));
-  return (own.user + own.system) / 1000 + nodesMs.reduce((a, b) => a + b, 0);
 }
 
 async function main(): Promise<void> {
@@ -70,7 +54,7 @@ async function main(): Promise<void> {
     ] as const) {
       const client = await spawnNode(['--client', ...extra, '--join', await host.token()]);
       nodes.push(client);
-      await waitForModel(client.apiUrl);
+      await waitForModel(client.apiUrl, MODEL);
       paths.push({ name, client, tokens: 0, seconds: 0, cpuMs: 0, requests: 0, errors: 0 });
     }
     const url = (p: PathResult) => `${p.client.apiUrl}/v1/chat/completions`;

@@ -11,7 +11,7 @@
  */
 import { startFakeOpenAi } from '../test/helpers/fake-openai-server.ts';
 import { latency, percentile, printTable, streamThroughput, timesToFirstToken } from './lib/load.ts';
-import { type NodeProcess, spawnNode } from './lib/node-process.ts';
+import { machineCpuMs, type NodeProcess, spawnNode, waitForModel } from './lib/node-process.ts';
 
 const quick = process.argv.includes('--quick');
 const MODEL = 'bench';
@@ -27,26 +27,10 @@ const CONCURRENCY = [1, 16, 64, 128];
  */
 const BURST_CPU_CONCURRENCY = 64;
 
-async function machineCpuMs(nodes: NodeProcess[]): Promise<number> {
-  const own = process.cpuUsage();
-  const nodesMs = await Promise.all(nodes.map((n) => n.cpuMs()));
-  return (own.user + own.system) / 1000 + nodesMs.reduce((a, b) => a + b, 0);
-}
-
 interface Setup {
   name: string;
   nodes: NodeProcess[];
   entry: string;
-}
-
-async function waitForModel(apiUrl: string): Promise<void> {
-  const deadline = Date.now() + 60_000;
-  while (Date.now() < deadline) {
-    const list = (await (await fetch(`${apiUrl}/v1/models`)).json()) as { data: { id: string }[] };
-    if (list.data.some((m) => m.id === MODEL)) return;
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error(`${apiUrl} never saw the model`);
 }
 
 async function main(): Promise<void> {
@@ -65,13 +49,13 @@ async function main(): Promise<void> {
 
     const host = await spawnTracked(backendArgs);
     const client = await spawnTracked(['--client', '--join', await host.token()]);
-    await waitForModel(client.apiUrl);
+    await waitForModel(client.apiUrl, MODEL);
     setups.push({ name: 'remote node (E2E)', nodes: [client, host], entry: client.apiUrl });
 
     // The same host, from a client that predates E2E (--no-e2e): the two remote rows differ
     // only in encryption, not in which host process answers.
     const plainClient = await spawnTracked(['--client', '--no-e2e', '--join', await host.token()]);
-    await waitForModel(plainClient.apiUrl);
+    await waitForModel(plainClient.apiUrl, MODEL);
     setups.push({
       name: 'remote node (plaintext)',
       nodes: [plainClient, host],
@@ -87,7 +71,7 @@ async function main(): Promise<void> {
       '--reachable-only-via-relay',
     ]);
     const relayClient = await spawnTracked(['--client', '--join', relayToken]);
-    await waitForModel(relayClient.apiUrl);
+    await waitForModel(relayClient.apiUrl, MODEL);
     setups.push({
       name: 'via relay (E2E)',
       nodes: [relayClient, relay, hiddenHost],

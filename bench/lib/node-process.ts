@@ -104,3 +104,21 @@ export async function cpuMsOf(pid: number): Promise<number> {
 
 /** USER_HZ: 100 on Linux for every architecture Node runs on. */
 const CLOCK_TICKS_PER_SECOND = 100;
+
+/** Resolves once the node at `apiUrl` lists `model` in /v1/models (gossip has reached it). */
+export async function waitForModel(apiUrl: string, model: string): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  while (Date.now() < deadline) {
+    const list = (await (await fetch(`${apiUrl}/v1/models`)).json()) as { data: { id: string }[] };
+    if (list.data.some((m) => m.id === model)) return;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`${apiUrl} never saw the model`);
+}
+
+/** CPU ms used so far by `nodes` and by this process (the load generator and fake backend). */
+export async function machineCpuMs(nodes: NodeProcess[]): Promise<number> {
+  const own = process.cpuUsage();
+  const nodesMs = await Promise.all(nodes.map((n) => n.cpuMs()));
+  return (own.user + own.system) / 1000 + nodesMs.reduce((a, b) => a + b, 0);
+}
