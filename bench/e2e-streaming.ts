@@ -2,14 +2,14 @@
  * Streaming throughput, encrypted vs plaintext, at one concurrency (issue #3's ≤ 5 % goal),
  * measured long enough to be read on a noisy machine. One host; an E2E client and a client that
  * predates E2E (--no-e2e) take turns, burst by burst, so drift lands on both. Besides tokens/s it
- * prints the CPU per streamed request of the whole machine (both nodes plus this process, which
- * generates the load and runs the fake backend): the yardstick for what encryption's fixed cost
+ * prints the CPU per streamed request of the whole machine (both nodes, the fake backend's process
+ * and this one, which generates the load): the yardstick for what encryption's fixed cost
  * per request can take out of throughput once the CPUs are busy.
  *
  *   node bench/e2e-streaming.ts [--quick] [--streams 64] [--tokens 64]
  */
 import { parseArgs } from 'node:util';
-import { startFakeOpenAi } from '../test/helpers/fake-openai-server.ts';
+import { startFakeBackendProcess } from './lib/fake-backend-process.ts';
 import { printTable, streamThroughput } from './lib/load.ts';
 import { machineCpuMs, type NodeProcess, spawnNode, waitForModel } from './lib/node-process.ts';
 
@@ -42,7 +42,7 @@ interface PathResult {
 }
 
 async function main(): Promise<void> {
-  const fake = await startFakeOpenAi({ tokens: TOKENS, model: MODEL });
+  const fake = await startFakeBackendProcess({ tokens: TOKENS, model: MODEL });
   const nodes: NodeProcess[] = [];
   try {
     const host = await spawnNode(['--backend', fake.url, '--backend-model', MODEL]);
@@ -62,9 +62,9 @@ async function main(): Promise<void> {
     for (let burst = 0; burst < BURSTS; burst++) {
       // Alternate who goes first, so neither always runs right after the other's burst.
       for (const path of burst % 2 === 0 ? paths : [...paths].reverse()) {
-        const before = await machineCpuMs([path.client, host]);
+        const before = await machineCpuMs([path.client, host, fake]);
         const run = await streamThroughput(url(path), streamed, STREAMS, 1);
-        path.cpuMs += (await machineCpuMs([path.client, host])) - before;
+        path.cpuMs += (await machineCpuMs([path.client, host, fake])) - before;
         path.tokens += run.tokens;
         path.seconds += run.seconds;
         path.requests += STREAMS;

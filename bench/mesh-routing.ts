@@ -1,6 +1,6 @@
 /**
  * Routing overhead, side by side in one run (issues #2 and #3): a fast fake OpenAI backend
- * called directly, through the local node, through a remote node (E2E encrypted, and plaintext
+ * (a process of its own, as a real backend is) called directly, through the local node, through a remote node (E2E encrypted, and plaintext
  * from a client that predates E2E, to the same host), and through a relay. Nodes are real `mesh-llm serve`
  * processes so each one's peak RSS is its own. Every path is warmed up first, then the paths
  * take turns in short blocks (latency, time to first token, then each concurrency level), so
@@ -9,7 +9,7 @@
  *
  *   node bench/mesh-routing.ts [--quick]
  */
-import { startFakeOpenAi } from '../test/helpers/fake-openai-server.ts';
+import { startFakeBackendProcess } from './lib/fake-backend-process.ts';
 import { latency, percentile, printTable, streamThroughput, timesToFirstToken } from './lib/load.ts';
 import { machineCpuMs, type NodeProcess, spawnNode, waitForModel } from './lib/node-process.ts';
 
@@ -21,8 +21,8 @@ const nonStreamed = { model: MODEL, messages: [{ role: 'user', content: prompt }
 const streamed = { ...nonStreamed, stream: true };
 const CONCURRENCY = [1, 16, 64, 128];
 /**
- * At this concurrency the machine's whole CPU per stream is also measured (the path's nodes plus
- * this process, which generates the load and runs the backend): the yardstick for what a fixed
+ * At this concurrency the machine's whole CPU per stream is also measured (the path's nodes, the
+ * backend process and this one, which generates the load): the yardstick for what a fixed
  * per-request cost, such as encryption's, can take out of throughput when the CPUs are busy.
  */
 const BURST_CPU_CONCURRENCY = 64;
@@ -34,7 +34,7 @@ interface Setup {
 }
 
 async function main(): Promise<void> {
-  const fake = await startFakeOpenAi({ tokens: TOKENS, model: MODEL });
+  const fake = await startFakeBackendProcess({ tokens: TOKENS, model: MODEL });
   const backendArgs = ['--backend', fake.url, '--backend-model', MODEL];
   const setups: Setup[] = [{ name: 'direct to backend', nodes: [], entry: fake.url }];
   const all: NodeProcess[] = [];
@@ -93,7 +93,7 @@ async function main(): Promise<void> {
       ttft: [] as number[],
       errors: 0,
       streams: new Map<number, { tokens: number; seconds: number }>(),
-      /** CPU ms of every process (its nodes, and this one: load generator + backend) at x64. */
+      /** CPU ms of every process (its nodes, the backend, this load generator) at x64. */
       burstCpuMs: 0,
       burstRequests: 0,
     }));
@@ -116,10 +116,10 @@ async function main(): Promise<void> {
       for (let round = 0; round < rounds; round++) {
         for (const [i, setup] of setups.entries()) {
           const measured = concurrency === BURST_CPU_CONCURRENCY;
-          const before = measured ? await machineCpuMs(setup.nodes) : 0;
+          const before = measured ? await machineCpuMs([...setup.nodes, fake]) : 0;
           const run = await streamThroughput(url(setup.entry), streamed, concurrency, 1);
           if (measured) {
-            results[i]!.burstCpuMs += (await machineCpuMs(setup.nodes)) - before;
+            results[i]!.burstCpuMs += (await machineCpuMs([...setup.nodes, fake])) - before;
             results[i]!.burstRequests += concurrency;
           }
           const total = results[i]!.streams.get(concurrency) ?? { tokens: 0, seconds: 0 };

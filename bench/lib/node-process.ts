@@ -116,9 +116,9 @@ export async function waitForModel(apiUrl: string, model: string): Promise<void>
   throw new Error(`${apiUrl} never saw the model`);
 }
 
-/** CPU ms used so far by `nodes` and by this process (the load generator and fake backend). */
-export async function machineCpuMs(nodes: NodeProcess[]): Promise<number> {
+/** CPU ms used so far by `processes` (nodes, the fake backend) and by this one (the load generator). */
+export async function machineCpuMs(processes: { cpuMs(): Promise<number> }[]): Promise<number> {
   const own = process.cpuUsage();
-  const nodesMs = await Promise.all(nodes.map((n) => n.cpuMs()));
+  const nodesMs = await Promise.all(processes.map((p) => p.cpuMs()));
   return (own.user + own.system) / 1000 + nodesMs.reduce((a, b) => a + b, 0);
 }

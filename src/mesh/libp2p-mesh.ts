@@ -80,7 +80,7 @@ export interface MeshOptions {
   clock?: () => number;
   /** How long an inbound app stream waits for an unknown remote's announcement. Default 5000. */
   memberWaitMs?: number;
-  /** Pre-negotiated HTTP streams kept per recently used host (0 disables). Default 2. */
+  /** Pre-negotiated HTTP streams kept per recently used host (0 disables). Default 8, topped up at 2. */
   warmStreams?: number;
 }
 
@@ -95,7 +95,8 @@ const LEAVE_TIMEOUT_MS = 2_000;
 const PUSH_DEBOUNCE_MS = 20;
 // Window ≤ half of libp2p's 4 MiB read buffer, so a paused reader is never reset.
 const YAMUX_MAX_WINDOW = 2 * 1024 * 1024;
-const WARM_STREAMS_DEFAULT = 2;
+const WARM_STREAMS_DEFAULT = 8;
+const WARM_STREAMS_REFILL_AT = 2;
 const WARM_STREAM_IDLE_MS = 60_000;
 
 interface OpenedStream {
@@ -211,6 +212,7 @@ export class Libp2pMesh implements MeshService {
     });
     this.warm = new WarmStreamPool<OpenedStream>({
       size: options.warmStreams ?? WARM_STREAMS_DEFAULT,
+      refillAt: Math.min(WARM_STREAMS_REFILL_AT, (options.warmStreams ?? WARM_STREAMS_DEFAULT) - 1),
       idleMs: WARM_STREAM_IDLE_MS,
       open: (endpointId) => this.negotiate(endpointId, PROTOCOL_HTTP, this.stopController.signal),
       usable: ({ stream }) => isFresh(stream),

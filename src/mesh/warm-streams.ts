@@ -4,11 +4,15 @@
  * (together most of a remote hop's fixed cost on a fast link). Streams are opened only to
  * peers that were just used, refilled once a request's stream has ended (so the refill does not
  * compete with the request it would speed up), and closed when a peer goes unused for
- * `idleMs`: an idle mesh keeps no extra streams open.
+ * `idleMs`: an idle mesh keeps no extra streams open. Refills wait until a peer is down to
+ * `refillAt` streams and then open several at once: their opens and the host's answers travel
+ * together, one write and one wake-up each way, instead of one round trip per request.
  */
 export interface WarmStreamPoolOptions<S> {
   /** Streams kept ready per recently used peer. */
   size: number;
+  /** A peer is topped up to `size` once it has this many or fewer (ready or opening); default 0. */
+  refillAt?: number;
   /** A peer's warm streams are closed after this long without a take. */
   idleMs: number;
   open(peer: string): Promise<S>;
@@ -53,10 +57,11 @@ export class WarmStreamPool<S> {
     return undefined;
   }
 
-  /** Tops up a peer that was taken from since its last idle sweep. */
+  /** Tops up a peer that was taken from since its last idle sweep, once it runs low. */
   refill(peer: string): void {
     const pool = this.#peers.get(peer);
     if (pool === undefined || this.#stopped) return;
+    if (pool.ready.length + pool.opening > (this.#options.refillAt ?? 0)) return;
     while (pool.ready.length + pool.opening < this.#options.size) {
       pool.opening += 1;
       this.#options.open(peer).then(

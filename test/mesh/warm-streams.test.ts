@@ -10,13 +10,14 @@ interface FakeStream {
   discarded: boolean;
 }
 
-function fakePool(options: { size?: number; idleMs?: number; failOpens?: boolean } = {}) {
+function fakePool(options: { size?: number; refillAt?: number; idleMs?: number; failOpens?: boolean } = {}) {
   let now = 0;
   let next = 0;
   const opened: FakeStream[] = [];
   const errors: string[] = [];
   const pool = new WarmStreamPool<FakeStream>({
     size: options.size ?? 2,
+    ...(options.refillAt === undefined ? {} : { refillAt: options.refillAt }),
     idleMs: options.idleMs ?? 1_000,
     clock: () => now,
     open: async () => {
@@ -50,6 +51,27 @@ describe('WarmStreamPool', () => {
     assert.equal(pool.size('a'), 2);
     assert.equal(pool.take('a')?.id, 0);
     assert.equal(pool.size('a'), 1);
+    pool.stop();
+  });
+
+  test('waits until a peer is down to refillAt, then opens the whole top-up at once', async () => {
+    const { pool, opened } = fakePool({ size: 4, refillAt: 1 });
+    pool.take('a');
+    pool.refill('a');
+    await settle();
+    assert.equal(opened.length, 4);
+    for (const left of [3, 2]) {
+      pool.take('a');
+      pool.refill('a');
+      await settle();
+      assert.equal(pool.size('a'), left, 'above refillAt: nothing opened');
+    }
+    pool.take('a');
+    pool.refill('a');
+    pool.refill('a');
+    await settle();
+    assert.equal(opened.length, 7, 'down to refillAt: three opened together, back to size');
+    assert.equal(pool.size('a'), 4);
     pool.stop();
   });
 
@@ -127,14 +149,19 @@ describe('warm streams on a real mesh', () => {
     await host.join(client.inviteToken());
     await waitFor(() => client.peer(host.endpointId) !== undefined, 'host known');
 
-    for (let i = 0; i < 5; i++) {
+    // Default pool: 8 streams, topped up once down to 2.
+    const expected = [8, 7, 6, 5, 4, 3, 8];
+    for (const [i, ready] of expected.entries()) {
       const stream = await client.openStream(host.endpointId, PROTOCOL_HTTP);
       await stream.write(Buffer.from(`request-${i}`));
       await stream.closeWrite();
       assert.equal((await readAll(stream.source)).toString(), `echo:request-${i}`);
-      await waitFor(() => client.warmStreamCount(host.endpointId) === 2, 'warm streams refilled');
+      await waitFor(() => client.warmStreamCount(host.endpointId) === ready, `${ready} warm streams`);
     }
-    assert.deepEqual(requests, ['request-0', 'request-1', 'request-2', 'request-3', 'request-4']);
+    assert.deepEqual(
+      requests,
+      expected.map((_, i) => `request-${i}`),
+    );
     assert.equal(emptyStreams, 0, 'no warm stream was closed unused yet');
   });
 });
