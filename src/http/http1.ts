@@ -43,7 +43,8 @@ function assertHeaderValue(value: string): void {
   if (/[\r\n\0]/.test(value)) throw new HttpWireError('invalid header value');
 }
 
-function headerLines(headers: HeaderMap): string {
+/** `name: value\r\n` lines; refuses names that are not tokens and values that could split a line. */
+export function headerLines(headers: HeaderMap): string {
   let text = '';
   for (const [name, value] of Object.entries(headers)) {
     assertToken(name, 'header name');
@@ -63,7 +64,8 @@ export function serializeRequest(request: ApiRequest, extraHeaders: HeaderMap = 
   return Buffer.concat([Buffer.from(head, 'latin1'), request.body]);
 }
 
-function splitHead(bytes: Uint8Array): { lines: string[]; bodyStart: number } | undefined {
+/** The head's lines once its blank line has arrived, else undefined (bounded by MAX_HEAD_BYTES). */
+export function splitHead(bytes: Uint8Array): { lines: string[]; bodyStart: number } | undefined {
   const end = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).indexOf('\r\n\r\n');
   if (end < 0) {
     if (bytes.byteLength > MAX_HEAD_BYTES) throw new HttpWireError('header block too large');
@@ -74,7 +76,8 @@ function splitHead(bytes: Uint8Array): { lines: string[]; bodyStart: number } | 
   return { lines: text.split('\r\n'), bodyStart: end + 4 };
 }
 
-function parseHeaders(lines: string[]): HeaderMap {
+/** Header lines to lower-case names; a repeated field's values are joined with ', '. */
+export function parseHeaders(lines: string[]): HeaderMap {
   const headers: HeaderMap = {};
   for (const line of lines) {
     const colon = line.indexOf(':');
