@@ -18,6 +18,7 @@ import {
   boxOpenAfterNmInto,
   boxSealAfterNmInto,
   ephemeralBoxKey,
+  isCanonicalPublicKey,
   MAC_BYTES,
   NONCE_BYTES,
   PUBLIC_KEY_BYTES,
@@ -151,6 +152,10 @@ export function openRequest(
   const { ephemeralPublicKey, ciphertext } = parseEnvelopeJson(envelope.subarray(1));
   if (ephemeralPublicKey.byteLength !== PUBLIC_KEY_BYTES) {
     throw new E2EError('malformed_envelope', 'ephemeral_public_key must be 32 bytes');
+  }
+  // The replay guard remembers key bytes, so each key must have only one spelling.
+  if (!isCanonicalPublicKey(ephemeralPublicKey)) {
+    throw new E2EError('malformed_envelope', 'ephemeral_public_key is not a canonical X25519 key');
   }
   if (ciphertext.byteLength < NONCE_BYTES + MAC_BYTES) {
     throw new E2EError('malformed_envelope', 'ciphertext is too short');

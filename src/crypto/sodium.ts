@@ -161,6 +161,21 @@ function words(bytes: Buffer): Uint32Array {
 }
 
 /**
+ * True when `publicKey` is the one canonical encoding of an X25519 u-coordinate: bit 255 clear
+ * and the value below 2^255 - 19. X25519 ignores bit 255 and reduces larger values, so other
+ * encodings of the same key exist; a host that keyed its replay check on raw bytes would take
+ * such a variant of a captured envelope as new. Keys made by libsodium are always canonical.
+ */
+export function isCanonicalPublicKey(publicKey: Uint8Array): boolean {
+  if (publicKey.byteLength !== PUBLIC_KEY_BYTES) return false;
+  const top = publicKey[31]!;
+  if (top > 0x7f) return false;
+  if (top < 0x7f) return true;
+  for (let i = 30; i >= 1; i--) if (publicKey[i] !== 0xff) return true;
+  return publicKey[0]! < 0xed; // 2^255 - 19 = ed ff … ff 7f, little-endian
+}
+
+/**
  * crypto_box_beforenm, which sodium-native does not expose: k = HSalsa20(X25519(sk, pk), 0^16).
  * box(m, n, pk, sk) is exactly secretbox(m, n, k), so a stream of frames between the same two
  * keys pays for the scalar multiplication once instead of per frame. Returns k in a pooled

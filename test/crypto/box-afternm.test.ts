@@ -288,7 +288,9 @@ describe('wire compatibility with plain crypto_box peers', () => {
         `\xe1${JSON.stringify({ v: 1, ephemeral_public_key: hex(point).toString('base64'), ciphertext: ct.toString('base64') })}`,
         'latin1',
       );
-      assert.throws(() => h.open(raw), isE2E('decrypt_failed'));
+      // p and p + 1 are not canonical encodings: refused before any X25519, as malformed.
+      const canonical = !point.startsWith('ed') && !point.startsWith('ee');
+      assert.throws(() => h.open(raw), isE2E(canonical ? 'decrypt_failed' : 'malformed_envelope'));
     }
   });
 

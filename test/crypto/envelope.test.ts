@@ -12,6 +12,7 @@ import {
 } from '../../src/crypto/envelope.ts';
 import { InferenceKeyring } from '../../src/crypto/inference-keys.ts';
 import { ReplayGuard } from '../../src/crypto/replay-guard.ts';
+import { boxKeypair, isCanonicalPublicKey } from '../../src/crypto/sodium.ts';
 import { chunksOf, exchange, type Host, httpRequest, isE2E, makeHost, stamped } from './fixtures.ts';
 
 const hosts: Host[] = [];
@@ -125,6 +126,32 @@ describe('request envelope', () => {
     assert.throws(() => h.open(envelope), isE2E('replay'));
     h.clock.advance(5 * 60_000); // past the window the envelope is stale rather than a replay
     assert.throws(() => h.open(envelope), isE2E('stale'));
+  });
+
+  it('refuses another spelling of an ephemeral key, so a captured envelope cannot be replayed as new', () => {
+    const h = host();
+    const { envelope } = sealRequest(stamped(h.clock.now()), h.keyring.current().publicKey);
+    const json = envelopeJson(envelope);
+    h.open(envelope);
+    // X25519 ignores bit 255: with it set, the same key (and the same shared secret) is spelled
+    // differently, and a guard keyed on bytes would not recognize the envelope.
+    const epk = Buffer.from(json.ephemeral_public_key, 'base64');
+    epk[31]! |= 0x80;
+    const variant = rawEnvelope(JSON.stringify({ ...json, ephemeral_public_key: epk.toString('base64') }));
+    assert.throws(() => h.open(variant), isE2E('malformed_envelope'));
+  });
+
+  it('knows which X25519 encodings are canonical', () => {
+    const key = (first: number, middle: number, last: number) =>
+      Buffer.from([first, ...new Array(30).fill(middle), last]);
+    assert.ok(isCanonicalPublicKey(key(0, 0, 0)));
+    assert.ok(isCanonicalPublicKey(key(0xec, 0xff, 0x7f)), '2^255 - 20, the largest canonical value');
+    assert.ok(!isCanonicalPublicKey(key(0xed, 0xff, 0x7f)), '2^255 - 19 = p');
+    assert.ok(!isCanonicalPublicKey(key(0xff, 0xff, 0x7f)));
+    assert.ok(isCanonicalPublicKey(key(0xff, 0xfe, 0x7f)));
+    assert.ok(!isCanonicalPublicKey(key(0, 0, 0x80)), 'bit 255 set');
+    assert.ok(!isCanonicalPublicKey(Buffer.alloc(31)));
+    for (let i = 0; i < 200; i++) assert.ok(isCanonicalPublicKey(boxKeypair().publicKey));
   });
 
   it('rejects stale, future-dated and undated requests', () => {
