@@ -7,6 +7,7 @@ import {
   type InferencePublicKeyInfo,
 } from '../../src/crypto/inference-keys.ts';
 import { ReplayGuard } from '../../src/crypto/replay-guard.ts';
+import { mulberry32 } from '../helpers/prng.ts';
 import { fakeClock, isE2E, makeHost, stamped } from './fixtures.ts';
 
 describe('InferenceKeyring', () => {
@@ -146,16 +147,18 @@ describe('decodeInferencePublicKey', () => {
 });
 
 describe('ReplayGuard', () => {
-  it('remembers keys for the window and then forgets them', () => {
+  it('remembers keys for the window (at most one 5 % slice longer) and then forgets them', () => {
     const clock = fakeClock();
     const guard = new ReplayGuard({ windowMs: 1000, futureSkewMs: 0, now: clock.now });
     const a = Buffer.alloc(32, 1);
     guard.checkAndRemember(a);
     assert.ok(guard.has(a));
     assert.throws(() => guard.checkAndRemember(a), isE2E('replay'));
-    clock.advance(1001);
+    clock.advance(999);
+    assert.ok(guard.has(a), 'still inside the window');
+    clock.advance(1000 / 20 + 2);
     assert.ok(!guard.has(a));
-    guard.checkAndRemember(Buffer.alloc(32, 2)); // prunes a
+    guard.checkAndRemember(Buffer.alloc(32, 2));
     assert.equal(guard.size, 1);
   });
 
@@ -165,8 +168,63 @@ describe('ReplayGuard', () => {
     for (let i = 0; i < 3; i++) guard.checkAndRemember(Buffer.alloc(32, i));
     assert.throws(() => guard.checkAndRemember(Buffer.alloc(32, 9)), isE2E('overloaded'));
     assert.throws(() => guard.checkAndRemember(Buffer.alloc(32, 0)), isE2E('replay'));
-    clock.advance(1001);
+    clock.advance(1051);
     guard.checkAndRemember(Buffer.alloc(32, 9));
     assert.equal(guard.size, 1);
+  });
+
+  it('never forgets a key before its window and skew have passed, whatever the timing (seeded)', () => {
+    const random = mulberry32(7);
+    const clock = fakeClock();
+    const guard = new ReplayGuard({ windowMs: 10_000, futureSkewMs: 2_000, now: clock.now });
+    const accepted: { key: Buffer; atMs: number }[] = [];
+    for (let i = 0; i < 3000; i++) {
+      clock.advance(Math.floor(random() * 40));
+      const key = Buffer.from(Array.from({ length: 32 }, () => Math.floor(random() * 256)));
+      guard.checkAndRemember(key);
+      accepted.push({ key, atMs: clock.now() });
+      const probe = accepted[Math.floor(random() * accepted.length)]!;
+      if (clock.now() < probe.atMs + 12_000) assert.ok(guard.has(probe.key), `key ${i} forgotten early`);
+      else assert.ok(clock.now() >= probe.atMs + 12_000);
+    }
+    for (const { key, atMs } of accepted) {
+      if (clock.now() < atMs + 12_000) assert.throws(() => guard.checkAndRemember(key), isE2E('replay'));
+    }
+  });
+
+  it('a clock that steps back keeps keys longer, never shorter', () => {
+    const clock = fakeClock();
+    const guard = new ReplayGuard({ windowMs: 1000, futureSkewMs: 0, now: clock.now });
+    clock.advance(500);
+    guard.checkAndRemember(Buffer.alloc(32, 1));
+    clock.advance(-400);
+    guard.checkAndRemember(Buffer.alloc(32, 2));
+    clock.advance(1300); // 1000 ms after the second key was accepted by the stepped-back clock
+    assert.ok(guard.has(Buffer.alloc(32, 2)), 'filed under the later slice');
+  });
+
+  it('holds a million keys across many slices: each found again, none confused with a fresh one', () => {
+    const clock = fakeClock();
+    const guard = new ReplayGuard({ now: clock.now });
+    const key = Buffer.alloc(32);
+    const random = mulberry32(11);
+    const lows = new Uint32Array(1_000_000);
+    for (let i = 0; i < lows.length; i++) {
+      lows[i] = Math.floor(random() * 2 ** 32);
+      key.writeUInt32LE(i, 0);
+      key.writeUInt32LE(lows[i]!, 4);
+      guard.checkAndRemember(key, clock.now() + Math.floor(i / 5)); // 200 s: 14 slices
+    }
+    assert.equal(guard.size, 1_000_000);
+    const later = clock.now() + 200_001;
+    for (let i = 0; i < lows.length; i += 997) {
+      key.writeUInt32LE(i, 0);
+      key.writeUInt32LE(lows[i]!, 4);
+      assert.ok(guard.has(key, later), `key ${i} remembered`);
+    }
+    for (let i = 0; i < 1000; i++) {
+      key.writeUInt32LE(2_000_000 + i, 0);
+      assert.ok(!guard.has(key, later), 'a key never seen is not a replay');
+    }
   });
 });
