@@ -14,7 +14,7 @@ import { isIP, connect as netConnect, type Socket } from 'node:net';
 import { type ConnectionOptions, connect as tlsConnect } from 'node:tls';
 import { ChunkedDecoder } from './chunked.ts';
 import type { HeaderMap, UpstreamResponse } from './exchange.ts';
-import { HttpWireError, headerLines, parseHeaders, splitHead } from './http1.ts';
+import { endToEndHeaders, HttpWireError, headerLines, parseHeaders, splitHead } from './http1.ts';
 
 export type HttpClientErrorCode = 'connect_failed' | 'connection_lost' | 'malformed_response';
 
@@ -190,7 +190,8 @@ export class Http1Client {
     }
     const head = Buffer.from(
       `${request.method} ${request.path} HTTP/1.1\r\nhost: ${this.#hostHeader}\r\n` +
-        `${headerLines(request.headers)}content-length: ${request.body?.byteLength ?? 0}\r\n\r\n`,
+        // Framing headers are this client's to write: a caller's host or length would contradict them.
+        `${headerLines(endToEndHeaders(request.headers))}content-length: ${request.body?.byteLength ?? 0}\r\n\r\n`,
       'latin1',
     );
     const reused = this.#takeIdle();

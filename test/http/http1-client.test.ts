@@ -52,11 +52,17 @@ async function rawServer(answer: (socket: Socket, request: string, index: number
 const ok = (body: string) =>
   `HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
 
-async function text(client: Http1Client, path = '/v1/x', body = 'hi', signal?: AbortSignal) {
+async function text(
+  client: Http1Client,
+  path = '/v1/x',
+  body = 'hi',
+  signal?: AbortSignal,
+  extraHeaders: Record<string, string> = {},
+) {
   const res = await client.request({
     method: 'POST',
     path,
-    headers: { 'content-type': 'text/plain' },
+    headers: { 'content-type': 'text/plain', ...extraHeaders },
     body: Buffer.from(body),
     ...(signal ? { signal } : {}),
   });
@@ -81,7 +87,11 @@ describe('Http1Client', () => {
   test('sends the request in HTTP/1.1 form and reuses one connection for sequential requests', async () => {
     const { server, client } = await serve((socket, _request, i) => socket.write(ok(`answer ${i}`)));
     for (let i = 0; i < 3; i++) {
-      const res = await text(client, '/v1/chat/completions?x=1', `{"n":${i}}`);
+      const res = await text(client, '/v1/chat/completions?x=1', `{"n":${i}}`, undefined, {
+        host: 'evil.example',
+        'content-length': '1',
+        'transfer-encoding': 'chunked',
+      });
       assert.deepEqual(
         [res.status, res.text, res.headers['content-type']],
         [200, `answer ${i}`, 'text/plain'],
@@ -94,6 +104,7 @@ describe('Http1Client', () => {
     assert.ok(lines.includes(`host: ${new URL(server.origin).host}`));
     assert.ok(lines.includes('content-type: text/plain'));
     assert.ok(lines.includes('content-length: 7'));
+    assert.equal(lines.filter((l) => /^(host|content-length):/.test(l)).length, 2, 'one host, one length');
     assert.equal(body, '{"n":0}');
   });
 
