@@ -36,7 +36,7 @@ import { libp2pComponentLogger } from './libp2p-logger.ts';
 import { noiseCrypto } from './noise-crypto.ts';
 import { PeerTable } from './peer-table.ts';
 import { AnnouncementSequence } from './sequence.ts';
-import { batchSocketWrites } from './socket-batching.ts';
+import { coalesceTurnWrites } from './turn-coalescing.ts';
 import {
   type ByteStream,
   type EndpointId,
@@ -238,7 +238,7 @@ export class Libp2pMesh implements MeshService {
       throw new ConfigError(`cannot start the mesh listener: ${(err as Error).message}`, { cause: err });
     }
     this.started = true;
-    this.listen('connection:open', (evt) => batchSocketWrites(evt.detail));
+    this.listen('connection:open', (evt) => coalesceTurnWrites(evt.detail));
     this.listen('peer:connect', (evt) => this.onPeerConnect(evt.detail));
     this.listen('peer:disconnect', (evt) => this.onPeerDisconnect(evt.detail));
     this.listen('peer:identify', (evt) => this.onIdentify(evt.detail));
