@@ -82,7 +82,7 @@ async function serveResponses(dispatcher: InferenceDispatcher, request: Incoming
   }
   let completion: unknown;
   try {
-    completion = JSON.parse(Buffer.from(await readAll(upstream.body)).toString('utf8'));
+    completion = JSON.parse((await readAll(upstream.body)).toString('utf8'));
   } catch {
     throw new UpstreamError('The host returned a malformed chat completion');
   }

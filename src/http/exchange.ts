@@ -25,7 +25,10 @@ export interface UpstreamResponse {
   body: AsyncIterable<Uint8Array>;
 }
 
-/** Collects a body fully (non-streamed JSON, whole requests); BodyTooLargeError past the limit. */
+/**
+ * Collects a body fully (non-streamed JSON, whole requests); BodyTooLargeError past the limit.
+ * A body that came as one chunk is returned as a view of that chunk.
+ */
 export async function readAll(body: AsyncIterable<Uint8Array>, limitBytes = Number.POSITIVE_INFINITY) {
   const chunks: Uint8Array[] = [];
   let size = 0;
@@ -34,6 +37,9 @@ export async function readAll(body: AsyncIterable<Uint8Array>, limitBytes = Numb
     if (size > limitBytes) throw new BodyTooLargeError(limitBytes);
     chunks.push(chunk);
   }
+  // One chunk (the usual whole request or answer): a view of it, not a copy.
+  if (chunks.length === 1)
+    return Buffer.from(chunks[0]!.buffer, chunks[0]!.byteOffset, chunks[0]!.byteLength);
   return Buffer.concat(chunks);
 }
 

@@ -140,7 +140,8 @@ function modelOf(request: ApiRequest): string {
   }
   let body: unknown;
   try {
-    body = JSON.parse(Buffer.from(request.body).toString('utf8'));
+    const { body: bytes } = request;
+    body = JSON.parse(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8'));
   } catch {
     throw new InvalidRequestError('Request body is not valid JSON');
   }
