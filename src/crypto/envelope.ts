@@ -125,6 +125,8 @@ export interface OpenRequestOptions {
   maxAgeMs?: number;
   /** Furthest-future acceptable x-mesh-sent-at (default 30 s). */
   maxFutureSkewMs?: number;
+  /** Who sent it (the mesh peer), so one sender cannot fill the replay guard alone. */
+  sender?: string;
 }
 
 /**
@@ -206,7 +208,7 @@ export function openRequest(
     if (nowMs - sentAtMs > maxAgeMs) throw new E2EError('stale', 'request envelope is too old');
     if (sentAtMs - nowMs > maxFutureMs)
       throw new E2EError('stale', 'request envelope is dated in the future');
-    options.replayGuard.checkAndRemember(ephemeralPublicKey, nowMs);
+    options.replayGuard.checkAndRemember(ephemeralPublicKey, nowMs, options.sender);
     const session = new HostSession({
       senderEphemeralPublicKey: Uint8Array.from(ephemeralPublicKey),
       hostPublicKey,

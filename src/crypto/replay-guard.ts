@@ -13,6 +13,11 @@
  * later envelope is refused as a replay; sent again, it goes with a fresh key. Slots are chosen
  * by a hash keyed with per-process random seeds, so a sender choosing its keys cannot pile them
  * into one run of the table.
+ *
+ * One sender (the mesh peer a request came from, when the caller names it) may hold at most
+ * `maxEntriesPerSender` (a quarter of the cap by default): a single peer flooding valid
+ * envelopes is refused on its own instead of filling the guard and locking everyone else out.
+ * Many colluding identities can still fill it; the cap then fails closed as before.
  */
 import { randomFillSync } from 'node:crypto';
 import { E2EError } from './errors.ts';
@@ -33,6 +38,8 @@ export interface ReplayGuardOptions {
   /** How far in the future x-mesh-sent-at may be (default 30 s); extends retention. */
   futureSkewMs?: number;
   maxEntries?: number;
+  /** Keys one sender may hold at once (default a quarter of maxEntries). */
+  maxEntriesPerSender?: number;
   now?: () => number;
 }
 
@@ -41,24 +48,35 @@ interface Slice {
   /** floor(acceptedMs / sliceMs) of its keys. */
   index: number;
   keys: FingerprintSet;
+  /** Keys per named sender in this slice, given back when the slice is dropped. */
+  senders: Map<string, number>;
 }
 
 export class ReplayGuard {
   readonly windowMs: number;
   readonly futureSkewMs: number;
   readonly maxEntries: number;
+  readonly maxEntriesPerSender: number;
   readonly #now: () => number;
   readonly #sliceMs: number;
   /** Oldest first. */
   #slices: Slice[] = [];
   #size = 0;
+  /** Keys held per named sender, across all slices. */
+  readonly #senders = new Map<string, number>();
 
   constructor(options: ReplayGuardOptions = {}) {
     this.windowMs = options.windowMs ?? DEFAULT_REPLAY_WINDOW_MS;
     this.futureSkewMs = options.futureSkewMs ?? DEFAULT_FUTURE_SKEW_MS;
     this.maxEntries = options.maxEntries ?? DEFAULT_REPLAY_MAX_ENTRIES;
+    this.maxEntriesPerSender = options.maxEntriesPerSender ?? Math.max(1, Math.floor(this.maxEntries / 4));
     this.#now = options.now ?? Date.now;
-    if (!(this.windowMs > 0) || !(this.futureSkewMs >= 0) || !(this.maxEntries >= 1)) {
+    if (
+      !(this.windowMs > 0) ||
+      !(this.futureSkewMs >= 0) ||
+      !(this.maxEntries >= 1) ||
+      !(this.maxEntriesPerSender >= 1)
+    ) {
       throw new RangeError('ReplayGuard options must be positive');
     }
     this.#sliceMs = Math.max(1, Math.ceil(this.windowMs / SLICES_PER_WINDOW));
@@ -78,31 +96,47 @@ export class ReplayGuard {
 
   /**
    * Records `key`, throwing E2EError 'replay' if it is already recorded, or 'overloaded' if the
-   * window is full. Call only after the envelope authenticated and passed the freshness check,
-   * so forged envelopes cannot pre-poison the guard with someone else's key.
+   * window is full or `sender` holds its share. Call only after the envelope authenticated and
+   * passed the freshness check, so forged envelopes cannot pre-poison the guard with someone
+   * else's key.
    */
-  checkAndRemember(key: Uint8Array, nowMs: number = this.#now()): void {
+  checkAndRemember(key: Uint8Array, nowMs: number = this.#now(), sender?: string): void {
     if (this.has(key, nowMs)) {
       throw new E2EError('replay', 'request envelope was already received (replay)');
     }
     if (this.#size >= this.maxEntries) {
       throw new E2EError('overloaded', 'too many recent encrypted requests; try again later');
     }
+    const held = sender === undefined ? 0 : (this.#senders.get(sender) ?? 0);
+    if (held >= this.maxEntriesPerSender) {
+      throw new E2EError('overloaded', 'too many recent encrypted requests from this peer; try again later');
+    }
     const index = Math.floor(nowMs / this.#sliceMs);
     let slice = this.#slices.at(-1);
     // A clock that stepped back files the key under the later slice: kept longer, never shorter.
     if (slice === undefined || slice.index < index) {
-      slice = { index, keys: new FingerprintSet() };
+      slice = { index, keys: new FingerprintSet(), senders: new Map() };
       this.#slices.push(slice);
     }
     const [high, low] = fingerprint(key);
     slice.keys.add(high, low);
     this.#size += 1;
+    if (sender !== undefined) {
+      slice.senders.set(sender, (slice.senders.get(sender) ?? 0) + 1);
+      this.#senders.set(sender, held + 1);
+    }
+  }
+
+  /** Keys `sender` holds now. */
+  heldBy(sender: string, nowMs: number = this.#now()): number {
+    this.#prune(nowMs);
+    return this.#senders.get(sender) ?? 0;
   }
 
   clear(): void {
     this.#slices = [];
     this.#size = 0;
+    this.#senders.clear();
   }
 
   /** Drops slices whose every key has expired: accepted by their end, expired a window + skew later. */
@@ -111,6 +145,11 @@ export class ReplayGuard {
     for (const slice of this.#slices) {
       if ((slice.index + 1) * this.#sliceMs + this.windowMs + this.futureSkewMs > nowMs) break;
       this.#size -= slice.keys.size;
+      for (const [sender, count] of slice.senders) {
+        const left = (this.#senders.get(sender) ?? 0) - count;
+        if (left > 0) this.#senders.set(sender, left);
+        else this.#senders.delete(sender);
+      }
       drop += 1;
     }
     if (drop > 0) this.#slices.splice(0, drop);

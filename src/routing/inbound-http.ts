@@ -58,6 +58,7 @@ export function createInboundHttpHandler(options: InboundHttpOptions) {
         const opened = openRequest(raw, {
           keyring: options.e2e.keyring,
           replayGuard: options.e2e.replayGuard,
+          sender: remote,
           maxPlaintextBytes: options.maxRequestBytes,
         });
         sealer = new ResponseSealer(opened.session);

@@ -173,6 +173,31 @@ describe('ReplayGuard', () => {
     assert.equal(guard.size, 1);
   });
 
+  it('one sender is held to its share, so it cannot lock the others out; its keys count down as they expire', () => {
+    const clock = fakeClock();
+    const guard = new ReplayGuard({ windowMs: 1000, futureSkewMs: 0, maxEntries: 8, now: clock.now });
+    assert.equal(guard.maxEntriesPerSender, 2, 'a quarter of the cap by default');
+    const key = (n: number) => Buffer.alloc(32, n);
+    guard.checkAndRemember(key(1), clock.now(), 'flooder');
+    guard.checkAndRemember(key(2), clock.now(), 'flooder');
+    assert.throws(() => guard.checkAndRemember(key(3), clock.now(), 'flooder'), isE2E('overloaded'));
+    assert.equal(guard.heldBy('flooder'), 2);
+    guard.checkAndRemember(key(4), clock.now(), 'friend');
+    guard.checkAndRemember(key(5)); // unnamed senders only count toward the total
+    assert.throws(() => guard.checkAndRemember(key(1), clock.now(), 'friend'), isE2E('replay'));
+    clock.advance(600);
+    guard.checkAndRemember(key(6), clock.now(), 'friend');
+    clock.advance(500); // the first slice's keys have expired, the second's not yet
+    assert.equal(guard.heldBy('flooder'), 0);
+    assert.equal(guard.heldBy('friend'), 1);
+    guard.checkAndRemember(key(3), clock.now(), 'flooder');
+    assert.throws(
+      () => new ReplayGuard({ maxEntriesPerSender: 0 }),
+      RangeError,
+      'a share of nothing is a configuration error',
+    );
+  });
+
   it('never forgets a key before its window and skew have passed, whatever the timing (seeded)', () => {
     const random = mulberry32(7);
     const clock = fakeClock();

@@ -1,6 +1,10 @@
 import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
 import { test } from 'node:test';
+import { ReplayGuard, sealRequest } from '../../src/crypto/envelope.ts';
+import { InferenceKeyring } from '../../src/crypto/inference-keys.ts';
+import { jsonResponse } from '../../src/http/exchange.ts';
+import { serializeRequest } from '../../src/http/http1.ts';
 import { createLogger } from '../../src/log.ts';
 import type { ByteStream } from '../../src/mesh/types.ts';
 import { createInboundHttpHandler } from '../../src/routing/inbound-http.ts';
@@ -69,4 +73,40 @@ test('a malformed plaintext request still gets a 400 and a warning', async () =>
   assert.match(Buffer.concat(s.written).toString(), /^HTTP\/1\.1 400/);
   assert.equal(lines.length, 1);
   assert.match(lines[0]!, /plaintext request rejected/);
+});
+
+test("one peer's flood of valid envelopes is refused at its share while another peer is still served", async () => {
+  const keyring = new InferenceKeyring();
+  const replayGuard = new ReplayGuard({ maxEntries: 8, maxEntriesPerSender: 2 });
+  const handler = createInboundHttpHandler({
+    router: { dispatchLocal: async () => jsonResponse(200, { ok: true }) },
+    e2e: { keyring, replayGuard },
+    acceptPlaintext: false,
+    maxRequestBytes: 64 * 1024,
+    logger: createLogger({ format: 'json', level: 'silent' }),
+  });
+  const send = async (peer: string) => {
+    const plaintext = serializeRequest(
+      {
+        method: 'POST',
+        path: '/v1/chat/completions',
+        headers: { 'content-type': 'application/json' },
+        body: Buffer.from('{"model":"m","messages":[]}'),
+      },
+      { 'x-mesh-sent-at': String(Date.now()) },
+    );
+    const { envelope, session } = sealRequest(plaintext, keyring.current().publicKey);
+    session.dispose();
+    const s = memoryStream([envelope]);
+    await handler(s.stream, peer);
+    return s.aborted() === undefined ? 'answered' : 'refused';
+  };
+  const flooder = 'aa'.repeat(32);
+  const friend = 'bb'.repeat(32);
+  assert.deepEqual(
+    [await send(flooder), await send(flooder), await send(flooder), await send(friend)],
+    ['answered', 'answered', 'refused', 'answered'],
+  );
+  assert.equal(replayGuard.heldBy(flooder), 2);
+  keyring.destroy();
 });
