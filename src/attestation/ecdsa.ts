@@ -1,4 +1,5 @@
 import { createPublicKey, verify as cryptoVerify, type KeyObject } from 'node:crypto';
+import { bufferView } from '../encoding/bytes.ts';
 import { AttestationError } from './errors.ts';
 
 /** Uncompressed SEC1 P-256 point: 0x04 || X(32) || Y(32). */
@@ -11,7 +12,7 @@ const KEY_CACHE_MAX = 256;
 
 /** KeyObject for an uncompressed P-256 point; throws AttestationError('malformed') if it is not on the curve. */
 export function publicKeyFromPoint(point: Uint8Array): KeyObject {
-  const id = Buffer.from(point.buffer, point.byteOffset, point.byteLength).toString('base64');
+  const id = bufferView(point).toString('base64');
   const cached = keyCache.get(id);
   if (cached) return cached;
   const key = importPoint(point);

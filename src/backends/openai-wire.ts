@@ -3,6 +3,7 @@
  * the request fields a backend acts on. Validation throws InvalidRequestError; callers turn it
  * into a 400 response. Messages never quote prompt text.
  */
+import { bufferView } from '../encoding/bytes.ts';
 import { InvalidRequestError } from '../errors.ts';
 import { type HeaderMap, jsonResponse, type UpstreamResponse } from '../http/exchange.ts';
 
@@ -38,7 +39,7 @@ export type JsonObject = Record<string, unknown>;
 export function parseJsonObject(body: Uint8Array): JsonObject {
   let value: unknown;
   try {
-    value = JSON.parse(Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString('utf8'));
+    value = JSON.parse(bufferView(body).toString('utf8'));
   } catch {
     throw new InvalidRequestError('The request body is not valid JSON', 'invalid_json');
   }

@@ -8,6 +8,7 @@
  * the response stream reuses it instead of repeating the X25519 operation.
  */
 import { base64Length, decodeBase64Strict, encodeBase64 } from '../encoding/base64.ts';
+import { bufferView } from '../encoding/bytes.ts';
 import { E2EError } from './errors.ts';
 import type { InferenceKeySource } from './inference-keys.ts';
 import type { EphemeralExchange } from './prepared-exchanges.ts';
@@ -247,7 +248,7 @@ export async function collectEnvelope(
  * inserted after the request line; any existing one is replaced.
  */
 export function stampSentAt(request: Uint8Array, nowMs: number): Uint8Array {
-  const bytes = Buffer.from(request.buffer, request.byteOffset, request.byteLength);
+  const bytes = bufferView(request);
   const end = bytes.indexOf('\r\n\r\n');
   if (end < 0) throw new E2EError('malformed_envelope', 'request has no HTTP header block');
   const lines = bytes.toString('latin1', 0, end).split('\r\n');
@@ -259,7 +260,7 @@ export function stampSentAt(request: Uint8Array, nowMs: number): Uint8Array {
 
 /** The x-mesh-sent-at value of an HTTP request's header block; undefined if absent, repeated or invalid. */
 export function readSentAt(plaintext: Uint8Array): number | undefined {
-  const bytes = Buffer.from(plaintext.buffer, plaintext.byteOffset, plaintext.byteLength);
+  const bytes = bufferView(plaintext);
   const end = bytes.subarray(0, MAX_HEADER_BLOCK_BYTES).indexOf('\r\n\r\n');
   if (end < 0) return undefined;
   const lines = bytes.toString('latin1', 0, end).split('\r\n');
@@ -290,7 +291,7 @@ function parseEnvelopeJson(body: Uint8Array): { ephemeralPublicKey: Uint8Array; 
 function parseCanonicalEnvelope(
   body: Uint8Array,
 ): { ephemeralPublicKey: Uint8Array; ciphertext: Uint8Array } | undefined {
-  const bytes = Buffer.from(body.buffer, body.byteOffset, body.byteLength);
+  const bytes = bufferView(body);
   const keyAt = CANONICAL_HEAD_BYTES.byteLength;
   const middleAt = keyAt + CANONICAL_KEY_B64_LENGTH;
   const ciphertextAt = middleAt + CANONICAL_MIDDLE_BYTES.byteLength;

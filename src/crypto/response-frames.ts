@@ -9,6 +9,7 @@
  * crypto_box_easy, without one X25519 scalar multiplication per frame.
  */
 
+import { bufferView } from '../encoding/bytes.ts';
 import { E2E_MAGIC } from './envelope.ts';
 import { E2EError, E2ERemoteError } from './errors.ts';
 import type { HostSession, SenderSession } from './sessions.ts';
@@ -392,7 +393,7 @@ function readU32BE(bytes: Uint8Array, at: number): number {
 
 /** The host's error text, decoded leniently, control characters removed, length-capped. */
 function sanitize(bytes: Uint8Array): string {
-  const text = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8');
+  const text = bufferView(bytes).toString('utf8');
   return (
     text
       .replace(/[\s\u0000-\u001f\u007f]+/g, ' ')

@@ -2,6 +2,7 @@
  * Strict standard base64 (RFC 4648 §4, padded). Buffer.from(s, 'base64') silently skips bad
  * characters and accepts URL-safe ones; on the wire we accept only the canonical encoding.
  */
+import { bufferView } from './bytes.ts';
 
 const ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
 const EQUALS = 0x3d;
@@ -32,7 +33,7 @@ export function decodeBase64Strict(text: string): Buffer | undefined {
 }
 
 export function encodeBase64(bytes: Uint8Array): string {
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64');
+  return bufferView(bytes).toString('base64');
 }
 
 /** Length of the padded base64 text of `byteLength` bytes. */

@@ -1,4 +1,5 @@
 /** Lower-case hex of `bytes`, read in place (no copy of the bytes first). */
+import { bufferView } from './bytes.ts';
 export function encodeHex(bytes: Uint8Array): string {
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex');
+  return bufferView(bytes).toString('hex');
 }

@@ -1,3 +1,4 @@
+import { bufferView } from '../encoding/bytes.ts';
 import { HttpWireError } from './http1.ts';
 
 /** A chunk-size line (hex size plus extensions) longer than this is refused. */
@@ -74,7 +75,7 @@ export class ChunkedDecoder {
 
   /** The line ending at the next CRLF, joined with what earlier inputs held of it. */
   #readLine(input: Uint8Array, from: number): { text: string; next: number } | undefined {
-    const bytes = Buffer.from(input.buffer, input.byteOffset, input.byteLength);
+    const bytes = bufferView(input);
     const lf = bytes.indexOf(0x0a, from);
     const end = lf < 0 ? input.byteLength : lf + 1;
     this.#line += bytes.toString('latin1', from, end);

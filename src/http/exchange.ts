@@ -1,3 +1,4 @@
+import { bufferView } from '../encoding/bytes.ts';
 import { BodyTooLargeError } from '../errors.ts';
 
 /**
@@ -38,8 +39,7 @@ export async function readAll(body: AsyncIterable<Uint8Array>, limitBytes = Numb
     chunks.push(chunk);
   }
   // One chunk (the usual whole request or answer): a view of it, not a copy.
-  if (chunks.length === 1)
-    return Buffer.from(chunks[0]!.buffer, chunks[0]!.byteOffset, chunks[0]!.byteLength);
+  if (chunks.length === 1) return bufferView(chunks[0]!);
   return Buffer.concat(chunks);
 }
 

@@ -12,6 +12,7 @@
  */
 import { isIP, connect as netConnect, type Socket } from 'node:net';
 import { type ConnectionOptions, connect as tlsConnect } from 'node:tls';
+import { bufferView } from '../encoding/bytes.ts';
 import { ChunkedDecoder } from './chunked.ts';
 import type { HeaderMap, UpstreamResponse } from './exchange.ts';
 import { endToEndHeaders, HttpWireError, headerLines, parseHeaders, splitHead } from './http1.ts';
@@ -439,7 +440,7 @@ class ResponseBody implements AsyncIterable<Uint8Array>, AsyncIterator<Uint8Arra
           return { done: false, value: chunk.subarray(0, take) };
         }
         const out = framing.decoder.push(chunk);
-        this.#connection.unread(Buffer.from(out.rest.buffer, out.rest.byteOffset, out.rest.byteLength));
+        this.#connection.unread(bufferView(out.rest));
         if (out.done) this.#finish(true);
         if (out.data.length === 1) return { done: false, value: out.data[0]! };
         if (out.data.length > 1) return { done: false, value: Buffer.concat(out.data) };

@@ -1,3 +1,4 @@
+import { bufferView } from '../encoding/bytes.ts';
 import type { ApiRequest, HeaderMap, UpstreamResponse } from './exchange.ts';
 
 /**
@@ -66,7 +67,7 @@ export function serializeRequest(request: ApiRequest, extraHeaders: HeaderMap = 
 
 /** The head's lines once its blank line has arrived, else undefined (bounded by MAX_HEAD_BYTES). */
 export function splitHead(bytes: Uint8Array): { lines: string[]; bodyStart: number } | undefined {
-  const end = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).indexOf('\r\n\r\n');
+  const end = bufferView(bytes).indexOf('\r\n\r\n');
   if (end < 0) {
     if (bytes.byteLength > MAX_HEAD_BYTES) throw new HttpWireError('header block too large');
     return undefined;

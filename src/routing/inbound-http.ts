@@ -4,6 +4,7 @@ import { E2E_MAGIC, openRequest, type ReplayGuard } from '../crypto/envelope.ts'
 import { E2EError } from '../crypto/errors.ts';
 import type { InferenceKeyring } from '../crypto/inference-keys.ts';
 import { ResponseSealer } from '../crypto/response-frames.ts';
+import { bufferView } from '../encoding/bytes.ts';
 import { describeError, InvalidRequestError, MeshError } from '../errors.ts';
 import { type ApiRequest, readAll, type UpstreamResponse } from '../http/exchange.ts';
 import { HttpWireError, parseRequest, serializeResponseHead } from '../http/http1.ts';
@@ -141,8 +142,7 @@ function modelOf(request: ApiRequest): string {
   }
   let body: unknown;
   try {
-    const { body: bytes } = request;
-    body = JSON.parse(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8'));
+    body = JSON.parse(bufferView(request.body).toString('utf8'));
   } catch {
     throw new InvalidRequestError('Request body is not valid JSON');
   }

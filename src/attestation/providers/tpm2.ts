@@ -3,6 +3,7 @@ import { createHash, createPublicKey } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { bufferView } from '../../encoding/bytes.ts';
 import { ConfigError } from '../../errors.ts';
 import type { Logger } from '../../log.ts';
 import { pointFromKeyObject, publicKeyFromPoint, rawSignatureToDer, verifyP256 } from '../ecdsa.ts';
@@ -242,7 +243,7 @@ export class Tpm2KeyProvider implements AttestationKeyProvider {
  * a plain r||s (64 bytes), or DER already (what `-f plain` yields in tpm2-tools 5.x).
  */
 export function tpmSignatureToDer(bytes: Uint8Array): Uint8Array {
-  const view = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const view = bufferView(bytes);
   if (view.byteLength >= 8 && view.readUInt16BE(0) === 0x0018) {
     if (view.readUInt16BE(2) !== 0x000b) throw new Error('TPM signature hash is not SHA-256');
     let offset = 4;

@@ -6,6 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import { bufferView } from '../../encoding/bytes.ts';
 
 export interface TinyGgufOptions {
   /** PRNG seed for the weights; the same seed gives a byte-identical file. Default 1. */
@@ -341,7 +342,7 @@ export function buildTinyGguf(options: TinyGgufOptions = {}): Buffer {
   for (const t of tensorList) {
     const data = fillTensor(t, rand, vocab.types);
     // Float32Array is little-endian on every platform Node supports (x64, arm64).
-    w.push(Buffer.from(data.buffer, data.byteOffset, data.byteLength));
+    w.push(bufferView(data));
     w.pad(ALIGNMENT);
   }
   return Buffer.concat(w.chunks, w.size);
