@@ -15,7 +15,7 @@ import { type ConnectionOptions, connect as tlsConnect } from 'node:tls';
 import { bufferView } from '../encoding/bytes.ts';
 import { ChunkedDecoder } from './chunked.ts';
 import type { HeaderMap, UpstreamResponse } from './exchange.ts';
-import { endToEndHeaders, HttpWireError, headerLines, parseHeaders, splitHead } from './http1.ts';
+import { endToEndHeaders, HttpWireError, headerLines, parseResponseHead, splitHead } from './http1.ts';
 
 export type HttpClientErrorCode = 'connect_failed' | 'connection_lost' | 'malformed_response';
 
@@ -344,11 +344,7 @@ async function readHead(connection: Connection, method: string): Promise<Respons
       buffered = buffered === undefined ? chunk : Buffer.concat([buffered, chunk]);
       continue;
     }
-    const [statusLine = '', ...lines] = head.lines;
-    const match = /^HTTP\/1\.([01]) (\d{3})(?: .*)?$/.exec(statusLine);
-    if (!match) throw new HttpClientError('malformed_response', 'malformed status line');
-    const status = Number(match[2]);
-    const headers = parseHeaders(lines);
+    const { status, http10, headers } = parseResponseHead(head.lines);
     const rest = buffered!.subarray(head.bodyStart);
     if (status >= 100 && status < 200) {
       if (status === 101) throw new HttpClientError('malformed_response', 'unexpected protocol switch');
@@ -362,7 +358,7 @@ async function readHead(connection: Connection, method: string): Promise<Respons
       .split(',')
       .map((t) => t.trim());
     const keepAlive =
-      match[1] === '1' &&
+      !http10 &&
       !connectionTokens.includes('close') &&
       framing.kind !== 'close' &&
       !(headers['transfer-encoding'] !== undefined && headers['content-length'] !== undefined);

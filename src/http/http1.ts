@@ -78,7 +78,7 @@ export function splitHead(bytes: Uint8Array): { lines: string[]; bodyStart: numb
 }
 
 /** Header lines to lower-case names; a repeated field's values are joined with ', '. */
-export function parseHeaders(lines: string[]): HeaderMap {
+export function parseHeaders(lines: readonly string[]): HeaderMap {
   const headers: HeaderMap = {};
   for (const line of lines) {
     const colon = line.indexOf(':');
@@ -89,6 +89,18 @@ export function parseHeaders(lines: string[]): HeaderMap {
     headers[name] = name in headers ? `${headers[name]}, ${value}` : value;
   }
   return headers;
+}
+
+/** A response head's status line and header fields; HttpWireError for a malformed status line. */
+export function parseResponseHead(lines: readonly string[]): {
+  status: number;
+  http10: boolean;
+  headers: HeaderMap;
+} {
+  const [statusLine = '', ...fields] = lines;
+  const match = /^HTTP\/1\.([01]) (\d{3})(?: .*)?$/.exec(statusLine);
+  if (!match) throw new HttpWireError('malformed status line');
+  return { status: Number(match[2]), http10: match[1] === '0', headers: parseHeaders(fields) };
 }
 
 /** Parses a complete request (the sender half-closes after writing it). */
@@ -130,10 +142,7 @@ export async function parseResponse(source: AsyncIterable<Uint8Array>): Promise<
     buffered = buffered.byteLength === 0 ? Buffer.from(next.value) : Buffer.concat([buffered, next.value]);
     const head = splitHead(buffered);
     if (!head) continue;
-    const [statusLine = '', ...rest] = head.lines;
-    const match = /^HTTP\/1\.[01] (\d{3})(?: .*)?$/.exec(statusLine);
-    if (!match) throw new HttpWireError('malformed status line');
-    const headers = parseHeaders(rest);
+    const { status, headers } = parseResponseHead(head.lines);
     delete headers.connection;
     const first = buffered.subarray(head.bodyStart);
     async function* body(): AsyncGenerator<Uint8Array> {
@@ -148,6 +157,6 @@ export async function parseResponse(source: AsyncIterable<Uint8Array>): Promise<
         await iterator.return?.();
       }
     }
-    return { status: Number(match[1]), headers, body: body() };
+    return { status, headers, body: body() };
   }
 }
