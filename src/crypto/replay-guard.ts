@@ -6,9 +6,9 @@
  *
  * Compact, because the cap must be far above what a host can serve: a key is kept as a 64-bit
  * fingerprint (its first 8 bytes) in typed-array hash sets, one per slice of time, 16–32 bytes a
- * key (the sets are kept at most half full) instead of a hex string in a Map (~120). A whole slice is dropped once all its keys have
- * expired, so a key is kept up to one slice (5 % of the window) longer than it must be, never
- * shorter. A fingerprint can only make the guard stricter: two different keys that share one
+ * key (the sets are kept at most half full) instead of a hex string in a Map (~120). A whole
+ * slice is dropped once all its keys have expired, so a key is kept up to one slice (5 % of the
+ * window) longer than it must be, never shorter. A fingerprint can only make the guard stricter: two different keys that share one
  * (chance 2^-64 per pair for honest keys, which are uniformly random) count as the same, so the
  * later envelope is refused as a replay; sent again, it goes with a fresh key. Slots are chosen
  * by a hash keyed with per-process random seeds, so a sender choosing its keys cannot pile them
@@ -48,7 +48,7 @@ interface Slice {
   /** floor(acceptedMs / sliceMs) of its keys. */
   index: number;
   keys: FingerprintSet;
-  /** Keys per named sender in this slice, given back when the slice is dropped. */
+  /** Keys per named sender in this slice (a sender's share is summed over the live slices). */
   senders: Map<string, number>;
 }
 
@@ -59,11 +59,8 @@ export class ReplayGuard {
   readonly maxEntriesPerSender: number;
   readonly #now: () => number;
   readonly #sliceMs: number;
-  /** Oldest first. */
+  /** Oldest first; at most SLICES_PER_WINDOW + a few, so totals are summed over them. */
   #slices: Slice[] = [];
-  #size = 0;
-  /** Keys held per named sender, across all slices. */
-  readonly #senders = new Map<string, number>();
 
   constructor(options: ReplayGuardOptions = {}) {
     this.windowMs = options.windowMs ?? DEFAULT_REPLAY_WINDOW_MS;
@@ -84,14 +81,15 @@ export class ReplayGuard {
 
   /** Keys remembered now. */
   get size(): number {
-    return this.#size;
+    let size = 0;
+    for (const slice of this.#slices) size += slice.keys.size;
+    return size;
   }
 
   /** True when `key` was accepted and has not been forgotten yet. */
   has(key: Uint8Array, nowMs: number = this.#now()): boolean {
     this.#prune(nowMs);
-    const [high, low] = fingerprint(key);
-    return this.#slices.some((slice) => slice.keys.has(high, low));
+    return this.#holds(fingerprint(key));
   }
 
   /**
@@ -101,14 +99,15 @@ export class ReplayGuard {
    * else's key.
    */
   checkAndRemember(key: Uint8Array, nowMs: number = this.#now(), sender?: string): void {
-    if (this.has(key, nowMs)) {
+    this.#prune(nowMs);
+    const print = fingerprint(key);
+    if (this.#holds(print)) {
       throw new E2EError('replay', 'request envelope was already received (replay)');
     }
-    if (this.#size >= this.maxEntries) {
+    if (this.size >= this.maxEntries) {
       throw new E2EError('overloaded', 'too many recent encrypted requests; try again later');
     }
-    const held = sender === undefined ? 0 : (this.#senders.get(sender) ?? 0);
-    if (held >= this.maxEntriesPerSender) {
+    if (sender !== undefined && this.#heldBy(sender) >= this.maxEntriesPerSender) {
       throw new E2EError('overloaded', 'too many recent encrypted requests from this peer; try again later');
     }
     const index = Math.floor(nowMs / this.#sliceMs);
@@ -118,46 +117,44 @@ export class ReplayGuard {
       slice = { index, keys: new FingerprintSet(), senders: new Map() };
       this.#slices.push(slice);
     }
-    const [high, low] = fingerprint(key);
-    slice.keys.add(high, low);
-    this.#size += 1;
-    if (sender !== undefined) {
-      slice.senders.set(sender, (slice.senders.get(sender) ?? 0) + 1);
-      this.#senders.set(sender, held + 1);
-    }
+    slice.keys.add(print);
+    if (sender !== undefined) slice.senders.set(sender, (slice.senders.get(sender) ?? 0) + 1);
   }
 
   /** Keys `sender` holds now. */
   heldBy(sender: string, nowMs: number = this.#now()): number {
     this.#prune(nowMs);
-    return this.#senders.get(sender) ?? 0;
+    return this.#heldBy(sender);
   }
 
   clear(): void {
     this.#slices = [];
-    this.#size = 0;
-    this.#senders.clear();
+  }
+
+  #holds(print: Fingerprint): boolean {
+    return this.#slices.some((slice) => slice.keys.has(print));
+  }
+
+  #heldBy(sender: string): number {
+    let held = 0;
+    for (const slice of this.#slices) held += slice.senders.get(sender) ?? 0;
+    return held;
   }
 
   /** Drops slices whose every key has expired: accepted by their end, expired a window + skew later. */
   #prune(nowMs: number): void {
-    let drop = 0;
-    for (const slice of this.#slices) {
-      if ((slice.index + 1) * this.#sliceMs + this.windowMs + this.futureSkewMs > nowMs) break;
-      this.#size -= slice.keys.size;
-      for (const [sender, count] of slice.senders) {
-        const left = (this.#senders.get(sender) ?? 0) - count;
-        if (left > 0) this.#senders.set(sender, left);
-        else this.#senders.delete(sender);
-      }
-      drop += 1;
-    }
-    if (drop > 0) this.#slices.splice(0, drop);
+    const expired = this.#slices.findIndex(
+      (slice) => (slice.index + 1) * this.#sliceMs + this.windowMs + this.futureSkewMs > nowMs,
+    );
+    this.#slices.splice(0, expired < 0 ? this.#slices.length : expired);
   }
 }
 
-/** The key's first 8 bytes as two words (the all-zero fingerprint marks empty slots: moved off it). */
-function fingerprint(key: Uint8Array): [number, number] {
+/** A key's first 8 bytes as two words: [high, low]. */
+type Fingerprint = readonly [number, number];
+
+/** The key's fingerprint (the all-zero one marks empty slots, so a key with it is moved off it). */
+function fingerprint(key: Uint8Array): Fingerprint {
   if (key.byteLength < 8) throw new E2EError('invalid_key', 'ephemeral key too short');
   const high = (key[0]! | (key[1]! << 8) | (key[2]! << 16) | (key[3]! << 24)) >>> 0;
   const low = (key[4]! | (key[5]! << 8) | (key[6]! << 16) | (key[7]! << 24)) >>> 0;
@@ -183,7 +180,9 @@ class FingerprintSet {
   #mask = 1023;
   size = 0;
 
-  has(high: number, low: number): boolean {
+  has(print: Fingerprint): boolean {
+    const high = print[0];
+    const low = print[1];
     const slots = this.#slots;
     for (let slot = this.#start(high, low); ; slot = (slot + 1) & this.#mask) {
       const h = slots[2 * slot]!;
@@ -194,7 +193,9 @@ class FingerprintSet {
   }
 
   /** Adds a fingerprint the caller checked is absent. */
-  add(high: number, low: number): void {
+  add(print: Fingerprint): void {
+    const high = print[0];
+    const low = print[1];
     if (2 * (this.size + 1) > this.#mask + 1) this.#grow();
     this.#place(high, low);
     this.size += 1;
