@@ -1,11 +1,12 @@
 /**
- * Routing overhead, side by side in one run (issues #2 and #3): a fast fake OpenAI backend
- * (a process of its own, as a real backend is) called directly, through the local node, through a remote node (E2E encrypted, and plaintext
- * from a client that predates E2E, to the same host), and through a relay. Nodes are real `mesh-llm serve`
- * processes so each one's peak RSS is its own. Every path is warmed up first, then the paths
- * take turns in short blocks (latency, time to first token, then each concurrency level), so
- * the machine's drift is shared instead of landing on whichever path ran last. The CPU column is
- * each node's CPU time (from /proc) per request during the one-at-a-time latency blocks.
+ * Routing overhead, side by side in one run (issues #2 and #3): a fast fake OpenAI backend (a
+ * process of its own, as a real backend is) called directly, through the local node, through a
+ * remote node (E2E encrypted, and plaintext from a client that predates E2E, to the same host), and
+ * through a relay. Nodes are real `mesh-llm serve` processes so each one's peak RSS is its own.
+ * Every path is warmed up first, then the paths take turns in short blocks (latency, time to first
+ * token, then each concurrency level), so the machine's drift is shared instead of landing on
+ * whichever path ran last. The CPU column is each node's CPU time (from /proc) per request during
+ * the one-at-a-time latency blocks.
  *
  *   node bench/mesh-routing.ts [--quick]
  */

@@ -6,13 +6,13 @@
  *
  * Compact, because the cap must be far above what a host can serve: a key is kept as a 64-bit
  * fingerprint (its first 8 bytes) in typed-array hash sets, one per slice of time, 16–32 bytes a
- * key (the sets are kept at most half full) instead of a hex string in a Map (~120). A whole
- * slice is dropped once all its keys have expired, so a key is kept up to one slice (5 % of the
- * window) longer than it must be, never shorter. A fingerprint can only make the guard stricter: two different keys that share one
- * (chance 2^-64 per pair for honest keys, which are uniformly random) count as the same, so the
- * later envelope is refused as a replay; sent again, it goes with a fresh key. Slots are chosen
- * by a hash keyed with per-process random seeds, so a sender choosing its keys cannot pile them
- * into one run of the table.
+ * key (the sets are kept at most half full) instead of a hex string in a Map (~120). A whole slice
+ * is dropped once all its keys have expired, so a key is kept up to one slice (5 % of the window)
+ * longer than it must be, never shorter. A fingerprint can only make the guard stricter: two
+ * different keys that share one (chance 2^-64 per pair for honest keys, which are uniformly random)
+ * count as the same, so the later envelope is refused as a replay; sent again, it goes with a fresh
+ * key. Slots are chosen by a hash keyed with per-process random seeds, so a sender choosing its
+ * keys cannot pile them into one run of the table.
  *
  * One sender (the mesh peer a request came from, when the caller names it) may hold at most
  * `maxEntriesPerSender` (a quarter of the cap by default): a single peer flooding valid

@@ -367,9 +367,10 @@ export interface OpenResponseOptions extends ResponseOpenerOptions {
 }
 
 /**
- * Decrypts a response stream, yielding each data frame's bytes as soon as it is complete
- * (decrypted in place: the source's chunks must not be used elsewhere). The header key is checked against session.hostPublicKey before anything is yielded. Throws
- * E2EError on any violation, including a source that ends without the end frame.
+ * Decrypts a response stream, yielding each data frame's bytes as soon as it is complete (decrypted
+ * in place: the source's chunks must not be used elsewhere). The header key is checked against
+ * session.hostPublicKey before anything is yielded. Throws E2EError on any violation, including a
+ * source that ends without the end frame.
  */
 export async function* openResponse(
   source: AsyncIterable<Uint8Array>,
