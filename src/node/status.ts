@@ -37,7 +37,13 @@ export interface StatusReport {
     addresses: string[];
     policy: { requireEncryption: boolean; requireAttestedHosts: boolean };
     e2e: { enabled: boolean; inferencePublicKey: string | null };
-    attestation: { keyStorage: string | null; keyFingerprint: string | null; statementAt: string | null };
+    attestation: {
+      keyStorage: string | null;
+      keyFingerprint: string | null;
+      /** This host's attestation key (base64), for other operators' pinnedKeys. */
+      publicKey: string | null;
+      statementAt: string | null;
+    };
     posture: SecurityPostureFacts;
   };
   peers: PeerStatus[];
@@ -78,6 +84,7 @@ export function buildStatusReport(input: {
       attestation: {
         keyStorage: self.keyStorage ?? null,
         keyFingerprint: self.keyFingerprint ?? null,
+        publicKey: self.publicKey ?? null,
         statementAt: self.statementAt ?? null,
       },
       posture: input.posture,
