@@ -1,8 +1,8 @@
 import { InvalidRequestError, MeshError } from '../errors.ts';
 import { bodyOf, jsonResponse, type UpstreamResponse } from '../http/exchange.ts';
+import { parseJsonBody } from '../openai/request.ts';
 import { CONSOLE_HEADERS, CONSOLE_HTML } from './console-page.ts';
 import type { IncomingApiRequest, RouteHandler } from './http-server.ts';
-import { parseJsonBody } from './openai-validation.ts';
 
 export interface ConsoleDeps {
   status(): unknown;

@@ -5,7 +5,7 @@ import { DEFAULT_API_PORT, DEFAULT_CONSOLE_PORT, defaultConfig, type NodeConfig 
 import { startMeshNode } from '../../node/mesh-node.ts';
 import { currentPosture } from '../../node/posture.ts';
 import { choiceFlag, parseFlags, portFlag, positiveIntFlag, rejectPositionals } from '../args.ts';
-import type { CliContext } from '../main.ts';
+import type { CliContext } from '../context.ts';
 
 const HELP = `mesh-llm serve [flags]
 
