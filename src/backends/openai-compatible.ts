@@ -6,11 +6,13 @@
 import { Readable, type Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';
-import { ConfigError, UpstreamError } from '../errors.ts';
+import { ConfigError, InvalidRequestError, UpstreamError } from '../errors.ts';
 import type { HeaderMap, UpstreamResponse } from '../http/exchange.ts';
 import { Http1Client } from '../http/http1-client.ts';
 import type { Logger } from '../log.ts';
-import { type OpenAiRequest, serializeOpenAiRequest } from '../openai/request.ts';
+import { errorResponse } from '../openai/errors.ts';
+import type { OpenAiRequest } from '../openai/request.ts';
+import { canonicalRequestBody } from './canonical-body.ts';
 import type { InferenceBackend, ModelInfo } from './types.ts';
 
 export interface OpenAiCompatibleBackendOptions {
@@ -138,14 +140,16 @@ export class OpenAiCompatibleBackend implements InferenceBackend {
     return this.#options.apiKey ? { authorization: `Bearer ${this.#options.apiKey}` } : {};
   }
 
-  /** Sends the request as the client sent it, re-serialized from its validated form (renamed model aside). */
+  /** Sends the request as the client sent it, re-serialized from its validated form with the admitted model. */
   async handle(request: OpenAiRequest, signal: AbortSignal): Promise<UpstreamResponse> {
     const path = request.path;
-    const upstreamModel = this.#options.upstreamModel;
-    const { body } = serializeOpenAiRequest(
-      request,
-      upstreamModel !== undefined ? { ...request.body, model: upstreamModel } : request.body,
-    );
+    let body: Uint8Array;
+    try {
+      body = canonicalRequestBody(request.body, this.#upstreamName);
+    } catch (error) {
+      if (!(error instanceof InvalidRequestError)) throw error;
+      return errorResponse(error);
+    }
     const headers: Record<string, string> = { ...this.#authHeaders(), 'content-type': 'application/json' };
 
     // The answer is parsed (SSE, usage, /v1/responses translation): ask for it uncompressed.
