@@ -194,10 +194,7 @@ export class Router {
       const remote = await this.#options.transport.send(
         candidate.peer.endpointId,
         serializeOpenAiRequest(request),
-        {
-          inferenceKey,
-          signal: options.signal,
-        },
+        { inferenceKey, signal: options.signal, stream: options.stream },
       );
       response = remote;
       route = { host: candidate.peer.endpointId, path: remote.path, encrypted: remote.encrypted, attempts };
