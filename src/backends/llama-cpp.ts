@@ -18,8 +18,9 @@ import {
 import { MeshError, NoCapacityError } from '../errors.ts';
 import { type ApiRequest, jsonResponse, type UpstreamResponse } from '../http/exchange.ts';
 import type { Logger } from '../log.ts';
+import type { GpuLayersChoice } from './llama/gpu-choice.ts';
 import { type LoadedLlamaModel, loadLlamaModel } from './llama/load.ts';
-import type { GpuLayersChoice } from './llama/memory.ts';
+import type { MemoryEstimate } from './llama/memory.ts';
 import { type LlamaRuntime, llamaRuntime } from './llama/runtime.ts';
 import {
   type ChatMessage,
@@ -121,8 +122,15 @@ export class LlamaCppBackend implements InferenceBackend {
           this.#context?.contextSize ?? this.#model?.trainContextSize ?? this.#options.contextSize,
         identityHash: this.#identityHash,
         ready: this.#ready,
+        gpuLayers: this.#loaded?.gpuLayers,
+        layerCount: this.#loaded?.totalLayers,
       },
     ];
+  }
+
+  /** What the memory check estimated for this model; undefined until loaded. */
+  memoryEstimate(): MemoryEstimate | undefined {
+    return this.#loaded?.estimate;
   }
 
   start(): Promise<void> {
