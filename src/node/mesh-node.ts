@@ -2,6 +2,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createConsoleRoutes } from '../api/console-routes.ts';
 import { type ListeningServer, startHttpServer } from '../api/http-server.ts';
+import { withApiIngress } from '../api/ingress-guard.ts';
 import { createOpenAiRoutes } from '../api/openai-routes.ts';
 import { ReplayGuard } from '../crypto/envelope.ts';
 import { InferenceKeyring } from '../crypto/inference-keys.ts';
@@ -20,6 +21,7 @@ import { type HostGate, Router } from '../routing/router.ts';
 import type { AttestationService } from './attestation-service.ts';
 import { startAttestationService } from './attestation-service.ts';
 import type { NodeConfig } from './config.ts';
+import { ensureConsoleCredential } from './console-credential.ts';
 import { createHostSecurity, requireAttestationGate, requireEncryptionGate } from './host-security.ts';
 import { configuredModels, startHosting } from './hosting.ts';
 import { buildStatusReport, type StatusReport } from './status.ts';
@@ -53,6 +55,12 @@ export async function startMeshNode(config: NodeConfig, deps: MeshNodeDeps): Pro
   const logger = deps.logger;
   if (config.client && (configuredModels(config).length > 0 || config.backend)) {
     throw new ConfigError('--client runs no backend: drop --model/--backend or drop --client');
+  }
+  const apiOnLoopback = isLoopbackAddress(config.apiHost);
+  if (!apiOnLoopback && config.apiKeys.length === 0 && !config.insecureNoAuth) {
+    throw new ConfigError(
+      '--listen-all opens the API to the network: give --api-key KEY or --api-keys-file FILE (or --insecure-no-auth to run it open)',
+    );
   }
   await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
   const cleanup: (() => Promise<void> | void)[] = [];
@@ -157,7 +165,10 @@ export async function startMeshNode(config: NodeConfig, deps: MeshNodeDeps): Pro
       host: config.apiHost,
       port: config.apiPort,
       maxBodyBytes: config.maxBodyBytes,
-      handler: createOpenAiRoutes(router),
+      handler: withApiIngress(createOpenAiRoutes(router), {
+        loopbackOnly: apiOnLoopback,
+        apiKeys: config.apiKeys,
+      }),
       logger: logger.child({ component: 'api' }),
     });
     cleanup.push(() => api.close());
@@ -178,7 +189,11 @@ export async function startMeshNode(config: NodeConfig, deps: MeshNodeDeps): Pro
         host: '127.0.0.1',
         port: config.consolePort,
         maxBodyBytes: 64 * 1024,
-        handler: createConsoleRoutes({ status, trust: attestation }),
+        handler: createConsoleRoutes({
+          status,
+          trust: attestation,
+          credential: await ensureConsoleCredential(config.dataDir),
+        }),
         logger: logger.child({ component: 'console' }),
       });
       const server = consoleServer;
@@ -220,6 +235,10 @@ async function runCleanup(steps: (() => Promise<void> | void)[]): Promise<void> 
       // keep stopping the rest
     }
   }
+}
+
+function isLoopbackAddress(host: string): boolean {
+  return host === 'localhost' || host === '::1' || host.startsWith('127.');
 }
 
 function hostForUrl(host: string): string {
