@@ -173,6 +173,9 @@ export class OpenAiCompatibleBackend implements InferenceBackend {
 
   /** The upstream name of a model this backend serves; anything else is refused. */
   #admit(requested: unknown): string {
+    // One model under a name of its own: whatever reached this backend runs as that model.
+    const single = this.#options.modelName;
+    if (single !== undefined) return this.#upstreamName(single);
     if (typeof requested !== 'string' || !this.models().some((m) => m.name === requested)) {
       throw new InvalidRequestError(
         `The model '${String(requested).slice(0, 128)}' is not served by this backend`,
