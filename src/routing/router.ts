@@ -193,6 +193,7 @@ export class Router {
       const remote = await this.#options.transport.send(candidate.peer.endpointId, request, {
         inferenceKey,
         signal: options.signal,
+        stream: options.stream,
       });
       response = remote;
       route = { host: candidate.peer.endpointId, path: remote.path, encrypted: remote.encrypted, attempts };
