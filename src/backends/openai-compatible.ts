@@ -6,13 +6,14 @@
 import { Readable, type Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';
-import { ConfigError, InvalidRequestError, UpstreamError } from '../errors.ts';
-import type { ApiRequest, HeaderMap, UpstreamResponse } from '../http/exchange.ts';
+import { ConfigError, MeshError, ModelNotFoundError, UpstreamError } from '../errors.ts';
+import type { HeaderMap, UpstreamResponse } from '../http/exchange.ts';
 import { Http1Client } from '../http/http1-client.ts';
 import type { Logger } from '../log.ts';
+import { errorResponse } from '../openai/errors.ts';
+import type { OpenAiRequest } from '../openai/request.ts';
 import { canonicalRequestBody } from './canonical-body.ts';
-import { openAiError, routePath } from './openai-wire.ts';
-import { BACKEND_PATHS, type InferenceBackend, type ModelInfo } from './types.ts';
+import type { InferenceBackend, ModelInfo } from './types.ts';
 
 export interface OpenAiCompatibleBackendOptions {
   /** e.g. http://127.0.0.1:8080 or http://127.0.0.1:8080/v1 */
@@ -42,9 +43,6 @@ export interface OpenAiCompatibleBackendOptions {
 const MAX_UPSTREAM_MODELS = 256;
 const MAX_MODEL_NAME_LENGTH = 256;
 const MAX_LISTING_BYTES = 1 << 20;
-
-/** Request headers worth passing on; the client's own credentials for this node are not among them. */
-const FORWARDED_REQUEST_HEADERS = ['content-type', 'accept', 'x-request-id'];
 
 /** Hop-by-hop (RFC 9110 §7.6.1) plus headers that stop being true once the body is decoded. */
 const DROPPED_RESPONSE_HEADERS = new Set([
@@ -177,11 +175,7 @@ export class OpenAiCompatibleBackend implements InferenceBackend {
     const single = this.#options.modelName;
     if (single !== undefined) return this.#upstreamName(single);
     if (typeof requested !== 'string' || !this.models().some((m) => m.name === requested)) {
-      throw new InvalidRequestError(
-        `The model '${String(requested).slice(0, 128)}' is not served by this backend`,
-        'model_not_found',
-        'model',
-      );
+      throw new ModelNotFoundError(String(requested).slice(0, 128));
     }
     return this.#upstreamName(requested);
   }
@@ -207,27 +201,17 @@ export class OpenAiCompatibleBackend implements InferenceBackend {
     return this.#options.apiKey ? { authorization: `Bearer ${this.#options.apiKey}` } : {};
   }
 
-  async handle(request: ApiRequest, signal: AbortSignal): Promise<UpstreamResponse> {
-    const path = routePath(request.path);
-    if (!(BACKEND_PATHS as readonly string[]).includes(path))
-      return openAiError(404, 'not_found', `Unknown path ${path}`);
-    if (request.method.toUpperCase() !== 'POST')
-      return openAiError(405, 'method_not_allowed', `Use POST for ${path}`);
-
+  /** Sends the request as the client sent it, re-serialized from its validated form with the admitted model. */
+  async handle(request: OpenAiRequest, signal: AbortSignal): Promise<UpstreamResponse> {
+    const path = request.path;
     let body: Uint8Array;
     try {
-      body = canonicalRequestBody(request.body, (requested) => this.#admit(requested));
+      body = canonicalRequestBody(request.body, this.#admit(request.body.model));
     } catch (error) {
-      if (!(error instanceof InvalidRequestError)) throw error;
-      return openAiError(error.code === 'model_not_found' ? 404 : 400, error.code, error.message);
+      if (!(error instanceof MeshError)) throw error;
+      return errorResponse(error);
     }
-
-    const headers: Record<string, string> = { ...this.#authHeaders() };
-    for (const name of FORWARDED_REQUEST_HEADERS) {
-      const value = request.headers[name];
-      if (value !== undefined) headers[name] = value;
-    }
-    headers['content-type'] ??= 'application/json';
+    const headers: Record<string, string> = { ...this.#authHeaders(), 'content-type': 'application/json' };
 
     // The answer is parsed (SSE, usage, /v1/responses translation): ask for it uncompressed.
     headers['accept-encoding'] = 'identity';
@@ -236,7 +220,7 @@ export class OpenAiCompatibleBackend implements InferenceBackend {
     try {
       res = await this.#client.request({
         method: 'POST',
-        path: `${this.#pathPrefix}${request.path}`,
+        path: `${this.#pathPrefix}${path}`,
         headers,
         body,
         signal,

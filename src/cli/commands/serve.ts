@@ -14,7 +14,7 @@ import { startMeshNode } from '../../node/mesh-node.ts';
 import { currentPosture } from '../../node/posture.ts';
 import { apiKeysFromFlags } from '../api-keys.ts';
 import { choiceFlag, parseFlags, portFlag, positiveIntFlag, rejectPositionals } from '../args.ts';
-import type { CliContext } from '../main.ts';
+import type { CliContext } from '../context.ts';
 
 const HELP = `mesh-llm serve [flags]
 
