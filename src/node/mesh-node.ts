@@ -4,6 +4,7 @@ import { create } from '@bufbuild/protobuf';
 import { createConsoleRoutes } from '../api/console-routes.ts';
 import { type ListeningServer, startHttpServer } from '../api/http-server.ts';
 import { createOpenAiRoutes } from '../api/openai-routes.ts';
+import { observeDispatch } from '../api/request-metrics.ts';
 import { OpenAiCompatibleBackend } from '../backends/openai-compatible.ts';
 import type { InferenceBackend } from '../backends/types.ts';
 import { ReplayGuard } from '../crypto/envelope.ts';
@@ -16,6 +17,8 @@ import { loadOrCreateIdentity } from '../mesh/identity.ts';
 import { createLibp2pMesh } from '../mesh/libp2p-mesh.ts';
 import type { LocalAnnouncementFields, MeshService, StreamTapEvent } from '../mesh/types.ts';
 import { PROTOCOL_HTTP } from '../mesh/types.ts';
+import { libp2pMetrics } from '../metrics/libp2p.ts';
+import { NodeMetrics } from '../metrics/node-metrics.ts';
 import { NodeRole, ServedModelRuntimeSchema } from '../proto/gen/mesh_pb.js';
 import { createInboundHttpHandler } from '../routing/inbound-http.ts';
 import { RemoteTransport } from '../routing/remote-transport.ts';
@@ -24,7 +27,7 @@ import type { AttestationService } from './attestation-service.ts';
 import { startAttestationService } from './attestation-service.ts';
 import type { NodeConfig } from './config.ts';
 import { createHostSecurity, requireAttestationGate, requireEncryptionGate } from './host-security.ts';
-import { buildStatusReport, type StatusReport } from './status.ts';
+import { buildStatusReport, peerSamples, type StatusReport } from './status.ts';
 import { VERSION } from './version.ts';
 
 export interface MeshNodeDeps {
@@ -42,6 +45,7 @@ export interface MeshNode {
   readonly router: Router;
   readonly apiUrl: string;
   readonly consoleUrl: string | undefined;
+  readonly metrics: NodeMetrics;
   status(): StatusReport;
   stop(): Promise<void>;
 }
@@ -58,6 +62,7 @@ export async function startMeshNode(config: NodeConfig, deps: MeshNodeDeps): Pro
   }
   await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
   const cleanup: (() => Promise<void> | void)[] = [];
+  const metrics = new NodeMetrics();
   try {
     const backends = await startBackends(config, logger);
     cleanup.push(() => Promise.all(backends.map((b) => b.stop())).then(() => undefined));
@@ -81,6 +86,7 @@ export async function startMeshNode(config: NodeConfig, deps: MeshNodeDeps): Pro
       hosting: backends.length > 0,
       inferenceKey: () => keyring?.current().publicKeyBase64,
       logger: logger.child({ component: 'attestation' }),
+      onFailure: (reason) => metrics.attestationFailures.inc({ reason }),
     });
     cleanup.push(() => attestation.stop());
 
@@ -121,6 +127,7 @@ export async function startMeshNode(config: NodeConfig, deps: MeshNodeDeps): Pro
       version: VERSION,
       logger: logger.child({ component: 'mesh' }),
       streamTap: deps.streamTap,
+      metrics: libp2pMetrics(metrics),
     });
     cleanup.push(() => mesh.stop());
     attestation.attach(mesh);
@@ -143,7 +150,11 @@ export async function startMeshNode(config: NodeConfig, deps: MeshNodeDeps): Pro
     const router = new Router({
       backends,
       mesh,
-      transport: new RemoteTransport({ mesh, exchanges }),
+      transport: new RemoteTransport({
+        mesh,
+        exchanges,
+        onE2eFailure: (reason) => metrics.e2eFailures.inc({ reason, side: 'client' }),
+      }),
       security: createHostSecurity(attestation.trust, { e2e: config.e2e }),
       gates,
       logger: logger.child({ component: 'router' }),
@@ -157,6 +168,7 @@ export async function startMeshNode(config: NodeConfig, deps: MeshNodeDeps): Pro
         acceptPlaintext: !config.requireEncryption && !config.requireAttestedHosts,
         maxRequestBytes: config.maxBodyBytes,
         logger: logger.child({ component: 'host' }),
+        onE2eFailure: (reason) => metrics.e2eFailures.inc({ reason, side: 'host' }),
       }),
     );
     await mesh.start();
@@ -164,23 +176,25 @@ export async function startMeshNode(config: NodeConfig, deps: MeshNodeDeps): Pro
     // Remember the mesh (created here or adopted from a token) so a restart stays in it.
     await writeFile(meshIdFile, `${mesh.meshId}\n`, { mode: 0o600 });
 
+    const inference = createOpenAiRoutes(observeDispatch(router, metrics));
     const api: ListeningServer = await startHttpServer({
       host: config.apiHost,
       port: config.apiPort,
       maxBodyBytes: config.maxBodyBytes,
-      handler: createOpenAiRoutes(router),
+      handler: inference,
       logger: logger.child({ component: 'api' }),
     });
     cleanup.push(() => api.close());
 
     const status = () => buildStatusReport({ config, mesh, router, attestation, posture, role });
+    metrics.setPeerSource(() => peerSamples(status()));
     let consoleServer: ListeningServer | undefined;
     if (config.consolePort !== undefined) {
       consoleServer = await startHttpServer({
         host: '127.0.0.1',
         port: config.consolePort,
         maxBodyBytes: 64 * 1024,
-        handler: createConsoleRoutes({ status, trust: attestation }),
+        handler: createConsoleRoutes({ status, trust: attestation, metrics, inference }),
         logger: logger.child({ component: 'console' }),
       });
       const server = consoleServer;
@@ -194,6 +208,7 @@ export async function startMeshNode(config: NodeConfig, deps: MeshNodeDeps): Pro
       router,
       apiUrl: `http://${hostForUrl(config.apiHost)}:${api.port}`,
       consoleUrl: consoleServer ? `http://127.0.0.1:${consoleServer.port}` : undefined,
+      metrics,
       status,
       stop: () => runCleanup(cleanup),
     };

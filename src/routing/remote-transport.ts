@@ -30,15 +30,22 @@ export interface RemoteTransportOptions {
   mesh: Pick<MeshService, 'openStream' | 'openForwardedStream' | 'peers'>;
   /** Key exchanges prepared ahead for hosts this node sends to; absent = made per request. */
   exchanges?: PreparedExchanges;
+  /** Told the E2EError code whenever an answer fails to open (metrics). */
+  onE2eFailure?: (code: string) => void;
 }
 
 export class RemoteTransport {
   readonly #mesh: RemoteTransportOptions['mesh'];
   readonly #exchanges: PreparedExchanges | undefined;
+  readonly #onE2eFailure: (error: unknown) => void;
 
   constructor(options: RemoteTransportOptions) {
     this.#mesh = options.mesh;
     this.#exchanges = options.exchanges;
+    const report = options.onE2eFailure;
+    this.#onE2eFailure = (error) => {
+      if (report && isE2EError(error)) report(error.code);
+    };
   }
 
   async send(target: EndpointId, request: ApiRequest, options: RemoteSendOptions): Promise<RemoteResponse> {
@@ -70,12 +77,15 @@ export class RemoteTransport {
       const response = await parseResponse(source);
       return {
         ...response,
-        body: guardBody(response.body, () => options.signal.removeEventListener('abort', onAbort)),
+        body: guardBody(response.body, this.#onE2eFailure, () =>
+          options.signal.removeEventListener('abort', onAbort),
+        ),
         path,
         encrypted: options.inferenceKey !== undefined,
       };
     } catch (error) {
       options.signal.removeEventListener('abort', onAbort);
+      this.#onE2eFailure(error);
       stream.abort(error instanceof Error ? error : new Error(String(error)));
       throw asUpstreamError(error);
     }
@@ -112,11 +122,13 @@ function asUpstreamError(error: unknown): MeshError {
 /** Maps mid-stream failures to typed errors and runs `cleanup` however the body ends. */
 async function* guardBody(
   source: AsyncIterable<Uint8Array>,
+  onFailure: (error: unknown) => void,
   cleanup: () => void,
 ): AsyncGenerator<Uint8Array> {
   try {
     yield* source;
   } catch (error) {
+    onFailure(error);
     throw asUpstreamError(error);
   } finally {
     cleanup();
