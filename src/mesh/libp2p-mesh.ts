@@ -21,7 +21,14 @@ import {
 } from '../proto/gen/mesh_pb.js';
 import { signAnnouncement } from './announcements.ts';
 import { pipeBoth, toByteStream } from './byte-stream.ts';
-import { type GossipEntry, GossipError, newsFor, requestGossip, respondGossip } from './gossip.ts';
+import {
+  type GossipEntry,
+  GossipError,
+  newsFor,
+  requestGossip,
+  respondGossip,
+  splitGossip,
+} from './gossip.ts';
 import {
   endpointIdFromBytes,
   endpointIdFromPeerId,
@@ -731,10 +738,21 @@ export class Libp2pMesh implements MeshService {
       });
       bytes = toByteStream(stream);
       const member = this.table.get(remote) !== undefined;
-      const ours = member ? (push ?? this.fullSet()) : this.ownSet();
+      // More than one message holds goes in several exchanges, one stream each.
+      const [first, ...rest] = splitGossip(member ? (push ?? this.fullSet()) : this.ownSet());
       // What we hold goes along, so the reply carries only what is new to us.
-      const theirs = await raceTimeout(requestGossip(bytes, ours, this.knownDigests()), GOSSIP_TIMEOUT_MS);
+      const theirs = await raceTimeout(requestGossip(bytes, first!, this.knownDigests()), GOSSIP_TIMEOUT_MS);
       await this.ingestAll(theirs.announcements, remote);
+      for (const batch of rest) {
+        bytes = toByteStream(
+          await this.libp2p.dialProtocol(peerId, PROTOCOL_GOSSIP, { signal, runOnLimitedConnection: true }),
+        );
+        await this.ingestAll(
+          (await raceTimeout(requestGossip(bytes, batch, this.knownDigests()), GOSSIP_TIMEOUT_MS))
+            .announcements,
+          remote,
+        );
+      }
     } catch (err) {
       bytes?.abort(err instanceof Error ? err : new Error(String(err)));
       if (!this.stopping) this.logGossipFailure(remote, err);
@@ -780,8 +798,9 @@ export class Libp2pMesh implements MeshService {
 
   private async ingestAll(list: SignedAnnouncement[], from: EndpointId): Promise<void> {
     let urgent = false;
+    let deferred = 0;
     for (const signed of list) {
-      const result = await this.table.ingest(signed);
+      const result = await this.table.ingest(signed, from);
       if (result.status === 'accepted') {
         if (result.changed) {
           urgent = true;
@@ -797,6 +816,8 @@ export class Libp2pMesh implements MeshService {
         urgent = true;
         this.news.add(result.endpointId);
         this.log.info({ peer: short(result.endpointId) }, 'peer left');
+      } else if (result.reason === 'rate_limited' || result.reason === 'table_full') {
+        deferred++;
       } else if (result.reason !== 'stale_seq' && result.reason !== 'self') {
         this.log.warn(
           {
@@ -808,6 +829,7 @@ export class Libp2pMesh implements MeshService {
         );
       }
     }
+    if (deferred > 0) this.log.debug({ from: short(from), deferred }, 'new origins deferred (gossip bounds)');
     // New peers, leaves and content changes spread at once; plain refreshes wait a heartbeat.
     if (urgent) this.schedulePush();
   }
