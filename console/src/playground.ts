@@ -26,6 +26,15 @@ export function createPlayground(): Playground {
     value: '64',
     'aria-label': 'Max tokens',
   });
+  // Only when the node's API needs a key (--api-key): kept in this page's memory, never stored.
+  const apiKey = h('input', {
+    id: 'pg-key',
+    type: 'password',
+    placeholder: 'API key',
+    'aria-label': 'API key',
+    autocomplete: 'off',
+  });
+  const keyLabel = h('label', { hidden: '' }, 'API key', apiKey);
   const send = h('button', { id: 'pg-send', type: 'button', class: 'primary' }, 'Send');
   const stop = h('button', { id: 'pg-stop', type: 'button', class: 'ghost', disabled: '' }, 'Stop');
   const output = h('div', { id: 'pg-output', class: 'pg-output', 'aria-live': 'polite' });
@@ -41,6 +50,7 @@ export function createPlayground(): Playground {
       { class: 'pg-controls' },
       h('label', null, 'Model', select),
       h('label', null, 'Max tokens', maxTokens),
+      keyLabel,
     ),
     prompt,
     h('div', { class: 'pg-actions' }, send, stop),
@@ -74,7 +84,11 @@ export function createPlayground(): Playground {
     try {
       const res = await fetch('/api/chat', {
         method: 'POST',
-        headers: { 'content-type': 'application/json', accept: 'text/event-stream' },
+        headers: {
+          'content-type': 'application/json',
+          accept: 'text/event-stream',
+          ...(apiKey.value ? { authorization: `Bearer ${apiKey.value}` } : {}),
+        },
         body: JSON.stringify({
           model,
           messages: [{ role: 'user', content: prompt.value }],
@@ -102,6 +116,7 @@ export function createPlayground(): Playground {
           'e2e',
         ),
       ];
+      if (res.status === 401) keyLabel.hidden = false;
       if (!res.ok || !res.body) {
         const body = await res.text();
         let message = `HTTP ${res.status}`;
