@@ -1,10 +1,10 @@
 import { InvalidRequestError, MeshError, UnauthorizedError } from '../errors.ts';
 import { bodyOf, jsonResponse, type UpstreamResponse } from '../http/exchange.ts';
 import type { NodeMetrics } from '../metrics/node-metrics.ts';
+import { parseJsonBody } from '../openai/request.ts';
 import { ConsoleAssets } from './console-assets.ts';
 import type { IncomingApiRequest, RouteHandler } from './http-server.ts';
 import { BearerKeys, requireJsonContentType, requireLoopbackHost } from './ingress-guard.ts';
-import { parseJsonBody } from './openai-validation.ts';
 
 export interface ConsoleDeps {
   status(): { node: { token: string | null } };

@@ -1,7 +1,6 @@
-import type { ApiRequest } from '../http/exchange.ts';
+import type { UpstreamResponse } from '../http/exchange.ts';
 import { label, type NodeMetrics, type RouteLabel } from '../metrics/node-metrics.ts';
-import type { RoutedResponse } from '../routing/router.ts';
-import { errorBody } from './error-response.ts';
+import { errorBody } from '../openai/errors.ts';
 import type { InferenceDispatcher } from './openai-routes.ts';
 
 /** The label for a model the node does not list: a client-chosen string never becomes a label. */
@@ -17,11 +16,11 @@ const MAX_SSE_LINE = 64 * 1024;
 export function observeDispatch(dispatcher: InferenceDispatcher, metrics: NodeMetrics): InferenceDispatcher {
   return {
     listModels: () => dispatcher.listModels(),
-    async dispatch(model, request: ApiRequest, options) {
+    async dispatch(model, request, options) {
       const started = performance.now();
       const name = dispatcher.listModels().some((m) => m.id === model) ? label(model) : UNLISTED_MODEL;
       metrics.inFlight.inc({ model: name });
-      let response: RoutedResponse;
+      let response: UpstreamResponse;
       try {
         response = await dispatcher.dispatch(model, request, options);
       } catch (error) {
@@ -29,7 +28,7 @@ export function observeDispatch(dispatcher: InferenceDispatcher, metrics: NodeMe
         metrics.requests.inc({ model: name, route: 'none', status: String(errorBody(error).status) });
         throw error;
       }
-      const route: RouteLabel = response.route.path;
+      const route = routeLabel(response.headers['x-mesh-path']);
       metrics.requests.inc({ model: name, route, status: String(response.status) });
       return {
         ...response,
@@ -133,4 +132,11 @@ class SseUsage {
   result(): UsageCounts {
     return this.#usage ?? { prompt: 0, completion: this.#contentChunks };
   }
+}
+
+const ROUTES: readonly RouteLabel[] = ['local', 'direct', 'relay', 'forwarded'];
+
+/** The router's x-mesh-path header as a label (anything else: 'none'). */
+function routeLabel(path: string | undefined): RouteLabel {
+  return ROUTES.find((r) => r === path) ?? 'none';
 }

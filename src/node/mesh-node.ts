@@ -161,6 +161,7 @@ export async function startMeshNode(config: NodeConfig, deps: MeshNodeDeps): Pro
       transport: new RemoteTransport({
         mesh,
         exchanges,
+        bounds: config.answerBounds,
         onE2eFailure: (reason) => metrics.e2eFailures.inc({ reason, side: 'client' }),
       }),
       security: createHostSecurity(attestation.trust, { e2e: config.e2e }),

@@ -7,6 +7,7 @@ import type { ApiRequest, UpstreamResponse } from '../http/exchange.ts';
 import { parseResponse, serializeRequest } from '../http/http1.ts';
 import type { ByteStream, EndpointId, MeshService } from '../mesh/types.ts';
 import { PROTOCOL_HTTP } from '../mesh/types.ts';
+import { type AnswerBounds, AnswerWatchdog, boundedBody, DEFAULT_ANSWER_BOUNDS } from './answer-bounds.ts';
 
 export type StreamPath = 'direct' | 'relay' | 'forwarded';
 
@@ -14,6 +15,8 @@ export interface RemoteSendOptions {
   /** The host's inference key from its verified announcement; undefined = plaintext. */
   inferenceKey: Uint8Array | undefined;
   signal: AbortSignal;
+  /** The client streams the answer; otherwise it is buffered and capped at maxAnswerBytes. */
+  stream?: boolean;
 }
 
 export interface RemoteResponse extends UpstreamResponse {
@@ -32,12 +35,15 @@ export interface RemoteTransportOptions {
   exchanges?: PreparedExchanges;
   /** Told the E2EError code whenever an answer fails to open (metrics). */
   onE2eFailure?: (code: string) => void;
+  /** Deadlines and the size cap for answers; defaults in DEFAULT_ANSWER_BOUNDS. */
+  bounds?: Partial<AnswerBounds>;
 }
 
 export class RemoteTransport {
   readonly #mesh: RemoteTransportOptions['mesh'];
   readonly #exchanges: PreparedExchanges | undefined;
   readonly #onE2eFailure: (error: unknown) => void;
+  readonly #bounds: AnswerBounds;
 
   constructor(options: RemoteTransportOptions) {
     this.#mesh = options.mesh;
@@ -46,12 +52,15 @@ export class RemoteTransport {
     this.#onE2eFailure = (error) => {
       if (report && isE2EError(error)) report(error.code);
     };
+    this.#bounds = { ...DEFAULT_ANSWER_BOUNDS, ...options.bounds };
   }
 
   async send(target: EndpointId, request: ApiRequest, options: RemoteSendOptions): Promise<RemoteResponse> {
     const { stream, path } = await this.#open(target, options.signal);
     const onAbort = () => stream.abort(new Error('request cancelled'));
     options.signal.addEventListener('abort', onAbort, { once: true });
+    // A host that never answers, or stalls, is cut off (and the router tries the next one).
+    const watchdog = new AnswerWatchdog(this.#bounds, (error) => stream.abort(error));
     try {
       let source: AsyncIterable<Uint8Array> = stream.source;
       const key = options.inferenceKey;
@@ -75,19 +84,25 @@ export class RemoteTransport {
         setImmediate(() => exchanges.prepare(key));
       }
       const response = await parseResponse(source);
+      const maxBytes = options.stream === true ? Number.POSITIVE_INFINITY : this.#bounds.maxAnswerBytes;
       return {
         ...response,
-        body: guardBody(response.body, this.#onE2eFailure, () =>
-          options.signal.removeEventListener('abort', onAbort),
+        body: guardBody(
+          boundedBody(response.body, watchdog, maxBytes),
+          stream,
+          watchdog,
+          this.#onE2eFailure,
+          () => options.signal.removeEventListener('abort', onAbort),
         ),
         path,
         encrypted: options.inferenceKey !== undefined,
       };
     } catch (error) {
+      watchdog.stop();
       options.signal.removeEventListener('abort', onAbort);
       this.#onE2eFailure(error);
       stream.abort(error instanceof Error ? error : new Error(String(error)));
-      throw asUpstreamError(error);
+      throw watchdog.error() ?? asUpstreamError(error);
     }
   }
 
@@ -119,9 +134,14 @@ function asUpstreamError(error: unknown): MeshError {
   return new UpstreamError(describeError(error), 'upstream_failed', { cause: error });
 }
 
-/** Maps mid-stream failures to typed errors and runs `cleanup` however the body ends. */
+/**
+ * Maps mid-stream failures to typed errors (a deadline that fired says so), resets the stream
+ * when the answer fails, and runs `cleanup` however the body ends.
+ */
 async function* guardBody(
   source: AsyncIterable<Uint8Array>,
+  stream: ByteStream,
+  watchdog: AnswerWatchdog,
   onFailure: (error: unknown) => void,
   cleanup: () => void,
 ): AsyncGenerator<Uint8Array> {
@@ -129,8 +149,10 @@ async function* guardBody(
     yield* source;
   } catch (error) {
     onFailure(error);
-    throw asUpstreamError(error);
+    stream.abort(error instanceof Error ? error : new Error(String(error)));
+    throw watchdog.error() ?? asUpstreamError(error);
   } finally {
+    watchdog.stop();
     cleanup();
   }
 }
