@@ -8,6 +8,7 @@ import { hostedModels, type Router } from '../routing/router.ts';
 import type { AttestationService, PeerAttestationStatus } from './attestation-service.ts';
 import type { NodeConfig } from './config.ts';
 import { advertisedInferenceKey } from './host-security.ts';
+import type { HostingStatus } from './hosting.ts';
 import { VERSION } from './version.ts';
 
 export interface PeerStatus {
@@ -25,6 +26,16 @@ export interface PeerStatus {
   posture: SecurityPostureFacts | null;
   /** Whether this node's policy refuses to send this host requests (never for non-hosts). */
   policy: { refused: boolean; reason: string | null };
+  /** What the peer announced about its machine (hosts only). */
+  hardware: PeerHardware | null;
+}
+
+export interface PeerHardware {
+  gpuKind: string;
+  gpuNames: string[];
+  vramBytes: number;
+  memoryBytes: number;
+  cpuCores: number;
 }
 
 export interface StatusReport {
@@ -48,6 +59,8 @@ export interface StatusReport {
       statementAt: string | null;
     };
     posture: SecurityPostureFacts;
+    /** GPU, memory, CPU and the hosted models' runtime; null on a node that hosts nothing. */
+    hosting: HostingStatus | null;
   };
   peers: PeerStatus[];
 }
@@ -64,6 +77,7 @@ export function buildStatusReport(input: {
   attestation: AttestationService;
   posture: SecurityPostureFacts;
   role: NodeRole;
+  hosting?: () => HostingStatus;
 }): StatusReport {
   const { config, mesh, router, attestation } = input;
   const self = attestation.selfStatus();
@@ -91,6 +105,7 @@ export function buildStatusReport(input: {
         statementAt: self.statementAt ?? null,
       },
       posture: input.posture,
+      hosting: input.hosting?.() ?? null,
     },
     peers: mesh.peers().map((peer) => {
       const a = peer.announcement;
@@ -109,6 +124,15 @@ export function buildStatusReport(input: {
         attestation: attestation.peerStatus(peer.endpointId) ?? null,
         posture: a.securityPosture ? postureFromProto(a.securityPosture) : null,
         policy: policyVerdict(router, peer),
+        hardware: a.hardware
+          ? {
+              gpuKind: a.hardware.gpuKind,
+              gpuNames: a.hardware.gpuNames,
+              vramBytes: Number(a.vramBytes),
+              memoryBytes: Number(a.hardware.memoryBytes),
+              cpuCores: a.hardware.cpuCores,
+            }
+          : null,
       };
     }),
   };
