@@ -9,6 +9,7 @@ export type ErrorKind =
   | 'method_not_allowed' // 405
   | 'too_large' // 413
   | 'no_capacity' // 503
+  | 'busy' // 429 with Retry-After: every host is full and the wait for one ran out
   | 'policy_refused' // 503, with a specific code (no_attested_host, no_encrypted_host)
   | 'upstream_failed' // 502
   | 'upstream_timeout' // 504
@@ -50,6 +51,15 @@ export class BodyTooLargeError extends MeshError {
 export class NoCapacityError extends MeshError {
   constructor(message: string, code = 'no_capacity') {
     super('no_capacity', code, message);
+  }
+}
+
+/** Every host of the model stayed full for the whole bounded wait (or the wait queue is full). */
+export class AllHostsBusyError extends MeshError {
+  readonly retryAfterSeconds: number;
+  constructor(message: string, retryAfterSeconds: number) {
+    super('busy', 'all_hosts_busy', message);
+    this.retryAfterSeconds = retryAfterSeconds;
   }
 }
 

@@ -1,4 +1,4 @@
-import { type ErrorKind, InvalidRequestError, MeshError } from '../errors.ts';
+import { AllHostsBusyError, type ErrorKind, InvalidRequestError, MeshError } from '../errors.ts';
 import { jsonResponse, type UpstreamResponse } from '../http/exchange.ts';
 
 /** The one place where typed errors become HTTP statuses and OpenAI error bodies. */
@@ -8,6 +8,7 @@ const STATUS: Record<ErrorKind, number> = {
   method_not_allowed: 405,
   too_large: 413,
   no_capacity: 503,
+  busy: 429,
   policy_refused: 503,
   upstream_failed: 502,
   upstream_timeout: 504,
@@ -20,6 +21,7 @@ const TYPE: Record<ErrorKind, string> = {
   method_not_allowed: 'invalid_request_error',
   too_large: 'invalid_request_error',
   no_capacity: 'server_error',
+  busy: 'server_error',
   policy_refused: 'policy_error',
   upstream_failed: 'server_error',
   upstream_timeout: 'server_error',
@@ -53,7 +55,9 @@ export function errorBody(error: unknown): { status: number; body: OpenAiErrorBo
 
 export function errorResponse(error: unknown): UpstreamResponse {
   const { status, body } = errorBody(error);
-  return jsonResponse(status, body);
+  const headers: Record<string, string> = {};
+  if (error instanceof AllHostsBusyError) headers['retry-after'] = String(error.retryAfterSeconds);
+  return jsonResponse(status, body, headers);
 }
 
 /** An SSE event carrying an error, for a stream that already started when the failure came. */

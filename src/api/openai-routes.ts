@@ -1,6 +1,6 @@
 import { MeshError, ModelNotFoundError, UpstreamError } from '../errors.ts';
 import { type ApiRequest, jsonResponse, readAll, type UpstreamResponse } from '../http/exchange.ts';
-import type { ModelListing, RoutedResponse } from '../routing/router.ts';
+import type { DispatchOptions, ModelListing, RoutedResponse } from '../routing/router.ts';
 import type { IncomingApiRequest, RouteHandler } from './http-server.ts';
 import {
   parseJsonBody,
@@ -14,14 +14,13 @@ import { chatToResponse, responsesToChat, translateChatStreamToResponses } from 
 /** What the OpenAI routes need from the node: the model list and a way to run a request. */
 export interface InferenceDispatcher {
   listModels(): ModelListing[];
-  dispatch(
-    model: string,
-    request: ApiRequest,
-    options: { stream: boolean; signal: AbortSignal },
-  ): Promise<RoutedResponse>;
+  dispatch(model: string, request: ApiRequest, options: DispatchOptions): Promise<RoutedResponse>;
 }
 
-const PASS_THROUGH: Record<string, (body: unknown) => { model: string; stream?: boolean }> = {
+const PASS_THROUGH: Record<
+  string,
+  (body: unknown) => { model: string; stream?: boolean; messages?: readonly unknown[] }
+> = {
   '/v1/chat/completions': validateChatCompletion,
   '/v1/completions': validateCompletion,
   '/v1/embeddings': validateEmbeddings,
@@ -50,6 +49,7 @@ export function createOpenAiRoutes(dispatcher: InferenceDispatcher): RouteHandle
       return dispatcher.dispatch(body.model, jsonPost(path, bytes), {
         stream: body.stream === true,
         signal: request.signal,
+        messages: body.messages,
       });
     }
     if (path === '/v1/responses') {
@@ -68,6 +68,7 @@ async function serveResponses(dispatcher: InferenceDispatcher, request: Incoming
   const upstream = await dispatcher.dispatch(chat.model, jsonPost('/v1/chat/completions', chatBytes), {
     stream: chat.stream === true,
     signal: request.signal,
+    messages: chat.messages,
   });
   const routeHeaders = Object.fromEntries(
     Object.entries(upstream.headers).filter(([name]) => name.startsWith('x-mesh-')),

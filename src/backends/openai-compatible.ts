@@ -25,9 +25,17 @@ export interface OpenAiCompatibleBackendOptions {
   logger: Logger;
   /** For the health probe and /v1/models only; requests go over Http1Client. */
   fetch?: typeof fetch;
+  /**
+   * Requests the upstream runs at once; default: its `/props` `total_slots` (llama-server) when
+   * it answers at start, else 4.
+   */
+  slots?: number;
   /** Health probe timeout. Default 2000 ms. */
   healthTimeoutMs?: number;
 }
+
+/** Slots assumed for an upstream that states none (llama-server's and Ollama's usual default). */
+const DEFAULT_SLOTS = 4;
 
 /** Request headers worth passing on; the client's own credentials for this node are not among them. */
 const FORWARDED_REQUEST_HEADERS = ['content-type', 'accept', 'x-request-id'];
@@ -76,6 +84,7 @@ export class OpenAiCompatibleBackend implements InferenceBackend {
   readonly #log: Logger;
   #ready = false;
   #contextLength: number | undefined;
+  #slots: number | undefined;
 
   constructor(options: OpenAiCompatibleBackendOptions) {
     this.#options = options;
@@ -90,7 +99,14 @@ export class OpenAiCompatibleBackend implements InferenceBackend {
   }
 
   models(): ModelInfo[] {
-    return [{ name: this.modelName, contextLength: this.#contextLength, ready: this.#ready }];
+    return [
+      {
+        name: this.modelName,
+        contextLength: this.#contextLength,
+        ready: this.#ready,
+        slots: this.#options.slots ?? this.#slots ?? DEFAULT_SLOTS,
+      },
+    ];
   }
 
   /**
@@ -104,6 +120,18 @@ export class OpenAiCompatibleBackend implements InferenceBackend {
       this.#contextLength = contextLengthFrom(await models.json().catch(() => undefined), this.#upstreamName);
     } else {
       this.#log.warn({ url: this.#base }, 'OpenAI-compatible backend not reachable yet');
+    }
+    if (this.#options.slots === undefined && models?.ok) {
+      const props = await this.#probe('/props');
+      const total = props?.ok
+        ? ((await props.json().catch(() => undefined)) as { total_slots?: unknown })
+        : undefined;
+      if (
+        typeof total?.total_slots === 'number' &&
+        Number.isInteger(total.total_slots) &&
+        total.total_slots > 0
+      )
+        this.#slots = total.total_slots;
     }
   }
 

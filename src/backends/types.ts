@@ -7,6 +7,8 @@ export interface ModelInfo {
   /** Stable identity of the weights (e.g. SHA-256 of the GGUF header+size), when known. */
   identityHash?: string;
   ready: boolean;
+  /** Requests it runs at once (llama.cpp sequences, the upstream server's parallel slots). */
+  slots?: number;
 }
 
 /** Where prompt plaintext is processed: inside this hardened process, or in a separate server. */

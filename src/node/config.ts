@@ -21,7 +21,7 @@ export interface NodeConfig {
   reachableOnlyViaRelay: boolean;
   client: boolean;
   model?: { path: string; name?: string; contextSize?: number; threads?: number; parallel?: number };
-  backend?: { url: string; model: string; apiKey?: string };
+  backend?: { url: string; model: string; apiKey?: string; slots?: number };
   requireEncryption: boolean;
   requireAttestedHosts: boolean;
   attestationPolicyPath?: string;
@@ -35,6 +35,9 @@ export interface NodeConfig {
   maxBodyBytes: number;
   mdns: boolean;
   logFormat: LogFormat;
+  /** When every host of a model is full: how long a request may wait, and how many may. */
+  queueTimeoutMs: number;
+  maxQueued: number;
 }
 
 export const DEFAULT_API_PORT = 9337;
@@ -68,6 +71,8 @@ export function defaultConfig(overrides: Partial<NodeConfig> = {}): NodeConfig {
     maxBodyBytes: DEFAULT_MAX_BODY_BYTES,
     mdns: false,
     logFormat: 'pretty',
+    queueTimeoutMs: 30_000,
+    maxQueued: 256,
     ...overrides,
   };
 }

@@ -16,8 +16,10 @@ import { loadOrCreateIdentity } from '../mesh/identity.ts';
 import { createLibp2pMesh } from '../mesh/libp2p-mesh.ts';
 import type { LocalAnnouncementFields, MeshService, StreamTapEvent } from '../mesh/types.ts';
 import { PROTOCOL_HTTP } from '../mesh/types.ts';
-import { NodeRole, ServedModelRuntimeSchema } from '../proto/gen/mesh_pb.js';
+import { ModelCapacitySchema, NodeRole, ServedModelRuntimeSchema } from '../proto/gen/mesh_pb.js';
+import { CapacityQueue } from '../routing/capacity-queue.ts';
 import { createInboundHttpHandler } from '../routing/inbound-http.ts';
+import { LoadPublisher, LoadSubscriptions, PROTOCOL_LOAD } from '../routing/load-reports.ts';
 import { RemoteTransport } from '../routing/remote-transport.ts';
 import { type HostGate, Router } from '../routing/router.ts';
 import type { AttestationService } from './attestation-service.ts';
@@ -100,6 +102,12 @@ export async function startMeshNode(config: NodeConfig, deps: MeshNodeDeps): Pro
           }),
         ),
       ),
+      modelCapacity: backends.flatMap((b) =>
+        b
+          .models()
+          .filter((m) => m.slots !== undefined)
+          .map((m) => create(ModelCapacitySchema, { modelName: m.name, slots: m.slots })),
+      ),
       inferencePublicKey: keyring?.current().publicKeyBase64,
       securityPosture: attestation.postureProto(),
       hardwareAttestationBlob: attestation.statementBlob(),
@@ -147,7 +155,23 @@ export async function startMeshNode(config: NodeConfig, deps: MeshNodeDeps): Pro
       security: createHostSecurity(attestation.trust, { e2e: config.e2e }),
       gates,
       logger: logger.child({ component: 'router' }),
+      queue: new CapacityQueue({ maxWaiting: config.maxQueued, timeoutMs: config.queueTimeoutMs }),
     });
+    cleanup.push(() => router.queue.close());
+
+    // Pooling: hosts stream their load to whoever follows them; this node follows every host.
+    const loadLog = logger.child({ component: 'load' });
+    if (backends.length > 0) {
+      const publisher = new LoadPublisher({
+        snapshot: () => router.localLoad.snapshot(),
+        onChange: (listener) => router.localLoad.onChange(listener),
+        logger: loadLog,
+      });
+      publisher.start();
+      cleanup.push(() => publisher.stop());
+      mesh.handle(PROTOCOL_LOAD, (stream) => publisher.serve(stream));
+    }
+    const subscriptions = new LoadSubscriptions({ mesh, board: router.load, logger: loadLog });
 
     mesh.handle(
       PROTOCOL_HTTP,
@@ -160,6 +184,8 @@ export async function startMeshNode(config: NodeConfig, deps: MeshNodeDeps): Pro
       }),
     );
     await mesh.start();
+    subscriptions.start();
+    cleanup.push(() => subscriptions.stop());
     for (const token of config.join) await mesh.join(token);
     // Remember the mesh (created here or adopted from a token) so a restart stays in it.
     await writeFile(meshIdFile, `${mesh.meshId}\n`, { mode: 0o600 });
@@ -236,6 +262,7 @@ async function startBackends(config: NodeConfig, logger: Logger): Promise<Infere
         baseUrl: config.backend.url,
         modelName: config.backend.model,
         apiKey: config.backend.apiKey,
+        slots: config.backend.slots,
         logger: logger.child({ component: 'backend' }),
       }),
     );

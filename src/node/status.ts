@@ -2,7 +2,7 @@ import { postureFromProto } from '../hardening/posture.ts';
 import type { SecurityPostureFacts } from '../hardening/types.ts';
 import type { MeshService } from '../mesh/types.ts';
 import { NodeRole } from '../proto/gen/mesh_pb.js';
-import { hostedModels, type Router } from '../routing/router.ts';
+import { hostedModels, type ModelPool, type Router } from '../routing/router.ts';
 import type { AttestationService, PeerAttestationStatus } from './attestation-service.ts';
 import type { NodeConfig } from './config.ts';
 import { advertisedInferenceKey } from './host-security.ts';
@@ -39,6 +39,8 @@ export interface StatusReport {
     posture: SecurityPostureFacts;
   };
   peers: PeerStatus[];
+  /** Pooling, per model: every host with its slots and load as this node sees them. */
+  models: ModelPool[];
 }
 
 export function roleName(role: NodeRole): string {
@@ -98,5 +100,6 @@ export function buildStatusReport(input: {
         posture: a.securityPosture ? postureFromProto(a.securityPosture) : null,
       };
     }),
+    models: router.pools(),
   };
 }

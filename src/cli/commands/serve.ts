@@ -31,6 +31,9 @@ const HELP = `mesh-llm serve [flags]
   --attestation-policy FILE  minimum tier, required posture, allowed hashes, pinned keys (JSON)
   --attestation-key KIND     auto | tpm2 | secure-enclave | software (default auto)
   --threads N                llama.cpp threads          --ctx-size N   context size
+  --slots N                  requests the backend runs at once (llama.cpp sequences, default 4;
+                             --backend: its /props total_slots, else 4); advertised to the mesh
+  --queue-wait S             when every host is full, wait up to S seconds (default 30), then 429
   --log-format pretty|json   log output (default pretty)
   --allow-unsafe-env         do not re-execute when started with LD_PRELOAD/NODE_OPTIONS (posture says so)`;
 
@@ -57,6 +60,8 @@ const FLAGS = {
   'attestation-key': { type: 'string' },
   threads: { type: 'string' },
   'ctx-size': { type: 'string' },
+  slots: { type: 'string' },
+  'queue-wait': { type: 'string' },
   'log-format': { type: 'string' },
   'allow-unsafe-env': { type: 'boolean' },
   // For tests, the demo and benchmarks: emulate a NAT'd node, a pre-E2E node, a fast heartbeat,
@@ -85,6 +90,8 @@ export function serveConfigFromArgs(args: string[]): NodeConfig | undefined {
   }
   const threads = positiveIntFlag(values.threads, '--threads');
   const contextSize = positiveIntFlag(values['ctx-size'], '--ctx-size');
+  const slots = positiveIntFlag(values.slots, '--slots');
+  const queueWait = positiveIntFlag(values['queue-wait'], '--queue-wait');
   const base = defaultConfig();
   return defaultConfig({
     dataDir: values['data-dir'] ? resolve(values['data-dir']) : base.dataDir,
@@ -101,10 +108,15 @@ export function serveConfigFromArgs(args: string[]): NodeConfig | undefined {
     reachableOnlyViaRelay: values['reachable-only-via-relay'] ?? false,
     client: values.client ?? false,
     model: values.model
-      ? { path: resolve(values.model), name: values['model-name'], threads, contextSize }
+      ? { path: resolve(values.model), name: values['model-name'], threads, contextSize, parallel: slots }
       : undefined,
     backend: values.backend
-      ? { url: values.backend, model: values['backend-model']!, apiKey: process.env.MESH_LLM_BACKEND_API_KEY }
+      ? {
+          url: values.backend,
+          model: values['backend-model']!,
+          apiKey: process.env.MESH_LLM_BACKEND_API_KEY,
+          slots,
+        }
       : undefined,
     requireEncryption: values['require-encryption'] ?? false,
     requireAttestedHosts: values['require-attested-hosts'] ?? false,
@@ -115,6 +127,7 @@ export function serveConfigFromArgs(args: string[]): NodeConfig | undefined {
       ['auto', 'tpm2', 'secure-enclave', 'software'] as const,
       'auto',
     ),
+    queueTimeoutMs: queueWait === undefined ? base.queueTimeoutMs : queueWait * 1000,
     e2e: !values['no-e2e'],
     heartbeatMs: positiveIntFlag(values['heartbeat-ms'], '--heartbeat-ms') ?? base.heartbeatMs,
     attestationRefreshMs:
