@@ -28,6 +28,8 @@ export class CapacityQueue {
   readonly #recheckMs: number;
   readonly #queues = new Map<string, Waiter[]>();
   #waiting = 0;
+  #notifying = false;
+  #again = false;
   #timer: NodeJS.Timeout | undefined;
 
   constructor(options: CapacityQueueOptions = {}) {
@@ -95,8 +97,28 @@ export class CapacityQueue {
     });
   }
 
-  /** Capacity may have freed somewhere: serve waiters in order while their `take` succeeds. */
+  /**
+   * Capacity may have freed somewhere: serve waiters in order while their `take` succeeds. A
+   * `take` that itself causes a notify (taking a place is a load change) is not re-entered: the
+   * pass runs again once this one ends.
+   */
   notify(): void {
+    if (this.#notifying) {
+      this.#again = true;
+      return;
+    }
+    this.#notifying = true;
+    try {
+      do {
+        this.#again = false;
+        this.#serve();
+      } while (this.#again);
+    } finally {
+      this.#notifying = false;
+    }
+  }
+
+  #serve(): void {
     for (const [model, list] of this.#queues) {
       while (list.length > 0) {
         const head = list[0]!;

@@ -1,5 +1,6 @@
 import type { InferenceBackend } from '../backends/types.ts';
 import {
+  AllHostsBusyError,
   describeError,
   MeshError,
   ModelNotFoundError,
@@ -81,7 +82,7 @@ type Candidate = { kind: 'local'; backend: InferenceBackend } | { kind: 'remote'
 type Ticket = (served: boolean) => void;
 
 interface Placement {
-  order: HostView<Candidate>[];
+  view: HostView<Candidate>;
   ticket: Ticket;
 }
 
@@ -219,17 +220,23 @@ export class Router {
     }
     const keys = options.messages ? conversationKeys(model, options.messages) : undefined;
     const affinity = keys ? this.affinity.lookup(keys) : undefined;
-    const placed = await this.queue.acquire(model, () => this.#place(model, affinity), options.signal);
-    const { order } = placed;
+    // Each attempt is placed afresh (free slot first, else wait): a host that failed or was
+    // full is not tried again for this request.
+    const tried = new Set<string>();
     let lastFailure: unknown;
     let lastRetryable: RoutedResponse | undefined;
-    for (const [index, view] of order.entries()) {
-      const ticket = index === 0 ? placed.ticket : this.#take(view, model);
-      if (options.signal.aborted) {
-        ticket(false);
-        break;
+    for (let attempts = 1; !options.signal.aborted; attempts++) {
+      let placed: Placement | 'exhausted';
+      try {
+        placed = await this.queue.acquire(model, () => this.#place(model, affinity, tried), options.signal);
+      } catch (error) {
+        // Out of waiting after a host already answered: that answer says more than a 429.
+        if (lastRetryable && error instanceof AllHostsBusyError) return lastRetryable;
+        throw error;
       }
-      const attempts = index + 1;
+      if (placed === 'exhausted') break;
+      const { view, ticket } = placed;
+      tried.add(view.id);
       let response: RoutedResponse;
       try {
         response = await this.#attempt(view.host, request, options, attempts);
@@ -245,9 +252,8 @@ export class Router {
       if (NO_CAPACITY_STATUS.has(response.status) && !view.local) {
         this.load.passOver(view.id, model, this.#passOverMs(response.headers['retry-after']));
       }
-      if (RETRYABLE_STATUS.has(response.status) && index < order.length - 1) {
+      if (RETRYABLE_STATUS.has(response.status)) {
         ticket(false);
-        await discard(response.body);
         if (lastRetryable) await discard(lastRetryable.body);
         lastRetryable = response;
         this.#options.logger.warn(
@@ -271,17 +277,27 @@ export class Router {
   }
 
   /**
-   * The hosts in the order to try them, with a place taken on the first, or undefined when
-   * every host is full (the request then waits in the queue). Runs synchronously, so places
-   * taken one after another see each other.
+   * The host to try next, with a place taken on it; undefined when every host not yet tried is
+   * full (the request then waits in the queue); 'exhausted' when every host was tried. Runs
+   * synchronously, so places taken one after another see each other.
    */
-  #place(model: string, affinity: string | undefined): Placement | undefined {
+  #place(
+    model: string,
+    affinity: string | undefined,
+    tried: ReadonlySet<string>,
+  ): Placement | 'exhausted' | undefined {
     const { candidates } = this.#candidates(model);
-    if (candidates.length === 0) throw new NoCapacityError(`Every host of '${model}' has left the mesh`);
-    const views = candidates.map((candidate) => this.#view(candidate, model));
+    const views = candidates
+      .map((candidate) => this.#view(candidate, model))
+      .filter((view) => !tried.has(view.id));
+    if (views.length === 0) {
+      if (tried.size > 0) return 'exhausted';
+      throw new NoCapacityError(`Every host of '${model}' has left the mesh`);
+    }
     const { order, free } = orderHosts(views, { affinity, random: this.#options.random });
     if (!free) return undefined;
-    return { order, ticket: this.#take(order[0]!, model) };
+    const view = order[0]!;
+    return { view, ticket: this.#take(view, model) };
   }
 
   #view(candidate: Candidate, model: string): HostView<Candidate> {

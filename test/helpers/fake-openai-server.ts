@@ -22,6 +22,8 @@ export interface FakeOpenAiOptions {
    * GET /props then reports it as `total_slots`.
    */
   slots?: number;
+  /** With `slots`: answer 429 (with Retry-After) instead of queueing when every slot is busy. */
+  rejectWhenFull?: boolean;
   /** Called with each parsed POST body (and where it went), before answering. */
   onRequest?: (body: unknown, info: { path: string; headers: IncomingMessage['headers'] }) => void;
 }
@@ -64,7 +66,10 @@ export async function startFakeOpenAi(options: FakeOpenAiOptions = {}): Promise<
       start();
     };
     if (active < slots && waiting.length === 0) run();
-    else waiting.push(run);
+    else if (options.rejectWhenFull) {
+      res.setHeader('retry-after', '1');
+      sendError(res, 429, 'no_capacity', 'Every slot is busy');
+    } else waiting.push(run);
   };
   const next = () => {
     if (active < slots) waiting.shift()?.();

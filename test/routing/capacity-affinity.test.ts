@@ -155,3 +155,28 @@ describe('load report wire format', () => {
     );
   });
 });
+
+describe('capacity queue re-entrancy', () => {
+  test('a take that notifies again is not run twice for the same waiter', async () => {
+    const queue = new CapacityQueue({ timeoutMs: 5_000 });
+    let free = 0;
+    let taken = 0;
+    const take = () => {
+      if (free === 0) return undefined;
+      free--;
+      taken++;
+      queue.notify(); // taking a place is a load change, as LocalLoad.begin reports it
+      return 'slot';
+    };
+    const waiters = [1, 2].map(() => queue.acquire('m', take, new AbortController().signal));
+    free = 1;
+    queue.notify();
+    assert.equal(await waiters[0], 'slot');
+    assert.equal(taken, 1, 'one place taken for one waiter');
+    assert.equal(queue.waitingFor('m'), 1);
+    free = 1;
+    queue.notify();
+    assert.equal(await waiters[1], 'slot');
+    assert.equal(taken, 2);
+  });
+});
