@@ -1,15 +1,18 @@
 /**
  * Typed errors shared by every layer. Each carries a stable `code`; the mapping to
- * HTTP statuses and OpenAI error shapes lives in one place: src/api/error-response.ts.
+ * HTTP statuses and OpenAI error shapes lives in one place: src/openai/errors.ts.
  * Messages must never contain prompt text, completions, keys or tokens.
  */
 export type ErrorKind =
   | 'invalid_request' // 400
+  | 'unauthorized' // 401, a missing or wrong API key / console credential
+  | 'forbidden' // 403, e.g. a Host header this server does not answer to
   | 'not_found' // 404
   | 'method_not_allowed' // 405
   | 'too_large' // 413
+  | 'unsupported_media_type' // 415
+  | 'rate_limited' // 429
   | 'no_capacity' // 503
-  | 'busy' // 429 with Retry-After: every host is full and the wait for one ran out
   | 'policy_refused' // 503, with a specific code (no_attested_host, no_encrypted_host)
   | 'upstream_failed' // 502
   | 'upstream_timeout' // 504
@@ -54,15 +57,6 @@ export class NoCapacityError extends MeshError {
   }
 }
 
-/** Every host of the model stayed full for the whole bounded wait (or the wait queue is full). */
-export class AllHostsBusyError extends MeshError {
-  readonly retryAfterSeconds: number;
-  constructor(message: string, retryAfterSeconds: number) {
-    super('busy', 'all_hosts_busy', message);
-    this.retryAfterSeconds = retryAfterSeconds;
-  }
-}
-
 /** A security policy refused every candidate host. `code` is e.g. no_attested_host. */
 export class PolicyRefusedError extends MeshError {
   constructor(code: string, message: string) {
@@ -80,6 +74,32 @@ export class UpstreamError extends MeshError {
 export class UpstreamTimeoutError extends MeshError {
   constructor(message: string) {
     super('upstream_timeout', 'upstream_timeout', message);
+  }
+}
+
+/** The request lacks a valid credential (API key or console credential). */
+export class UnauthorizedError extends MeshError {
+  constructor(message: string, code = 'invalid_api_key') {
+    super('unauthorized', code, message);
+  }
+}
+
+/** A sender exceeded a per-peer or global budget; others are still served. */
+export class RateLimitedError extends MeshError {
+  constructor(message: string, code = 'rate_limited') {
+    super('rate_limited', code, message);
+  }
+}
+
+/**
+ * Every host of the model stayed full for the whole bounded wait (or the wait queue is full):
+ * 429 with a Retry-After hint.
+ */
+export class AllHostsBusyError extends RateLimitedError {
+  readonly retryAfterSeconds: number;
+  constructor(message: string, retryAfterSeconds: number) {
+    super(message, 'all_hosts_busy');
+    this.retryAfterSeconds = retryAfterSeconds;
   }
 }
 

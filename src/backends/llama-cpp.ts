@@ -3,42 +3,40 @@
  * process. One context with `parallel` sequences serves concurrent requests; more wait in a
  * bounded queue. Chat prompts go through the model's own chat template (from the GGUF).
  */
-import { createHash, randomUUID } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { stat } from 'node:fs/promises';
+import { randomUUID } from 'node:crypto';
 import { basename } from 'node:path';
 import {
-  type ChatHistoryItem,
   type ChatWrapper,
-  getLlama,
-  type Llama,
   type LlamaContext,
   type LlamaContextSequence,
   type LlamaEmbeddingContext,
-  LlamaLogLevel,
   type LlamaModel,
   resolveChatWrapper,
   type Token,
 } from 'node-llama-cpp';
-import { ConfigError, MeshError, NoCapacityError } from '../errors.ts';
-import { type ApiRequest, jsonResponse, type UpstreamResponse } from '../http/exchange.ts';
+import { MeshError, NoCapacityError } from '../errors.ts';
+import { jsonResponse, type UpstreamResponse } from '../http/exchange.ts';
 import type { Logger } from '../log.ts';
+import { errorResponse, sseErrorEvent } from '../openai/errors.ts';
+import type { OpenAiRequest } from '../openai/request.ts';
+import type {
+  ChatCompletionRequest,
+  ChatMessage,
+  CompletionRequest,
+  EmbeddingsRequest,
+} from '../openai/schemas.ts';
+import { SSE_DONE, sseEvent, sseResponse } from '../openai/sse.ts';
+import { chatHistoryOf } from './llama/chat-history.ts';
+import { type LoadedLlamaModel, loadLlamaModel } from './llama/load.ts';
+import type { GpuLayersChoice } from './llama/memory.ts';
 import {
-  type ChatMessage,
-  type JsonObject,
-  openAiError,
-  parseEmbeddingInput,
-  parseEncodingFormat,
-  parseJsonObject,
-  parseMessages,
-  parsePrompt,
-  parseSampling,
-  routePath,
+  embeddingInputsOf,
+  promptOf,
+  refuseUnsupported,
   type SamplingParams,
-  SSE_DONE,
-  sseEvent,
-  sseResponse,
-} from './openai-wire.ts';
+  samplingOf,
+} from './llama/params.ts';
+import { type LlamaRuntime, llamaRuntime } from './llama/runtime.ts';
 import { PushStream } from './push-stream.ts';
 import { SlotPool } from './slot-pool.ts';
 import { TokenTextStream } from './text-stream.ts';
@@ -56,9 +54,13 @@ export interface LlamaCppBackendOptions {
   parallel?: number;
   /** Requests allowed to wait for a free sequence; beyond that: 503 no_capacity. Default parallel × 8. */
   maxQueue?: number;
+  /** Layers to offload when the runtime has a GPU. Default 'auto' (what fits). */
+  gpuLayers?: GpuLayersChoice;
+  /** RAM this model may use (the memory check); default: what the OS reports available. */
+  availableRamBytes?: number;
   logger: Logger;
-  /** A node-llama-cpp instance to share; default: one per process, CPU only, never builds. */
-  llama?: Llama;
+  /** The node-llama-cpp runtime (GPU choice); default: the process's CPU-only one. */
+  runtime?: LlamaRuntime;
   /** Clock for `created` timestamps (ms). */
   now?: () => number;
 }
@@ -76,41 +78,6 @@ interface GenerationResult {
 
 type Route = 'chat' | 'completion';
 
-const llamaLogSinks = new Set<Logger>();
-let sharedLlama: Promise<Llama> | undefined;
-
-/** One Llama per process: loading the native binding is slow and its state is global anyway. */
-function defaultLlama(): Promise<Llama> {
-  sharedLlama ??= getLlama({
-    gpu: false,
-    build: 'never',
-    usePrebuiltBinaries: true,
-    skipDownload: true,
-    progressLogs: false,
-    logLevel: LlamaLogLevel.warn,
-    logger(level, message) {
-      const sink = llamaLogSinks.values().next().value;
-      if (!sink) return;
-      const text = message.trim();
-      if (!text) return;
-      if (level === LlamaLogLevel.error || level === LlamaLogLevel.fatal)
-        sink.error({ src: 'llama.cpp' }, text);
-      else if (level === LlamaLogLevel.warn) sink.warn({ src: 'llama.cpp' }, text);
-      else sink.debug({ src: 'llama.cpp' }, text);
-    },
-  }).catch((err: unknown) => {
-    sharedLlama = undefined;
-    throw err;
-  });
-  return sharedLlama;
-}
-
-async function sha256File(path: string): Promise<string> {
-  const hash = createHash('sha256');
-  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) hash.update(chunk as Buffer);
-  return hash.digest('hex');
-}
-
 function abortError(signal: AbortSignal): unknown {
   return signal.reason ?? new DOMException('The operation was aborted', 'AbortError');
 }
@@ -124,6 +91,7 @@ export class LlamaCppBackend implements InferenceBackend {
   readonly #log: Logger;
   readonly #now: () => number;
   readonly #parallel: number;
+  #loaded: LoadedLlamaModel | undefined;
   #model: LlamaModel | undefined;
   #context: LlamaContext | undefined;
   #chatWrapper: ChatWrapper | undefined;
@@ -168,53 +136,36 @@ export class LlamaCppBackend implements InferenceBackend {
 
   async #start(): Promise<void> {
     const started = this.#now();
-    const path = this.#options.modelPath;
-    const file = await stat(path).catch(() => undefined);
-    if (!file?.isFile()) throw new ConfigError(`The model file ${path} does not exist or is not a file`);
-    llamaLogSinks.add(this.#log);
-    const hashing = sha256File(path);
-    hashing.catch(() => {}); // awaited below; avoid an unhandled rejection if loading fails first
-    let model: LlamaModel;
-    try {
-      const llama = this.#options.llama ?? (await defaultLlama());
-      model = await llama.loadModel({ modelPath: path }).catch((err: unknown) => {
-        throw new ConfigError(`The model file ${path} could not be loaded as a GGUF model`, { cause: err });
-      });
-    } catch (err) {
-      llamaLogSinks.delete(this.#log);
-      throw err;
-    }
-    try {
-      const context = await model.createContext({
-        contextSize: this.#options.contextSize ?? { max: Math.min(4096, model.trainContextSize) },
-        sequences: this.#parallel,
-        threads: this.#options.threads,
-        failedCreationRemedy: this.#options.contextSize === undefined ? undefined : false,
-      });
-      const sequences: LlamaContextSequence[] = [];
-      for (let i = 0; i < this.#parallel; i++) sequences.push(context.getSequence());
-      this.#identityHash = await hashing;
-      this.#model = model;
-      this.#context = context;
-      this.#chatWrapper = resolveChatWrapper(model);
-      this.#pool = new SlotPool(sequences, this.#options.maxQueue ?? this.#parallel * 8);
-      this.#shutdown = new AbortController();
-      this.#ready = true;
-      this.#log.info(
-        {
-          model: this.modelName,
-          contextSize: context.contextSize,
-          parallel: this.#parallel,
-          chatWrapper: this.#chatWrapper.wrapperName,
-          ms: this.#now() - started,
-        },
-        'llama.cpp model loaded',
-      );
-    } catch (err) {
-      llamaLogSinks.delete(this.#log);
-      await model.dispose().catch(() => {});
-      throw err;
-    }
+    const loaded = await loadLlamaModel({
+      runtime: this.#options.runtime ?? (await llamaRuntime('off')),
+      modelPath: this.#options.modelPath,
+      modelName: this.modelName,
+      contextSize: this.#options.contextSize,
+      threads: this.#options.threads,
+      parallel: this.#parallel,
+      gpuLayers: this.#options.gpuLayers,
+      availableRamBytes: this.#options.availableRamBytes,
+      logger: this.#log,
+    });
+    this.#loaded = loaded;
+    this.#identityHash = loaded.identityHash;
+    this.#model = loaded.model;
+    this.#context = loaded.context;
+    this.#chatWrapper = resolveChatWrapper(loaded.model);
+    this.#pool = new SlotPool(loaded.sequences, this.#options.maxQueue ?? this.#parallel * 8);
+    this.#shutdown = new AbortController();
+    this.#ready = true;
+    this.#log.info(
+      {
+        model: this.modelName,
+        contextSize: loaded.context.contextSize,
+        parallel: this.#parallel,
+        gpuLayers: `${loaded.gpuLayers}/${loaded.totalLayers}`,
+        chatWrapper: this.#chatWrapper.wrapperName,
+        ms: this.#now() - started,
+      },
+      'llama.cpp model loaded',
+    );
   }
 
   async stop(): Promise<void> {
@@ -229,58 +180,42 @@ export class LlamaCppBackend implements InferenceBackend {
     const embedding = this.#embedding;
     this.#embedding = undefined;
     if (embedding) await embedding.then((e) => e.dispose()).catch(() => {});
-    await this.#context?.dispose().catch(() => {});
-    await this.#model?.dispose().catch(() => {});
+    await this.#loaded?.dispose();
+    this.#loaded = undefined;
     this.#context = undefined;
     this.#model = undefined;
     this.#pool = undefined;
-    llamaLogSinks.delete(this.#log);
   }
 
   async healthy(): Promise<boolean> {
     return this.#ready && this.#model !== undefined && !this.#model.disposed && !this.#context?.disposed;
   }
 
-  async handle(request: ApiRequest, signal: AbortSignal): Promise<UpstreamResponse> {
-    const path = routePath(request.path);
-    const route: Route | 'embeddings' | undefined =
-      path === '/v1/chat/completions'
-        ? 'chat'
-        : path === '/v1/completions'
-          ? 'completion'
-          : path === '/v1/embeddings'
-            ? 'embeddings'
-            : undefined;
-    if (!route) return openAiError(404, 'not_found', `Unknown path ${path}`);
-    if (request.method.toUpperCase() !== 'POST') {
-      return openAiError(405, 'method_not_allowed', `Use POST for ${path}`);
+  async handle(request: OpenAiRequest, signal: AbortSignal): Promise<UpstreamResponse> {
+    if (!this.#ready) {
+      return errorResponse(
+        new NoCapacityError(`The model '${this.modelName}' is not loaded`, 'model_not_ready'),
+      );
     }
-    if (!this.#ready)
-      return openAiError(503, 'model_not_ready', `The model '${this.modelName}' is not loaded`);
     try {
-      const body = parseJsonObject(request.body);
-      if (route === 'embeddings') return await this.#embeddings(body, signal);
-      return await this.#generate(route, body, signal);
+      switch (request.path) {
+        case '/v1/embeddings':
+          refuseUnsupported('embeddings', request.body);
+          return await this.#embeddings(request.body, signal);
+        case '/v1/chat/completions':
+          refuseUnsupported('chat', request.body);
+          return await this.#generate('chat', request.body, signal);
+        case '/v1/completions':
+          refuseUnsupported('completion', request.body);
+          return await this.#generate('completion', request.body, signal);
+      }
     } catch (err) {
       if (signal.aborted) throw abortError(signal);
-      return this.#errorResponse(err);
+      if (!(err instanceof MeshError)) {
+        this.#log.error({ err: err instanceof Error ? err.name : 'unknown' }, 'llama.cpp request failed');
+      }
+      return errorResponse(err);
     }
-  }
-
-  #errorResponse(err: unknown): UpstreamResponse {
-    if (err instanceof MeshError) {
-      const status =
-        err.kind === 'invalid_request'
-          ? 400
-          : err.kind === 'no_capacity'
-            ? 503
-            : err.kind === 'not_found'
-              ? 404
-              : 500;
-      return openAiError(status, err.code, err.message);
-    }
-    this.#log.error({ err: err instanceof Error ? err.name : 'unknown' }, 'llama.cpp request failed');
-    return openAiError(500, 'internal_error', 'Inference failed');
   }
 
   #requireLoaded(): { model: LlamaModel; context: LlamaContext; pool: SlotPool<LlamaContextSequence> } {
@@ -294,10 +229,7 @@ export class LlamaCppBackend implements InferenceBackend {
   }
 
   #prepareChat(model: LlamaModel, messages: ChatMessage[]): Prepared {
-    const history: ChatHistoryItem[] = messages.map((m) =>
-      m.role === 'assistant' ? { type: 'model', response: [m.text] } : { type: m.role, text: m.text },
-    );
-    history.push({ type: 'model', response: [] });
+    const history = chatHistoryOf(messages);
     const state = this.#chatWrapper!.generateContextState({ chatHistory: history });
     const tokens = state.contextText.tokenize(model.tokenizer);
     const stopTokens = new Set<Token>();
@@ -319,13 +251,17 @@ export class LlamaCppBackend implements InferenceBackend {
     return { tokens, stopTokens: new Set(), stopStrings: [] };
   }
 
-  async #generate(route: Route, body: JsonObject, signal: AbortSignal): Promise<UpstreamResponse> {
+  async #generate(
+    route: Route,
+    body: ChatCompletionRequest | CompletionRequest,
+    signal: AbortSignal,
+  ): Promise<UpstreamResponse> {
     const { model, context, pool } = this.#requireLoaded();
-    const params = parseSampling(body);
+    const params = samplingOf(body);
     const prepared =
       route === 'chat'
-        ? this.#prepareChat(model, parseMessages(body))
-        : this.#prepareCompletion(model, parsePrompt(body));
+        ? this.#prepareChat(model, (body as ChatCompletionRequest).messages)
+        : this.#prepareCompletion(model, promptOf(body as CompletionRequest));
     const contextSize = context.contextSize;
     const promptTokens = prepared.tokens.length;
     if (promptTokens === 0) throw new MeshError('invalid_request', 'invalid_prompt', 'The prompt is empty');
@@ -385,7 +321,7 @@ export class LlamaCppBackend implements InferenceBackend {
     const onAbort = () => out.cancel(abortError(signal));
     signal.addEventListener('abort', onAbort, { once: true });
     const usageField = params.includeUsage ? { usage: null } : {};
-    const chunk = (choice: JsonObject) =>
+    const chunk = (choice: Record<string, unknown>) =>
       sseEvent({
         id,
         object: route === 'chat' ? 'chat.completion.chunk' : 'text_completion',
@@ -412,8 +348,7 @@ export class LlamaCppBackend implements InferenceBackend {
           if (combined.aborted) {
             // Cut short by stop(): tell a reader that is still there why the stream ends early.
             if (this.#shutdown.signal.aborted && !stop.signal.aborted && !signal.aborted) {
-              const err = stoppedError();
-              out.push(sseEvent({ error: { message: err.message, type: 'server_error', code: err.code } }));
+              out.push(sseErrorEvent(stoppedError()));
             }
             out.end();
             return;
@@ -441,11 +376,7 @@ export class LlamaCppBackend implements InferenceBackend {
         (err: unknown) => {
           if (!combined.aborted) {
             this.#log.error({ err: err instanceof Error ? err.name : 'unknown' }, 'llama.cpp stream failed');
-            out.push(
-              sseEvent({
-                error: { message: 'Inference failed', type: 'server_error', code: 'internal_error' },
-              }),
-            );
+            out.push(sseErrorEvent(err));
           }
           out.end();
         },
@@ -479,16 +410,27 @@ export class LlamaCppBackend implements InferenceBackend {
     let completionTokens = 0;
     let finishReason: 'stop' | 'length' = 'stop';
     if (signal.aborted) return { completionTokens, finishReason };
+    const generated: Token[] = [];
+    const penalised = params.presencePenalty !== undefined || params.frequencyPenalty !== undefined;
     const tokens = sequence.evaluate(input, {
       temperature: params.temperature,
       topP: params.topP,
       seed: params.seed,
+      repeatPenalty: penalised
+        ? {
+            punishTokens: () => generated,
+            penalty: 1,
+            presencePenalty: params.presencePenalty,
+            frequencyPenalty: params.frequencyPenalty,
+          }
+        : undefined,
     });
     // The generator ends by itself on an end-of-generation token.
     for await (const token of tokens) {
       if (signal.aborted) break;
       completionTokens++;
       if (prepared.stopTokens.has(token)) break;
+      if (penalised) generated.push(token);
       const piece = text.push(token);
       if (piece) onText(piece);
       if (text.stopped) break;
@@ -504,10 +446,10 @@ export class LlamaCppBackend implements InferenceBackend {
     return { completionTokens, finishReason };
   }
 
-  async #embeddings(body: JsonObject, signal: AbortSignal): Promise<UpstreamResponse> {
+  async #embeddings(body: EmbeddingsRequest, signal: AbortSignal): Promise<UpstreamResponse> {
     const { model } = this.#requireLoaded();
-    const inputs = parseEmbeddingInput(body);
-    const format = parseEncodingFormat(body);
+    const inputs = embeddingInputsOf(body);
+    const format = body.encoding_format ?? 'float';
     const context = await this.#embeddingContext(model);
     const limit = this.#context?.contextSize ?? model.trainContextSize;
     const tokenized = inputs.map((input) =>

@@ -21,7 +21,15 @@ import {
 } from '../proto/gen/mesh_pb.js';
 import { signAnnouncement } from './announcements.ts';
 import { pipeBoth, toByteStream } from './byte-stream.ts';
-import { type GossipEntry, GossipError, newsFor, requestGossip, respondGossip } from './gossip.ts';
+import { DialGuard } from './dial-guard.ts';
+import {
+  type GossipEntry,
+  GossipError,
+  newsFor,
+  requestGossip,
+  respondGossip,
+  splitGossip,
+} from './gossip.ts';
 import {
   endpointIdFromBytes,
   endpointIdFromPeerId,
@@ -190,6 +198,7 @@ export class Libp2pMesh implements MeshService {
   private readonly redials = new Map<string, NodeJS.Timeout>();
   private readonly detachers: Array<() => void> = [];
   private readonly warm: WarmStreamPool<OpenedStream>;
+  private readonly dialGuard: DialGuard;
 
   constructor(options: MeshOptions, identity: MeshIdentity, meshId: string, libp2p: Libp2p<Services>) {
     this.options = options;
@@ -202,6 +211,7 @@ export class Libp2pMesh implements MeshService {
     this.clock = options.clock ?? Date.now;
     this.heartbeatMs = options.heartbeatMs ?? 60_000;
     this.localFields = { ...(options.announcement ?? {}) };
+    this.dialGuard = new DialGuard(this.clock);
     this.sequence = new AnnouncementSequence({ dataDir: options.dataDir, clock: this.clock });
     this.table = new PeerTable({
       selfEndpointId: this.endpointId,
@@ -474,10 +484,15 @@ export class Libp2pMesh implements MeshService {
     if (record === undefined && !connected) {
       throw new UpstreamError(`peer ${short(endpointId)} is not known in this mesh`, 'peer_unknown');
     }
-    if (!connected && record !== undefined) await this.rememberAddrs(peerId, record);
     const streamOptions = { signal, runOnLimitedConnection: true, maxOutboundStreams: STREAM_LIMIT };
     try {
-      const connection = await this.libp2p.dial(peerId, { signal });
+      // Not connected: only the announced addresses still within their dial budgets.
+      const target = connected
+        ? peerId
+        : this.dialGuard.admit(endpointId, peerId.toString(), record!.announcement.listenAddrs);
+      if (Array.isArray(target) && target.length === 0)
+        throw new UpstreamError('dial budget spent', 'dial_limited');
+      const connection = await this.libp2p.dial(target, { signal });
       const stream = await connection.newStream(protocol, streamOptions);
       return { stream, path: isRelayed(connection) ? 'relay' : 'direct' };
     } catch (err) {
@@ -728,10 +743,21 @@ export class Libp2pMesh implements MeshService {
       });
       bytes = toByteStream(stream);
       const member = this.table.get(remote) !== undefined;
-      const ours = member ? (push ?? this.fullSet()) : this.ownSet();
+      // More than one message holds goes in several exchanges, one stream each.
+      const [first, ...rest] = splitGossip(member ? (push ?? this.fullSet()) : this.ownSet());
       // What we hold goes along, so the reply carries only what is new to us.
-      const theirs = await raceTimeout(requestGossip(bytes, ours, this.knownDigests()), GOSSIP_TIMEOUT_MS);
+      const theirs = await raceTimeout(requestGossip(bytes, first!, this.knownDigests()), GOSSIP_TIMEOUT_MS);
       await this.ingestAll(theirs.announcements, remote);
+      for (const batch of rest) {
+        bytes = toByteStream(
+          await this.libp2p.dialProtocol(peerId, PROTOCOL_GOSSIP, { signal, runOnLimitedConnection: true }),
+        );
+        await this.ingestAll(
+          (await raceTimeout(requestGossip(bytes, batch, this.knownDigests()), GOSSIP_TIMEOUT_MS))
+            .announcements,
+          remote,
+        );
+      }
     } catch (err) {
       bytes?.abort(err instanceof Error ? err : new Error(String(err)));
       if (!this.stopping) this.logGossipFailure(remote, err);
@@ -777,8 +803,9 @@ export class Libp2pMesh implements MeshService {
 
   private async ingestAll(list: SignedAnnouncement[], from: EndpointId): Promise<void> {
     let urgent = false;
+    let deferred = 0;
     for (const signed of list) {
-      const result = await this.table.ingest(signed);
+      const result = await this.table.ingest(signed, from);
       if (result.status === 'accepted') {
         if (result.changed) {
           urgent = true;
@@ -794,6 +821,8 @@ export class Libp2pMesh implements MeshService {
         urgent = true;
         this.news.add(result.endpointId);
         this.log.info({ peer: short(result.endpointId) }, 'peer left');
+      } else if (result.reason === 'rate_limited' || result.reason === 'table_full') {
+        deferred++;
       } else if (result.reason !== 'stale_seq' && result.reason !== 'self') {
         this.log.warn(
           {
@@ -805,6 +834,7 @@ export class Libp2pMesh implements MeshService {
         );
       }
     }
+    if (deferred > 0) this.log.debug({ from: short(from), deferred }, 'new origins deferred (gossip bounds)');
     // New peers, leaves and content changes spread at once; plain refreshes wait a heartbeat.
     if (urgent) this.schedulePush();
   }

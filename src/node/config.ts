@@ -1,6 +1,7 @@
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import type { LogFormat } from '../log.ts';
+import { type AnswerBounds, DEFAULT_ANSWER_BOUNDS } from '../routing/answer-bounds.ts';
 
 export type AttestationKeyChoice = 'auto' | 'tpm2' | 'secure-enclave' | 'software';
 
@@ -11,6 +12,10 @@ export interface NodeConfig {
   /** OpenAI API (SPEC §3): loopback unless listenAll. */
   apiHost: string;
   apiPort: number;
+  /** Ingress keys: when any is set, every /v1 request needs `Authorization: Bearer KEY`. */
+  apiKeys: string[];
+  /** Allow an API bound beyond loopback without keys (--insecure-no-auth). */
+  insecureNoAuth: boolean;
   /** Console /api/* and web page; undefined disables it. Always loopback. */
   consolePort: number | undefined;
   meshHost: string;
@@ -33,6 +38,8 @@ export interface NodeConfig {
   attestationRefreshMs: number;
   keyRotationMs: number;
   maxBodyBytes: number;
+  /** What a remote host can make this node hold or wait for (--max-answer-mb, --first-byte-timeout, --idle-timeout). */
+  answerBounds: AnswerBounds;
   mdns: boolean;
   logFormat: LogFormat;
   /** When every host of a model is full: how long a request may wait, and how many may. */
@@ -54,6 +61,8 @@ export function defaultConfig(overrides: Partial<NodeConfig> = {}): NodeConfig {
     name: 'mesh-node',
     apiHost: '127.0.0.1',
     apiPort: DEFAULT_API_PORT,
+    apiKeys: [],
+    insecureNoAuth: false,
     consolePort: DEFAULT_CONSOLE_PORT,
     meshHost: '0.0.0.0',
     meshPort: 0,
@@ -69,6 +78,7 @@ export function defaultConfig(overrides: Partial<NodeConfig> = {}): NodeConfig {
     attestationRefreshMs: 300_000,
     keyRotationMs: 24 * 60 * 60 * 1000,
     maxBodyBytes: DEFAULT_MAX_BODY_BYTES,
+    answerBounds: { ...DEFAULT_ANSWER_BOUNDS },
     mdns: false,
     logFormat: 'pretty',
     queueTimeoutMs: 30_000,

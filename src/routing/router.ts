@@ -8,9 +8,10 @@ import {
   PolicyRefusedError,
   UpstreamError,
 } from '../errors.ts';
-import { type ApiRequest, type HeaderMap, readAll, type UpstreamResponse } from '../http/exchange.ts';
+import { type HeaderMap, readAll, type UpstreamResponse } from '../http/exchange.ts';
 import type { Logger } from '../log.ts';
 import type { EndpointId, MeshService, PeerRecord } from '../mesh/types.ts';
+import { type OpenAiRequest, serializeOpenAiRequest } from '../openai/request.ts';
 import { AffinityTable, conversationKeys } from './affinity.ts';
 import { CapacityQueue } from './capacity-queue.ts';
 import { type HostView, orderHosts } from './host-choice.ts';
@@ -72,8 +73,6 @@ export interface RouterOptions {
 export interface DispatchOptions {
   stream: boolean;
   signal: AbortSignal;
-  /** A chat request's messages, for conversation affinity (hashed, never kept or logged). */
-  messages?: readonly unknown[];
 }
 
 type Candidate = { kind: 'local'; backend: InferenceBackend } | { kind: 'remote'; peer: PeerRecord };
@@ -195,7 +194,7 @@ export class Router {
   }
 
   /** Serve from local backends only (requests arriving from the mesh are never forwarded on). */
-  async dispatchLocal(model: string, request: ApiRequest, signal: AbortSignal): Promise<UpstreamResponse> {
+  async dispatchLocal(model: string, request: OpenAiRequest, signal: AbortSignal): Promise<UpstreamResponse> {
     const backend = this.#localBackend(model);
     if (!backend) throw new ModelNotFoundError(model);
     const end = this.localLoad.begin(model);
@@ -207,7 +206,7 @@ export class Router {
     }
   }
 
-  async dispatch(model: string, request: ApiRequest, options: DispatchOptions): Promise<RoutedResponse> {
+  async dispatch(model: string, request: OpenAiRequest, options: DispatchOptions): Promise<RoutedResponse> {
     const { candidates, refusals } = this.#candidates(model);
     if (candidates.length === 0) {
       if (refusals.length === 0) throw new ModelNotFoundError(model);
@@ -218,7 +217,8 @@ export class Router {
         `No host for '${model}' satisfies this node's security policy (${why})`,
       );
     }
-    const keys = options.messages ? conversationKeys(model, options.messages) : undefined;
+    const keys =
+      request.path === '/v1/chat/completions' ? conversationKeys(model, request.body.messages) : undefined;
     const affinity = keys ? this.affinity.lookup(keys) : undefined;
     // Each attempt is placed afresh (free slot first, else wait): a host that failed or was
     // full is not tried again for this request.
@@ -361,7 +361,7 @@ export class Router {
 
   async #attempt(
     candidate: Candidate,
-    request: ApiRequest,
+    request: OpenAiRequest,
     options: DispatchOptions,
     attempts: number,
   ): Promise<RoutedResponse> {
@@ -372,10 +372,11 @@ export class Router {
       route = { host: 'local', path: 'local', encrypted: false, attempts };
     } else {
       const inferenceKey = this.#options.security.inferenceKey(candidate.peer);
-      const remote = await this.#options.transport.send(candidate.peer.endpointId, request, {
-        inferenceKey,
-        signal: options.signal,
-      });
+      const remote = await this.#options.transport.send(
+        candidate.peer.endpointId,
+        serializeOpenAiRequest(request),
+        { inferenceKey, signal: options.signal, stream: options.stream },
+      );
       response = remote;
       route = { host: candidate.peer.endpointId, path: remote.path, encrypted: remote.encrypted, attempts };
     }

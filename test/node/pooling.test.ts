@@ -271,7 +271,7 @@ describe('pooling: backpressure when every host is full', () => {
       error: { code: string; type: string; message: string; param: null };
     };
     assert.equal(body.error.code, 'all_hosts_busy');
-    assert.equal(body.error.type, 'server_error');
+    assert.equal(body.error.type, 'rate_limit_error');
     assert.equal(body.error.param, null);
     assert.ok(waited >= 2_900, `it waited ${waited} ms first`);
     assert.equal(client.router.queue.waiting, 0);

@@ -4,8 +4,9 @@ import { createLogger, type LogFormat } from '../../log.ts';
 import { DEFAULT_API_PORT, DEFAULT_CONSOLE_PORT, defaultConfig, type NodeConfig } from '../../node/config.ts';
 import { startMeshNode } from '../../node/mesh-node.ts';
 import { currentPosture } from '../../node/posture.ts';
+import { apiKeysFromFlags } from '../api-keys.ts';
 import { choiceFlag, parseFlags, portFlag, positiveIntFlag, rejectPositionals } from '../args.ts';
-import type { CliContext } from '../main.ts';
+import type { CliContext } from '../context.ts';
 
 const HELP = `mesh-llm serve [flags]
 
@@ -18,7 +19,14 @@ const HELP = `mesh-llm serve [flags]
   --join TOKEN               join a mesh (repeatable)
   --name NAME                a name shown to peers
   --port N                   OpenAI API port (default ${DEFAULT_API_PORT}, loopback)
-  --listen-all               bind the API to 0.0.0.0 instead of 127.0.0.1
+  --listen-all               bind the API to 0.0.0.0 instead of 127.0.0.1 (needs --api-key)
+  --api-key KEY              require 'Authorization: Bearer KEY' on /v1 (repeatable)
+  --api-keys-file FILE       the same, one key a line (# comments)
+  --insecure-no-auth         allow --listen-all without API keys
+  --max-answer-mb N          largest non-streamed answer taken from a host (default 32)
+  --first-byte-timeout S     seconds a host may take to its first answer byte, then the next
+                             host is tried (default 300)
+  --idle-timeout S           seconds a streamed answer may stall (default 120)
   --console N                console port (default ${DEFAULT_CONSOLE_PORT}, loopback); 0 = any free port
   --no-console               do not serve the console
   --bind-port N              mesh (libp2p) port (default: any free port)
@@ -47,6 +55,12 @@ const FLAGS = {
   name: { type: 'string' },
   port: { type: 'string' },
   'listen-all': { type: 'boolean' },
+  'api-key': { type: 'string', multiple: true },
+  'api-keys-file': { type: 'string' },
+  'insecure-no-auth': { type: 'boolean' },
+  'max-answer-mb': { type: 'string' },
+  'first-byte-timeout': { type: 'string' },
+  'idle-timeout': { type: 'string' },
   console: { type: 'string' },
   'no-console': { type: 'boolean' },
   'bind-port': { type: 'string' },
@@ -98,6 +112,23 @@ export function serveConfigFromArgs(args: string[]): NodeConfig | undefined {
     name: values.name ?? base.name,
     apiHost: values['listen-all'] ? '0.0.0.0' : '127.0.0.1',
     apiPort: portFlag(values.port, '--port', DEFAULT_API_PORT),
+    apiKeys: apiKeysFromFlags(values['api-key'], values['api-keys-file']),
+    insecureNoAuth: values['insecure-no-auth'] ?? false,
+    answerBounds: {
+      maxAnswerBytes: scaled(
+        values['max-answer-mb'],
+        '--max-answer-mb',
+        1024 * 1024,
+        base.answerBounds.maxAnswerBytes,
+      ),
+      firstByteTimeoutMs: scaled(
+        values['first-byte-timeout'],
+        '--first-byte-timeout',
+        1000,
+        base.answerBounds.firstByteTimeoutMs,
+      ),
+      idleTimeoutMs: scaled(values['idle-timeout'], '--idle-timeout', 1000, base.answerBounds.idleTimeoutMs),
+    },
     consolePort: values['no-console']
       ? undefined
       : portFlag(values.console, '--console', DEFAULT_CONSOLE_PORT),
@@ -136,6 +167,11 @@ export function serveConfigFromArgs(args: string[]): NodeConfig | undefined {
     mdns: values.mdns ?? false,
     logFormat: choiceFlag<LogFormat>(values['log-format'], '--log-format', ['pretty', 'json'], 'pretty'),
   });
+}
+
+function scaled(value: string | undefined, flag: string, unit: number, fallback: number): number {
+  const n = positiveIntFlag(value, flag);
+  return n === undefined ? fallback : n * unit;
 }
 
 export async function runServe(args: string[], context: CliContext): Promise<number> {
