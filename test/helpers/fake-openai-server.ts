@@ -22,8 +22,8 @@ export interface FakeOpenAiOptions {
    * GET /props then reports it as `total_slots`.
    */
   slots?: number;
-  /** With `slots`: answer 429 (with Retry-After) instead of queueing when every slot is busy. */
-  rejectWhenFull?: boolean;
+  /** With `slots`: answer 429 (with this Retry-After, in seconds) instead of queueing when every slot is busy. */
+  rejectWhenFull?: number;
   /** Called with each parsed POST body (and where it went), before answering. */
   onRequest?: (body: unknown, info: { path: string; headers: IncomingMessage['headers'] }) => void;
 }
@@ -66,8 +66,8 @@ export async function startFakeOpenAi(options: FakeOpenAiOptions = {}): Promise<
       start();
     };
     if (active < slots && waiting.length === 0) run();
-    else if (options.rejectWhenFull) {
-      res.setHeader('retry-after', '1');
+    else if (options.rejectWhenFull !== undefined) {
+      res.setHeader('retry-after', String(options.rejectWhenFull));
       sendError(res, 429, 'no_capacity', 'Every slot is busy');
     } else waiting.push(run);
   };

@@ -148,7 +148,7 @@ describe('pooling: affinity, no_capacity failover and backpressure', () => {
       tokens: 1000,
       tokenDelayMs: 50,
       slots: 1,
-      rejectWhenFull: true,
+      rejectWhenFull: 30,
     });
     const roomyFake = await startFakeOpenAi({ model: MODEL, tokens: 1000, tokenDelayMs: 50, slots: 2 });
     fakes.push(tightFake, roomyFake);
