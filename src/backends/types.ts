@@ -10,6 +10,9 @@ export interface ModelInfo {
   ready: boolean;
   /** Requests it runs at once (llama.cpp sequences, the upstream server's parallel slots). */
   slots?: number;
+  /** In-process models: layers offloaded to the GPU, and the model's layer count. */
+  gpuLayers?: number;
+  layerCount?: number;
 }
 
 /** Where prompt plaintext is processed: inside this hardened process, or in a separate server. */

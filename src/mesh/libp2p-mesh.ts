@@ -11,7 +11,7 @@ import { peerIdFromString } from '@libp2p/peer-id';
 import { type Ping, ping } from '@libp2p/ping';
 import { tcp } from '@libp2p/tcp';
 import { type Multiaddr, multiaddr } from '@multiformats/multiaddr';
-import { createLibp2p } from 'libp2p';
+import { createLibp2p, type Libp2pInit } from 'libp2p';
 import { ConfigError, UpstreamError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import {
@@ -90,6 +90,8 @@ export interface MeshOptions {
   memberWaitMs?: number;
   /** Pre-negotiated HTTP streams kept per recently used host (0 disables). Default 8, topped up at 2. */
   warmStreams?: number;
+  /** libp2p's metrics implementation (e.g. @libp2p/prometheus-metrics), passed through as is. */
+  metrics?: Libp2pInit['metrics'];
 }
 
 type Services = { identify: Identify; ping: Ping };
@@ -155,6 +157,7 @@ export async function createLibp2pMesh(options: MeshOptions): Promise<Libp2pMesh
     connectionEncrypters: [noise({ crypto: noiseCrypto })],
     streamMuxers: [yamux({ streamOptions: { maxStreamWindowSize: YAMUX_MAX_WINDOW } })],
     peerDiscovery: options.mdns === true ? [mdns({ serviceTag: 'mesh-llm.local' })] : [],
+    metrics: options.metrics,
     // biome-ignore lint/suspicious/noExplicitAny: the service map is assembled conditionally.
     services: services as any,
   })) as unknown as Libp2p<Services>;
