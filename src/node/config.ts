@@ -2,6 +2,7 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import type { LogFormat } from '../log.ts';
 import { type AnswerBounds, DEFAULT_ANSWER_BOUNDS } from '../routing/answer-bounds.ts';
+import { DEFAULT_INBOUND_LIMITS, type InboundLimits } from '../routing/inbound-limits.ts';
 
 export type AttestationKeyChoice = 'auto' | 'tpm2' | 'secure-enclave' | 'software';
 
@@ -40,6 +41,8 @@ export interface NodeConfig {
   maxBodyBytes: number;
   /** What a remote host can make this node hold or wait for (--max-answer-mb, --first-byte-timeout, --idle-timeout). */
   answerBounds: AnswerBounds;
+  /** What one member can make this host hold: streams per peer, request bytes, read deadlines. */
+  inboundLimits: InboundLimits;
   mdns: boolean;
   logFormat: LogFormat;
 }
@@ -76,6 +79,7 @@ export function defaultConfig(overrides: Partial<NodeConfig> = {}): NodeConfig {
     keyRotationMs: 24 * 60 * 60 * 1000,
     maxBodyBytes: DEFAULT_MAX_BODY_BYTES,
     answerBounds: { ...DEFAULT_ANSWER_BOUNDS },
+    inboundLimits: { ...DEFAULT_INBOUND_LIMITS },
     mdns: false,
     logFormat: 'pretty',
     ...overrides,

@@ -164,6 +164,7 @@ export async function startMeshNode(config: NodeConfig, deps: MeshNodeDeps): Pro
         e2e: keyring ? { keyring, replayGuard: new ReplayGuard() } : undefined,
         acceptPlaintext: !config.requireEncryption && !config.requireAttestedHosts,
         maxRequestBytes: config.maxBodyBytes,
+        limits: config.inboundLimits,
         logger: logger.child({ component: 'host' }),
       }),
     );
