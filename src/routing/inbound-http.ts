@@ -1,10 +1,7 @@
-import { errorResponse } from '../api/error-response.ts';
-import { BACKEND_PATHS } from '../backends/types.ts';
 import { E2E_MAGIC, openRequest, type ReplayGuard } from '../crypto/envelope.ts';
 import { E2EError } from '../crypto/errors.ts';
 import type { InferenceKeyring } from '../crypto/inference-keys.ts';
 import { ResponseSealer } from '../crypto/response-frames.ts';
-import { bufferView } from '../encoding/bytes.ts';
 import {
   BodyTooLargeError,
   describeError,
@@ -17,6 +14,8 @@ import { HttpWireError, parseRequest, serializeResponseHead } from '../http/http
 import type { Logger } from '../log.ts';
 import { joinBatch, TurnBatcher } from '../mesh/turn-batcher.ts';
 import type { ByteStream, EndpointId } from '../mesh/types.ts';
+import { errorResponse } from '../openai/errors.ts';
+import { parseOpenAiRequest } from '../openai/request.ts';
 import {
   DEFAULT_INBOUND_LIMITS,
   InboundLimiter,
@@ -36,6 +35,8 @@ export interface InboundHttpOptions {
   /** What one member may make this host hold; defaults in DEFAULT_INBOUND_LIMITS. */
   limits?: Partial<InboundLimits>;
   logger: Logger;
+  /** Told the E2EError code of each encrypted request that could not be opened (metrics). */
+  onE2eFailure?: (code: string) => void;
 }
 
 /** How long a refused stream stays open for the sender to read the refusal. */
@@ -109,6 +110,7 @@ export function createInboundHttpHandler(options: InboundHttpOptions) {
         request = parseRequest(opened.plaintext);
       } catch (error) {
         // Without a valid envelope there is no key to answer with: reset the stream.
+        if (error instanceof E2EError) options.onE2eFailure?.(error.code);
         log.warn(
           { err: error instanceof E2EError ? error.code : describeError(error) },
           'encrypted request rejected',
@@ -169,7 +171,9 @@ export function createInboundHttpHandler(options: InboundHttpOptions) {
     const started = Date.now();
     let response: UpstreamResponse;
     try {
-      response = await options.router.dispatchLocal(modelOf(request), request, controller.signal);
+      // The host validates again, with the same rules: it does not trust the sending node.
+      const parsed = parseOpenAiRequest(request.method, request.path, request.body);
+      response = await options.router.dispatchLocal(parsed.body.model, parsed, controller.signal);
     } catch (error) {
       response = errorResponse(error);
     }
@@ -187,25 +191,6 @@ export function createInboundHttpHandler(options: InboundHttpOptions) {
       stream.abort(asError(error));
     }
   }
-}
-
-function modelOf(request: ApiRequest): string {
-  if (
-    request.method !== 'POST' ||
-    !(BACKEND_PATHS as readonly string[]).includes(request.path.split('?')[0]!)
-  ) {
-    throw new InvalidRequestError(`Hosts serve POST ${BACKEND_PATHS.join(', ')} only`);
-  }
-  let body: unknown;
-  try {
-    body = JSON.parse(bufferView(request.body).toString('utf8'));
-  } catch {
-    throw new InvalidRequestError('Request body is not valid JSON');
-  }
-  const model = (body as { model?: unknown } | null)?.model;
-  if (typeof model !== 'string' || model === '')
-    throw new InvalidRequestError("Missing required field 'model'");
-  return model;
 }
 
 /**

@@ -6,9 +6,10 @@ import {
   PolicyRefusedError,
   UpstreamError,
 } from '../errors.ts';
-import { type ApiRequest, type HeaderMap, readAll, type UpstreamResponse } from '../http/exchange.ts';
+import { type HeaderMap, readAll, type UpstreamResponse } from '../http/exchange.ts';
 import type { Logger } from '../log.ts';
 import type { EndpointId, MeshService, PeerRecord } from '../mesh/types.ts';
+import { type OpenAiRequest, serializeOpenAiRequest } from '../openai/request.ts';
 import type { RemoteTransport, StreamPath } from './remote-transport.ts';
 
 /** A security rule that may refuse a remote host (SPEC §5 rules, §6.5). */
@@ -92,7 +93,7 @@ export class Router {
   }
 
   /** Serve from local backends only (requests arriving from the mesh are never forwarded on). */
-  async dispatchLocal(model: string, request: ApiRequest, signal: AbortSignal): Promise<UpstreamResponse> {
+  async dispatchLocal(model: string, request: OpenAiRequest, signal: AbortSignal): Promise<UpstreamResponse> {
     const backend = this.#localBackend(model);
     if (!backend) throw new ModelNotFoundError(model);
     return backend.handle(request, signal);
@@ -100,7 +101,7 @@ export class Router {
 
   async dispatch(
     model: string,
-    request: ApiRequest,
+    request: OpenAiRequest,
     options: { stream: boolean; signal: AbortSignal },
   ): Promise<RoutedResponse> {
     const { candidates, refusals } = this.#candidates(model);
@@ -155,7 +156,7 @@ export class Router {
     const refusals: { host: string; code: string; reason: string }[] = [];
     const local = this.#localBackend(model);
     if (local) candidates.push({ kind: 'local', backend: local });
-    const { security, gates } = this.#options;
+    const { security } = this.#options;
     const remote = this.#options.mesh
       .peers()
       .filter((peer) => hostedModels(peer).includes(model))
@@ -169,17 +170,26 @@ export class Router {
           b.preference - a.preference || Number(b.peer.connected) - Number(a.peer.connected) || a.rtt - b.rtt,
       );
     for (const { peer } of remote) {
-      const key = security.inferenceKey(peer);
-      const refusal = gates.map((gate) => ({ gate, reason: gate.refuse(peer, key) })).find((r) => r.reason);
-      if (refusal) refusals.push({ host: peer.endpointId, code: refusal.gate.code, reason: refusal.reason! });
+      const refusal = this.refusal(peer);
+      if (refusal) refusals.push({ host: peer.endpointId, ...refusal });
       else candidates.push({ kind: 'remote', peer });
     }
     return { candidates, refusals };
   }
 
+  /** Why this node's security policy would refuse to send requests to `peer`, if it would. */
+  refusal(peer: PeerRecord): { code: string; reason: string } | undefined {
+    const key = this.#options.security.inferenceKey(peer);
+    for (const gate of this.#options.gates) {
+      const reason = gate.refuse(peer, key);
+      if (reason) return { code: gate.code, reason };
+    }
+    return undefined;
+  }
+
   async #attempt(
     candidate: Candidate,
-    request: ApiRequest,
+    request: OpenAiRequest,
     options: { stream: boolean; signal: AbortSignal },
     attempts: number,
   ): Promise<RoutedResponse> {
@@ -190,11 +200,11 @@ export class Router {
       route = { host: 'local', path: 'local', encrypted: false, attempts };
     } else {
       const inferenceKey = this.#options.security.inferenceKey(candidate.peer);
-      const remote = await this.#options.transport.send(candidate.peer.endpointId, request, {
-        inferenceKey,
-        signal: options.signal,
-        stream: options.stream,
-      });
+      const remote = await this.#options.transport.send(
+        candidate.peer.endpointId,
+        serializeOpenAiRequest(request),
+        { inferenceKey, signal: options.signal, stream: options.stream },
+      );
       response = remote;
       route = { host: candidate.peer.endpointId, path: remote.path, encrypted: remote.encrypted, attempts };
     }
