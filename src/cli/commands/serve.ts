@@ -16,6 +16,7 @@ import { currentPosture } from '../../node/posture.ts';
 import { apiKeysFromFlags } from '../api-keys.ts';
 import { choiceFlag, parseFlags, portFlag, positiveIntFlag, rejectPositionals } from '../args.ts';
 import type { CliContext } from '../context.ts';
+import { joinTokensFromFlags } from '../join-tokens.ts';
 
 const HELP = `mesh-llm serve [flags]
 
@@ -34,7 +35,8 @@ const HELP = `mesh-llm serve [flags]
                              model it lists at /v1/models, re-read every 30 s)
                              (an API key for the backend is read from MESH_LLM_BACKEND_API_KEY)
   --client                   no backend: use the mesh's models
-  --join TOKEN               join a mesh (repeatable)
+  --join TOKEN               join a mesh (repeatable; visible to local users in the process list)
+  --join-file FILE           read invite tokens from FILE, one a line (- = standard input)
   --name NAME                a name shown to peers
   --port N                   OpenAI API port (default ${DEFAULT_API_PORT}, loopback)
   --listen-all               bind the API to 0.0.0.0 instead of 127.0.0.1 (needs --api-key)
@@ -57,6 +59,9 @@ const HELP = `mesh-llm serve [flags]
   --attestation-policy FILE  minimum tier, required posture, allowed hashes, pinned keys (JSON)
   --attestation-key KIND     auto | tpm2 | secure-enclave | software (default auto)
   --threads N                llama.cpp threads          --ctx-size N   context size
+  --slots N                  requests the backend runs at once (llama.cpp sequences, default 4;
+                             --backend: its /props total_slots, else 4); advertised to the mesh
+  --queue-wait S             when every host is full, wait up to S seconds (default 30), then 429
   --log-format pretty|json   log output (default pretty)
   --allow-unsafe-env         do not re-execute when started with LD_PRELOAD/NODE_OPTIONS (posture says so)`;
 
@@ -71,6 +76,7 @@ const FLAGS = {
   'backend-model': { type: 'string', multiple: true },
   client: { type: 'boolean' },
   join: { type: 'string', multiple: true },
+  'join-file': { type: 'string', multiple: true },
   name: { type: 'string' },
   port: { type: 'string' },
   'listen-all': { type: 'boolean' },
@@ -93,6 +99,8 @@ const FLAGS = {
   'attestation-key': { type: 'string' },
   threads: { type: 'string' },
   'ctx-size': { type: 'string' },
+  slots: { type: 'string' },
+  'queue-wait': { type: 'string' },
   'log-format': { type: 'string' },
   'allow-unsafe-env': { type: 'boolean' },
   // For tests, the demo and benchmarks: emulate a NAT'd node, a pre-E2E node, a fast heartbeat,
@@ -121,6 +129,8 @@ export function serveConfigFromArgs(args: string[]): NodeConfig | undefined {
   }
   const threads = positiveIntFlag(values.threads, '--threads');
   const contextSize = positiveIntFlag(values['ctx-size'], '--ctx-size');
+  const slots = positiveIntFlag(values.slots, '--slots');
+  const queueWait = positiveIntFlag(values['queue-wait'], '--queue-wait');
   const base = defaultConfig();
   return defaultConfig({
     dataDir: values['data-dir'] ? resolve(values['data-dir']) : base.dataDir,
@@ -149,11 +159,16 @@ export function serveConfigFromArgs(args: string[]): NodeConfig | undefined {
       : portFlag(values.console, '--console', DEFAULT_CONSOLE_PORT),
     meshPort: portFlag(values['bind-port'], '--bind-port', 0),
     meshHost: values['bind-host'] ?? base.meshHost,
-    join: values.join ?? [],
+    join: joinTokensFromFlags(values.join, values['join-file']),
     relay: values.relay ?? false,
     reachableOnlyViaRelay: values['reachable-only-via-relay'] ?? false,
     client: values.client ?? false,
-    models: modelFlags(values.model ?? [], values['model-name']).map((m) => ({ ...m, threads, contextSize })),
+    models: modelFlags(values.model ?? [], values['model-name']).map((m) => ({
+      ...m,
+      threads,
+      contextSize,
+      parallel: slots,
+    })),
     gpu: choiceFlag(values.gpu, '--gpu', GPU_CHOICES, 'auto'),
     gpuLayers: gpuLayersFlag(values['gpu-layers']),
     modelMemoryBytes: sizeFlag(values['model-memory'], '--model-memory'),
@@ -163,6 +178,7 @@ export function serveConfigFromArgs(args: string[]): NodeConfig | undefined {
           url: values.backend,
           models: values['backend-model'] ?? [],
           apiKey: process.env.MESH_LLM_BACKEND_API_KEY,
+          slots,
         }
       : undefined,
     requireEncryption: values['require-encryption'] ?? false,
@@ -174,6 +190,7 @@ export function serveConfigFromArgs(args: string[]): NodeConfig | undefined {
       ['auto', 'tpm2', 'secure-enclave', 'software'] as const,
       'auto',
     ),
+    queueTimeoutMs: queueWait === undefined ? base.queueTimeoutMs : queueWait * 1000,
     e2e: !values['no-e2e'],
     heartbeatMs: positiveIntFlag(values['heartbeat-ms'], '--heartbeat-ms') ?? base.heartbeatMs,
     attestationRefreshMs:
