@@ -57,6 +57,7 @@ const HELP = `mesh-llm serve [flags]
   --attestation-policy FILE  minimum tier, required posture, allowed hashes, pinned keys (JSON)
   --attestation-key KIND     auto | tpm2 | secure-enclave | software (default auto)
   --threads N                llama.cpp threads          --ctx-size N   context size
+  --parallel N               concurrent generations per model (default 4)
   --log-format pretty|json   log output (default pretty)
   --allow-unsafe-env         do not re-execute when started with LD_PRELOAD/NODE_OPTIONS (posture says so)`;
 
@@ -92,6 +93,7 @@ const FLAGS = {
   'attestation-policy': { type: 'string' },
   'attestation-key': { type: 'string' },
   threads: { type: 'string' },
+  parallel: { type: 'string' },
   'ctx-size': { type: 'string' },
   'log-format': { type: 'string' },
   'allow-unsafe-env': { type: 'boolean' },
@@ -120,6 +122,7 @@ export function serveConfigFromArgs(args: string[]): NodeConfig | undefined {
     }
   }
   const threads = positiveIntFlag(values.threads, '--threads');
+  const parallel = positiveIntFlag(values.parallel, '--parallel');
   const contextSize = positiveIntFlag(values['ctx-size'], '--ctx-size');
   const base = defaultConfig();
   return defaultConfig({
@@ -153,7 +156,12 @@ export function serveConfigFromArgs(args: string[]): NodeConfig | undefined {
     relay: values.relay ?? false,
     reachableOnlyViaRelay: values['reachable-only-via-relay'] ?? false,
     client: values.client ?? false,
-    models: modelFlags(values.model ?? [], values['model-name']).map((m) => ({ ...m, threads, contextSize })),
+    models: modelFlags(values.model ?? [], values['model-name']).map((m) => ({
+      ...m,
+      threads,
+      contextSize,
+      parallel,
+    })),
     gpu: choiceFlag(values.gpu, '--gpu', GPU_CHOICES, 'auto'),
     gpuLayers: gpuLayersFlag(values['gpu-layers']),
     modelMemoryBytes: sizeFlag(values['model-memory'], '--model-memory'),
