@@ -16,6 +16,7 @@ import { currentPosture } from '../../node/posture.ts';
 import { apiKeysFromFlags } from '../api-keys.ts';
 import { choiceFlag, parseFlags, portFlag, positiveIntFlag, rejectPositionals } from '../args.ts';
 import type { CliContext } from '../context.ts';
+import { joinTokensFromFlags } from '../join-tokens.ts';
 
 const HELP = `mesh-llm serve [flags]
 
@@ -34,7 +35,8 @@ const HELP = `mesh-llm serve [flags]
                              model it lists at /v1/models, re-read every 30 s)
                              (an API key for the backend is read from MESH_LLM_BACKEND_API_KEY)
   --client                   no backend: use the mesh's models
-  --join TOKEN               join a mesh (repeatable)
+  --join TOKEN               join a mesh (repeatable; visible to local users in the process list)
+  --join-file FILE           read invite tokens from FILE, one a line (- = standard input)
   --name NAME                a name shown to peers
   --port N                   OpenAI API port (default ${DEFAULT_API_PORT}, loopback)
   --listen-all               bind the API to 0.0.0.0 instead of 127.0.0.1 (needs --api-key)
@@ -72,6 +74,7 @@ const FLAGS = {
   'backend-model': { type: 'string', multiple: true },
   client: { type: 'boolean' },
   join: { type: 'string', multiple: true },
+  'join-file': { type: 'string', multiple: true },
   name: { type: 'string' },
   port: { type: 'string' },
   'listen-all': { type: 'boolean' },
@@ -152,7 +155,7 @@ export function serveConfigFromArgs(args: string[]): NodeConfig | undefined {
       : portFlag(values.console, '--console', DEFAULT_CONSOLE_PORT),
     meshPort: portFlag(values['bind-port'], '--bind-port', 0),
     meshHost: values['bind-host'] ?? base.meshHost,
-    join: values.join ?? [],
+    join: joinTokensFromFlags(values.join, values['join-file']),
     relay: values.relay ?? false,
     reachableOnlyViaRelay: values['reachable-only-via-relay'] ?? false,
     client: values.client ?? false,
