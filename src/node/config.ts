@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import type { GpuChoice, GpuLayersChoice } from '../backends/llama/gpu-choice.ts';
 import type { LogFormat } from '../log.ts';
 import { type AnswerBounds, DEFAULT_ANSWER_BOUNDS } from '../routing/answer-bounds.ts';
+import { DEFAULT_INBOUND_LIMITS, type InboundLimits } from '../routing/inbound-limits.ts';
 
 export type AttestationKeyChoice = 'auto' | 'tpm2' | 'secure-enclave' | 'software';
 
@@ -56,6 +57,8 @@ export interface NodeConfig {
   maxBodyBytes: number;
   /** What a remote host can make this node hold or wait for (--max-answer-mb, --first-byte-timeout, --idle-timeout). */
   answerBounds: AnswerBounds;
+  /** What one member can make this host hold: streams per peer, request bytes, read deadlines. */
+  inboundLimits: InboundLimits;
   mdns: boolean;
   logFormat: LogFormat;
 }
@@ -102,6 +105,7 @@ export function defaultConfig(overrides: Partial<NodeConfig> = {}): NodeConfig {
     keyRotationMs: 24 * 60 * 60 * 1000,
     maxBodyBytes: DEFAULT_MAX_BODY_BYTES,
     answerBounds: { ...DEFAULT_ANSWER_BOUNDS },
+    inboundLimits: { ...DEFAULT_INBOUND_LIMITS },
     mdns: false,
     logFormat: 'pretty',
     ...overrides,

@@ -165,6 +165,7 @@ export async function startMeshNode(config: NodeConfig, deps: MeshNodeDeps): Pro
         e2e: keyring ? { keyring, replayGuard: new ReplayGuard() } : undefined,
         acceptPlaintext: !config.requireEncryption && !config.requireAttestedHosts,
         maxRequestBytes: config.maxBodyBytes,
+        limits: config.inboundLimits,
         logger: logger.child({ component: 'host' }),
         onE2eFailure: (reason) => metrics.e2eFailures.inc({ reason, side: 'host' }),
       }),
