@@ -129,7 +129,7 @@ try {
       `${MODEL_NAME}=${model}`,
       '--threads',
       String(THREADS),
-      '--parallel',
+      '--slots',
       String(PARALLEL),
       '--ctx-size',
       String(CONTEXT),
