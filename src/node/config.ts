@@ -34,6 +34,8 @@ export interface NodeConfig {
   gpu?: GpuChoice;
   /** `--gpu-layers`: default auto (what fits in free VRAM). */
   gpuLayers?: GpuLayersChoice;
+  /** Replaces https://huggingface.co for `hf:` model sources (--model-mirror). */
+  modelMirror?: string;
   /** RAM all in-process models together may use; default: what the OS reports available. */
   modelMemoryBytes?: number;
   /**
@@ -59,7 +61,7 @@ export interface NodeConfig {
 }
 
 export interface ModelConfig {
-  /** A GGUF file path (downloaded references are resolved to one before loading). */
+  /** A GGUF file path, https:// URL, hf:OWNER/REPO/FILE.gguf or hf:OWNER/REPO:QUANT (+ #sha256=HEX). */
   source: string;
   /** The name clients use; default: the file name without `.gguf`. */
   name?: string;
