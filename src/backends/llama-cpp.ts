@@ -6,18 +6,22 @@
 import { randomUUID } from 'node:crypto';
 import { basename } from 'node:path';
 import {
+  type ChatHistoryItem,
   type ChatWrapper,
   type LlamaContext,
   type LlamaContextSequence,
   type LlamaEmbeddingContext,
+  type LlamaGrammar,
+  LlamaGrammarEvaluationState,
   type LlamaModel,
+  LlamaText,
   resolveChatWrapper,
   type Token,
 } from 'node-llama-cpp';
 import { MeshError, NoCapacityError } from '../errors.ts';
 import { jsonResponse, type UpstreamResponse } from '../http/exchange.ts';
 import type { Logger } from '../log.ts';
-import { errorResponse, sseErrorEvent } from '../openai/errors.ts';
+import { errorResponse, sseErrorEvent, UnsupportedParameterError } from '../openai/errors.ts';
 import type { OpenAiRequest } from '../openai/request.ts';
 import type {
   ChatCompletionRequest,
@@ -26,9 +30,12 @@ import type {
   EmbeddingsRequest,
 } from '../openai/schemas.ts';
 import { SSE_DONE, sseEvent, sseResponse } from '../openai/sse.ts';
+import { ChatAnswer, type GenerationResult } from './llama/chat-answer.ts';
 import { chatHistoryOf } from './llama/chat-history.ts';
+import { runFunctionCalling } from './llama/function-calling.ts';
 import { type LoadedLlamaModel, loadLlamaModel } from './llama/load.ts';
 import type { GpuLayersChoice } from './llama/memory.ts';
+import { type OutputPlan, outputPlanOf } from './llama/output-plan.ts';
 import {
   embeddingInputsOf,
   promptOf,
@@ -69,11 +76,10 @@ interface Prepared {
   tokens: Token[];
   stopTokens: Set<Token>;
   stopStrings: string[];
-}
-
-interface GenerationResult {
-  completionTokens: number;
-  finishReason: 'stop' | 'length';
+  /** Constrains the output (JSON, forced tool calls). */
+  grammar?: LlamaGrammar;
+  /** The chat history the tokens render (function calling generates from it). */
+  history?: ChatHistoryItem[];
 }
 
 type Route = 'chat' | 'completion';
@@ -227,9 +233,14 @@ export class LlamaCppBackend implements InferenceBackend {
     return { model, context, pool };
   }
 
-  #prepareChat(model: LlamaModel, messages: ChatMessage[]): Prepared {
+  async #prepareChat(model: LlamaModel, messages: ChatMessage[], plan: OutputPlan): Promise<Prepared> {
     const history = chatHistoryOf(messages);
-    const state = this.#chatWrapper!.generateContextState({ chatHistory: history });
+    // Tools are documented to the model by its chat wrapper, in the template's own words.
+    const state = this.#chatWrapper!.generateContextState({
+      chatHistory: history,
+      availableFunctions: plan.functions,
+      documentFunctionParams: true,
+    });
     const tokens = state.contextText.tokenize(model.tokenizer);
     const stopTokens = new Set<Token>();
     const stopStrings: string[] = [];
@@ -238,7 +249,7 @@ export class LlamaCppBackend implements InferenceBackend {
       if (triggerTokens.length === 1) stopTokens.add(triggerTokens[0]!);
       else if (triggerTokens.length > 1) stopStrings.push(model.detokenize(triggerTokens, true));
     }
-    return { tokens, stopTokens, stopStrings };
+    return { tokens, stopTokens, stopStrings, history, grammar: await grammarFor(model, plan) };
   }
 
   #prepareCompletion(model: LlamaModel, prompt: string | number[]): Prepared {
@@ -257,10 +268,11 @@ export class LlamaCppBackend implements InferenceBackend {
   ): Promise<UpstreamResponse> {
     const { model, context, pool } = this.#requireLoaded();
     const params = samplingOf(body);
-    const prepared =
-      route === 'chat'
-        ? this.#prepareChat(model, (body as ChatCompletionRequest).messages)
-        : this.#prepareCompletion(model, promptOf(body as CompletionRequest));
+    const plan = route === 'chat' ? outputPlanOf(body as ChatCompletionRequest) : undefined;
+    const prepared = plan
+      ? await this.#prepareChat(model, (body as ChatCompletionRequest).messages, plan)
+      : this.#prepareCompletion(model, promptOf(body as CompletionRequest));
+    const answer = plan ? new ChatAnswer(plan) : undefined;
     const contextSize = context.contextSize;
     const promptTokens = prepared.tokens.length;
     if (promptTokens === 0) throw new MeshError('invalid_request', 'invalid_prompt', 'The prompt is empty');
@@ -282,9 +294,20 @@ export class LlamaCppBackend implements InferenceBackend {
     const combined = AbortSignal.any([signal, stop.signal, this.#shutdown.signal]);
     const run = (onText: (text: string) => void) =>
       this.#track(
-        this.#runSequence(model, sequence, prepared, params, stops, maxTokens, onText, combined).finally(() =>
-          pool.release(sequence),
-        ),
+        (plan?.kind === 'auto-tools'
+          ? runFunctionCalling({
+              sequence,
+              chatWrapper: this.#chatWrapper!,
+              history: prepared.history!,
+              functions: plan.functions,
+              parallel: plan.parallel,
+              params,
+              maxTokens,
+              onText,
+              signal: combined,
+            })
+          : this.#runSequence(model, sequence, prepared, params, stops, maxTokens, onText, combined)
+        ).finally(() => pool.release(sequence)),
       );
 
     if (!params.stream) {
@@ -295,15 +318,9 @@ export class LlamaCppBackend implements InferenceBackend {
       if (signal.aborted) throw abortError(signal);
       if (this.#shutdown.signal.aborted) throw stoppedError();
       const usage = usageOf(promptTokens, result.completionTokens);
-      const choice =
-        route === 'chat'
-          ? {
-              index: 0,
-              message: { role: 'assistant', content: text, refusal: null },
-              logprobs: null,
-              finish_reason: result.finishReason,
-            }
-          : { index: 0, text, logprobs: null, finish_reason: result.finishReason };
+      const choice = answer
+        ? answer.choice(text, result)
+        : { index: 0, text, logprobs: null, finish_reason: result.finishReason };
       return jsonResponse(200, {
         id,
         object: route === 'chat' ? 'chat.completion' : 'text_completion',
@@ -320,7 +337,7 @@ export class LlamaCppBackend implements InferenceBackend {
     const onAbort = () => out.cancel(abortError(signal));
     signal.addEventListener('abort', onAbort, { once: true });
     const usageField = params.includeUsage ? { usage: null } : {};
-    const chunk = (choice: Record<string, unknown>) =>
+    const chunk = (choice: object) =>
       sseEvent({
         id,
         object: route === 'chat' ? 'chat.completion.chunk' : 'text_completion',
@@ -329,17 +346,11 @@ export class LlamaCppBackend implements InferenceBackend {
         choices: [choice],
         ...usageField,
       });
-    if (route === 'chat') {
-      out.push(
-        chunk({ index: 0, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }),
-      );
-    }
-    const onText = (text: string) =>
-      out.push(
-        route === 'chat'
-          ? chunk({ index: 0, delta: { content: text }, logprobs: null, finish_reason: null })
-          : chunk({ index: 0, text, logprobs: null, finish_reason: null }),
-      );
+    for (const choice of answer?.streamStart() ?? []) out.push(chunk(choice));
+    const onText = (text: string) => {
+      if (!answer) out.push(chunk({ index: 0, text, logprobs: null, finish_reason: null }));
+      else for (const choice of answer.streamPiece(text)) out.push(chunk(choice));
+    };
     run(onText)
       .finally(() => signal.removeEventListener('abort', onAbort))
       .then(
@@ -352,11 +363,9 @@ export class LlamaCppBackend implements InferenceBackend {
             out.end();
             return;
           }
-          out.push(
-            route === 'chat'
-              ? chunk({ index: 0, delta: {}, logprobs: null, finish_reason: result.finishReason })
-              : chunk({ index: 0, text: '', logprobs: null, finish_reason: result.finishReason }),
-          );
+          if (!answer) {
+            out.push(chunk({ index: 0, text: '', logprobs: null, finish_reason: result.finishReason }));
+          } else for (const choice of answer.streamEnd(result)) out.push(chunk(choice));
           if (params.includeUsage) {
             out.push(
               sseEvent({
@@ -402,9 +411,10 @@ export class LlamaCppBackend implements InferenceBackend {
     signal: AbortSignal,
   ): Promise<GenerationResult> {
     const input = await reuseCachedPrefix(sequence, prepared.tokens);
+    const grammar = prepared.grammar;
     const text = new TokenTextStream(
       (tokens, last) => model.detokenize(tokens as Token[], false, last as Token[]),
-      stops,
+      grammar ? [...stops, ...grammarStops(grammar)] : stops,
     );
     let completionTokens = 0;
     let finishReason: 'stop' | 'length' = 'stop';
@@ -415,6 +425,7 @@ export class LlamaCppBackend implements InferenceBackend {
       temperature: params.temperature,
       topP: params.topP,
       seed: params.seed,
+      grammarEvaluationState: grammar ? new LlamaGrammarEvaluationState({ model, grammar }) : undefined,
       repeatPenalty: penalised
         ? {
             punishTokens: () => generated,
@@ -527,6 +538,31 @@ function vocabularySize(model: LlamaModel): number {
     .tokenizer?.ggml?.tokens;
   // Without the vocabulary list, accept nothing rather than risk an out-of-range read.
   return Array.isArray(tokens) ? tokens.length : 0;
+}
+
+/** The grammar a plan's output must follow, if any. */
+async function grammarFor(model: LlamaModel, plan: OutputPlan): Promise<LlamaGrammar | undefined> {
+  const schema = plan.kind === 'json' || plan.kind === 'forced-tools' ? plan.schema : undefined;
+  if (plan.kind === 'json' && schema === undefined) return model.llama.getGrammarFor('json');
+  if (schema === undefined) return undefined;
+  try {
+    // The schema was checked keyword by keyword (llama/json-schema.ts); its static type cannot say so.
+    return await model.llama.createGrammarForJsonSchema(schema as never);
+  } catch {
+    throw new UnsupportedParameterError(
+      plan.kind === 'json' ? 'response_format.json_schema.schema' : 'tools',
+      'could not be turned into a grammar on this host',
+    );
+  }
+}
+
+/** Text that ends a grammar's output (node-llama-cpp's JSON grammars end in blank lines). */
+function grammarStops(grammar: LlamaGrammar): string[] {
+  return grammar.stopGenerationTriggers.flatMap((trigger) => {
+    if (typeof trigger === 'string') return [trigger];
+    if (trigger instanceof LlamaText) return [trigger.toString()];
+    return [];
+  });
 }
 
 function stoppedError(): NoCapacityError {
