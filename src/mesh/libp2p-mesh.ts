@@ -21,6 +21,7 @@ import {
 } from '../proto/gen/mesh_pb.js';
 import { signAnnouncement } from './announcements.ts';
 import { pipeBoth, toByteStream } from './byte-stream.ts';
+import { DialGuard } from './dial-guard.ts';
 import {
   type GossipEntry,
   GossipError,
@@ -197,6 +198,7 @@ export class Libp2pMesh implements MeshService {
   private readonly redials = new Map<string, NodeJS.Timeout>();
   private readonly detachers: Array<() => void> = [];
   private readonly warm: WarmStreamPool<OpenedStream>;
+  private readonly dialGuard: DialGuard;
 
   constructor(options: MeshOptions, identity: MeshIdentity, meshId: string, libp2p: Libp2p<Services>) {
     this.options = options;
@@ -209,6 +211,7 @@ export class Libp2pMesh implements MeshService {
     this.clock = options.clock ?? Date.now;
     this.heartbeatMs = options.heartbeatMs ?? 60_000;
     this.localFields = { ...(options.announcement ?? {}) };
+    this.dialGuard = new DialGuard(this.clock);
     this.sequence = new AnnouncementSequence({ dataDir: options.dataDir, clock: this.clock });
     this.table = new PeerTable({
       selfEndpointId: this.endpointId,
@@ -481,10 +484,15 @@ export class Libp2pMesh implements MeshService {
     if (record === undefined && !connected) {
       throw new UpstreamError(`peer ${short(endpointId)} is not known in this mesh`, 'peer_unknown');
     }
-    if (!connected && record !== undefined) await this.rememberAddrs(peerId, record);
     const streamOptions = { signal, runOnLimitedConnection: true, maxOutboundStreams: STREAM_LIMIT };
     try {
-      const connection = await this.libp2p.dial(peerId, { signal });
+      // Not connected: only the announced addresses still within their dial budgets.
+      const target = connected
+        ? peerId
+        : this.dialGuard.admit(endpointId, peerId.toString(), record!.announcement.listenAddrs);
+      if (Array.isArray(target) && target.length === 0)
+        throw new UpstreamError('dial budget spent', 'dial_limited');
+      const connection = await this.libp2p.dial(target, { signal });
       const stream = await connection.newStream(protocol, streamOptions);
       return { stream, path: isRelayed(connection) ? 'relay' : 'direct' };
     } catch (err) {

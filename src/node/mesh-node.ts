@@ -1,12 +1,9 @@
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { create } from '@bufbuild/protobuf';
 import { createConsoleRoutes } from '../api/console-routes.ts';
 import { type ListeningServer, startHttpServer } from '../api/http-server.ts';
 import { withApiIngress } from '../api/ingress-guard.ts';
 import { createOpenAiRoutes } from '../api/openai-routes.ts';
-import { OpenAiCompatibleBackend } from '../backends/openai-compatible.ts';
-import type { InferenceBackend } from '../backends/types.ts';
 import { ReplayGuard } from '../crypto/envelope.ts';
 import { InferenceKeyring } from '../crypto/inference-keys.ts';
 import { PreparedExchanges } from '../crypto/prepared-exchanges.ts';
@@ -17,7 +14,7 @@ import { loadOrCreateIdentity } from '../mesh/identity.ts';
 import { createLibp2pMesh } from '../mesh/libp2p-mesh.ts';
 import type { LocalAnnouncementFields, MeshService, StreamTapEvent } from '../mesh/types.ts';
 import { PROTOCOL_HTTP } from '../mesh/types.ts';
-import { NodeRole, ServedModelRuntimeSchema } from '../proto/gen/mesh_pb.js';
+import { NodeRole } from '../proto/gen/mesh_pb.js';
 import { createInboundHttpHandler } from '../routing/inbound-http.ts';
 import { RemoteTransport } from '../routing/remote-transport.ts';
 import { type HostGate, Router } from '../routing/router.ts';
@@ -26,6 +23,7 @@ import { startAttestationService } from './attestation-service.ts';
 import type { NodeConfig } from './config.ts';
 import { ensureConsoleCredential } from './console-credential.ts';
 import { createHostSecurity, requireAttestationGate, requireEncryptionGate } from './host-security.ts';
+import { configuredModels, startHosting } from './hosting.ts';
 import { buildStatusReport, type StatusReport } from './status.ts';
 import { VERSION } from './version.ts';
 
@@ -55,7 +53,7 @@ export interface MeshNode {
  */
 export async function startMeshNode(config: NodeConfig, deps: MeshNodeDeps): Promise<MeshNode> {
   const logger = deps.logger;
-  if (config.client && (config.model || config.backend)) {
+  if (config.client && (configuredModels(config).length > 0 || config.backend)) {
     throw new ConfigError('--client runs no backend: drop --model/--backend or drop --client');
   }
   const apiOnLoopback = isLoopbackAddress(config.apiHost);
@@ -67,8 +65,9 @@ export async function startMeshNode(config: NodeConfig, deps: MeshNodeDeps): Pro
   await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
   const cleanup: (() => Promise<void> | void)[] = [];
   try {
-    const backends = await startBackends(config, logger);
-    cleanup.push(() => Promise.all(backends.map((b) => b.stop())).then(() => undefined));
+    const hosting = await startHosting(config, logger);
+    const backends = hosting.backends;
+    cleanup.push(() => hosting.stop());
 
     const keyring = config.e2e ? new InferenceKeyring({ rotationMs: config.keyRotationMs }) : undefined;
     if (keyring) {
@@ -96,18 +95,7 @@ export async function startMeshNode(config: NodeConfig, deps: MeshNodeDeps): Pro
       role,
       name: config.name,
       version: VERSION,
-      hostedModels: backends.flatMap((b) => b.models().map((m) => m.name)),
-      hostedModelsKnown: true,
-      servedModelRuntime: backends.flatMap((b) =>
-        b.models().map((m) =>
-          create(ServedModelRuntimeSchema, {
-            modelName: m.name,
-            identityHash: m.identityHash ?? '',
-            contextLength: m.contextLength ?? 0,
-            ready: m.ready,
-          }),
-        ),
-      ),
+      ...hosting.announcementFields(),
       inferencePublicKey: keyring?.current().publicKeyBase64,
       securityPosture: attestation.postureProto(),
       hardwareAttestationBlob: attestation.statementBlob(),
@@ -141,6 +129,7 @@ export async function startMeshNode(config: NodeConfig, deps: MeshNodeDeps): Pro
       void attestation.refresh().then(reannounce);
     });
     attestation.onStatementRefreshed(reannounce);
+    hosting.onChange(reannounce);
 
     // Senders prepare the next request's key exchange per host while waiting for an answer.
     const exchanges = config.e2e ? new PreparedExchanges() : undefined;
@@ -184,7 +173,16 @@ export async function startMeshNode(config: NodeConfig, deps: MeshNodeDeps): Pro
     });
     cleanup.push(() => api.close());
 
-    const status = () => buildStatusReport({ config, mesh, router, attestation, posture, role });
+    const status = () =>
+      buildStatusReport({
+        config,
+        mesh,
+        router,
+        attestation,
+        posture,
+        role,
+        hosting: hosting.status,
+      });
     let consoleServer: ListeningServer | undefined;
     if (config.consolePort !== undefined) {
       consoleServer = await startHttpServer({
@@ -227,39 +225,6 @@ export async function startMeshNode(config: NodeConfig, deps: MeshNodeDeps): Pro
     await runCleanup(cleanup);
     throw error;
   }
-}
-
-async function startBackends(config: NodeConfig, logger: Logger): Promise<InferenceBackend[]> {
-  const backends: InferenceBackend[] = [];
-  if (config.model) {
-    // Loaded on demand: llama.cpp's bindings cost memory a client or relay should not pay.
-    const { LlamaCppBackend } = await import('../backends/llama-cpp.ts');
-    backends.push(
-      new LlamaCppBackend({
-        modelPath: config.model.path,
-        modelName: config.model.name,
-        contextSize: config.model.contextSize,
-        threads: config.model.threads,
-        parallel: config.model.parallel,
-        logger: logger.child({ component: 'llama-cpp' }),
-      }),
-    );
-  }
-  if (config.backend) {
-    backends.push(
-      new OpenAiCompatibleBackend({
-        baseUrl: config.backend.url,
-        modelName: config.backend.model,
-        apiKey: config.backend.apiKey,
-        logger: logger.child({ component: 'backend' }),
-      }),
-    );
-  }
-  for (const backend of backends) {
-    logger.info({ kind: backend.kind }, 'starting backend');
-    await backend.start();
-  }
-  return backends;
 }
 
 async function runCleanup(steps: (() => Promise<void> | void)[]): Promise<void> {

@@ -7,6 +7,7 @@ import { hostedModels, type Router } from '../routing/router.ts';
 import type { AttestationService, PeerAttestationStatus } from './attestation-service.ts';
 import type { NodeConfig } from './config.ts';
 import { advertisedInferenceKey } from './host-security.ts';
+import type { HostingStatus } from './hosting.ts';
 import { VERSION } from './version.ts';
 
 export interface PeerStatus {
@@ -22,6 +23,16 @@ export interface PeerStatus {
   e2e: { capable: boolean; inferencePublicKey: string | null };
   attestation: PeerAttestationStatus | null;
   posture: SecurityPostureFacts | null;
+  /** What the peer announced about its machine (hosts only). */
+  hardware: PeerHardware | null;
+}
+
+export interface PeerHardware {
+  gpuKind: string;
+  gpuNames: string[];
+  vramBytes: number;
+  memoryBytes: number;
+  cpuCores: number;
 }
 
 export interface StatusReport {
@@ -45,6 +56,8 @@ export interface StatusReport {
       statementAt: string | null;
     };
     posture: SecurityPostureFacts;
+    /** GPU, memory, CPU and the hosted models' runtime; null on a node that hosts nothing. */
+    hosting: HostingStatus | null;
   };
   peers: PeerStatus[];
 }
@@ -61,6 +74,7 @@ export function buildStatusReport(input: {
   attestation: AttestationService;
   posture: SecurityPostureFacts;
   role: NodeRole;
+  hosting?: () => HostingStatus;
 }): StatusReport {
   const { config, mesh, router, attestation } = input;
   const self = attestation.selfStatus();
@@ -88,6 +102,7 @@ export function buildStatusReport(input: {
         statementAt: self.statementAt ?? null,
       },
       posture: input.posture,
+      hosting: input.hosting?.() ?? null,
     },
     peers: mesh.peers().map((peer) => {
       const a = peer.announcement;
@@ -105,6 +120,15 @@ export function buildStatusReport(input: {
         e2e: { capable: key !== undefined, inferencePublicKey: key ? (a.inferencePublicKey ?? null) : null },
         attestation: attestation.peerStatus(peer.endpointId) ?? null,
         posture: a.securityPosture ? postureFromProto(a.securityPosture) : null,
+        hardware: a.hardware
+          ? {
+              gpuKind: a.hardware.gpuKind,
+              gpuNames: a.hardware.gpuNames,
+              vramBytes: Number(a.vramBytes),
+              memoryBytes: Number(a.hardware.memoryBytes),
+              cpuCores: a.hardware.cpuCores,
+            }
+          : null,
       };
     }),
   };
