@@ -14,14 +14,13 @@ import {
   type LlamaGrammar,
   LlamaGrammarEvaluationState,
   type LlamaModel,
-  LlamaText,
   resolveChatWrapper,
   type Token,
 } from 'node-llama-cpp';
-import { MeshError, NoCapacityError } from '../errors.ts';
+import { InvalidRequestError, MeshError, NoCapacityError } from '../errors.ts';
 import { jsonResponse, type UpstreamResponse } from '../http/exchange.ts';
 import type { Logger } from '../log.ts';
-import { errorResponse, sseErrorEvent, UnsupportedParameterError } from '../openai/errors.ts';
+import { errorResponse, sseErrorEvent } from '../openai/errors.ts';
 import type { OpenAiRequest } from '../openai/request.ts';
 import type {
   ChatCompletionRequest,
@@ -34,6 +33,7 @@ import { ChatAnswer, type GenerationResult } from './llama/chat-answer.ts';
 import { chatHistoryOf } from './llama/chat-history.ts';
 import { runFunctionCalling } from './llama/function-calling.ts';
 import type { GpuLayersChoice } from './llama/gpu-choice.ts';
+import { grammarFor, grammarStops } from './llama/grammar.ts';
 import { type LoadedLlamaModel, loadLlamaModel } from './llama/load.ts';
 import type { MemoryEstimate } from './llama/memory.ts';
 import { type OutputPlan, outputPlanOf } from './llama/output-plan.ts';
@@ -509,6 +509,14 @@ export class LlamaCppBackend implements InferenceBackend {
   }
 
   #embeddingContext(model: LlamaModel): Promise<LlamaEmbeddingContext> {
+    // llama.cpp embeds with decoder-only and encoder-only models, not encoder-decoder ones (T5…).
+    if (model.fileInsights.hasEncoder && model.fileInsights.hasDecoder) {
+      throw new InvalidRequestError(
+        `The model '${this.modelName}' cannot compute embeddings (it is an encoder-decoder model)`,
+        'embeddings_unsupported',
+        'model',
+      );
+    }
     this.#embedding ??= model
       .createEmbeddingContext({
         contextSize: this.#context?.contextSize ?? this.#options.contextSize,
@@ -546,31 +554,6 @@ function vocabularySize(model: LlamaModel): number {
     .tokenizer?.ggml?.tokens;
   // Without the vocabulary list, accept nothing rather than risk an out-of-range read.
   return Array.isArray(tokens) ? tokens.length : 0;
-}
-
-/** The grammar a plan's output must follow, if any. */
-async function grammarFor(model: LlamaModel, plan: OutputPlan): Promise<LlamaGrammar | undefined> {
-  const schema = plan.kind === 'json' || plan.kind === 'forced-tools' ? plan.schema : undefined;
-  if (plan.kind === 'json' && schema === undefined) return model.llama.getGrammarFor('json');
-  if (schema === undefined) return undefined;
-  try {
-    // The schema was checked keyword by keyword (llama/json-schema.ts); its static type cannot say so.
-    return await model.llama.createGrammarForJsonSchema(schema as never);
-  } catch {
-    throw new UnsupportedParameterError(
-      plan.kind === 'json' ? 'response_format.json_schema.schema' : 'tools',
-      'could not be turned into a grammar on this host',
-    );
-  }
-}
-
-/** Text that ends a grammar's output (node-llama-cpp's JSON grammars end in blank lines). */
-function grammarStops(grammar: LlamaGrammar): string[] {
-  return grammar.stopGenerationTriggers.flatMap((trigger) => {
-    if (typeof trigger === 'string') return [trigger];
-    if (trigger instanceof LlamaText) return [trigger.toString()];
-    return [];
-  });
 }
 
 function stoppedError(): NoCapacityError {

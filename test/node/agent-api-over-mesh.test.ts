@@ -325,6 +325,21 @@ describe('agent API (tools, structured outputs, /v1/responses) through a remote 
     assertAnswer(response.output_text);
   });
 
+  test('embeddings from the in-process model, float and base64', async () => {
+    const floats = await openai.embeddings.create({
+      model: 'tiny',
+      input: ['hello', 'world'],
+      encoding_format: 'float',
+    });
+    assert.equal(floats.data.length, 2);
+    const vector = floats.data[0]!.embedding;
+    assert.ok(vector.length > 0 && vector.every(Number.isFinite));
+    // The client decodes base64 itself: the same vector either way.
+    const decoded = await openai.embeddings.create({ model: 'tiny', input: 'hello' });
+    assert.equal(decoded.data[0]!.embedding.length, vector.length);
+    assert.ok(decoded.data[0]!.embedding.every((x, i) => Math.abs(x - vector[i]!) < 1e-5));
+  });
+
   test('each parameter the host cannot honour is a 400 naming it', async () => {
     const cases: Array<[Record<string, unknown>, string]> = [
       [{ n: 2 }, 'n'],

@@ -24,6 +24,21 @@ const ANNOTATIONS = new Set([
   'required',
 ]);
 const PRIMITIVES = new Set(['string', 'number', 'integer', 'boolean', 'null']);
+/** The keywords each type takes; in `type: [..]` each alternative gets its own. */
+const TYPE_KEYWORDS: Record<string, string[]> = {
+  object: ['properties', 'additionalProperties', 'minProperties', 'maxProperties'],
+  array: ['items', 'prefixItems', 'minItems', 'maxItems'],
+  string: ['minLength', 'maxLength', 'format'],
+};
+const KNOWN = new Set([
+  '$ref',
+  'const',
+  'enum',
+  'anyOf',
+  'oneOf',
+  'type',
+  ...Object.values(TYPE_KEYWORDS).flat(),
+]);
 const FORMATS = new Set(['date-time', 'time', 'date']);
 /** Nesting bound: a hostile schema must not exhaust the stack. */
 const MAX_DEPTH = 32;
@@ -58,6 +73,7 @@ class Converter {
       (k) => !ANNOTATIONS.has(k) && k !== '$defs' && k !== 'definitions',
     );
     const description = typeof schema.description === 'string' ? { description: schema.description } : {};
+    for (const key of keys) if (!KNOWN.has(key)) refuse(`${param}.${key}`, `the keyword '${key}'`);
     const only = (allowed: string[]) => {
       for (const key of keys)
         if (!allowed.includes(key)) refuse(`${param}.${key}`, `the keyword '${key}' here`);
@@ -98,8 +114,15 @@ class Converter {
     if (type === undefined && ('items' in schema || 'prefixItems' in schema)) type = 'array';
     if (Array.isArray(type)) {
       // ["string", "null"]: one alternative per type, each with this schema's other keywords.
+      const typed = Object.values(TYPE_KEYWORDS).flat();
       return {
-        oneOf: type.map((t, i) => this.convert({ ...schema, type: t }, `${param}.type[${i}]`, depth + 1)),
+        oneOf: type.map((t, i) => {
+          const own = TYPE_KEYWORDS[t as string] ?? [];
+          const alternative = Object.fromEntries(
+            Object.entries(schema).filter(([key]) => !typed.includes(key) || own.includes(key)),
+          );
+          return this.convert({ ...alternative, type: t }, `${param}.type[${i}]`, depth + 1);
+        }),
         ...description,
       } as GbnfJsonSchema;
     }
