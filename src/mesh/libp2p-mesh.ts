@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { create } from '@bufbuild/protobuf';
 import { noise } from '@chainsafe/libp2p-noise';
 import { yamux } from '@chainsafe/libp2p-yamux';
-import { circuitRelayServer, circuitRelayTransport, RELAY_V2_HOP_CODEC } from '@libp2p/circuit-relay-v2';
+import { circuitRelayTransport, RELAY_V2_HOP_CODEC } from '@libp2p/circuit-relay-v2';
 import { dcutr } from '@libp2p/dcutr';
 import { type Identify, identify } from '@libp2p/identify';
 import type { Connection, IdentifyResult, Libp2p, PeerId, PrivateKey, Stream } from '@libp2p/interface';
@@ -11,7 +11,7 @@ import { peerIdFromString } from '@libp2p/peer-id';
 import { type Ping, ping } from '@libp2p/ping';
 import { tcp } from '@libp2p/tcp';
 import { type Multiaddr, multiaddr } from '@multiformats/multiaddr';
-import { createLibp2p } from 'libp2p';
+import { createLibp2p, type Libp2pInit } from 'libp2p';
 import { ConfigError, UpstreamError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import {
@@ -41,6 +41,7 @@ import {
 } from './identity.ts';
 import { decodeInviteToken, encodeInviteToken, isValidMeshId } from './invite.ts';
 import { libp2pComponentLogger } from './libp2p-logger.ts';
+import { MemberRelayPolicy, tableMembership } from './member-relay.ts';
 import { noiseCrypto } from './noise-crypto.ts';
 import { PeerTable } from './peer-table.ts';
 import { AnnouncementSequence } from './sequence.ts';
@@ -69,8 +70,10 @@ export interface MeshOptions {
   listenHost?: string;
   /** 0 (default) = any free port. */
   listenPort?: number;
-  /** Act as an unlimited circuit-relay-v2 server for the mesh. */
+  /** Act as a circuit-relay-v2 server: unlimited for members, libp2p's limits for others. */
   relay?: boolean;
+  /** Relay reservations held at once (default RELAY_BOUNDS.slots; strangers get half). */
+  relaySlots?: number;
   /** Simulate a NATed node: no direct listen address; reachable via relay circuits only. */
   reachableOnlyViaRelay?: boolean;
   /** Also reserve a circuit on a connected mesh relay (default true; NATed nodes always do). */
@@ -90,6 +93,8 @@ export interface MeshOptions {
   memberWaitMs?: number;
   /** Pre-negotiated HTTP streams kept per recently used host (0 disables). Default 8, topped up at 2. */
   warmStreams?: number;
+  /** libp2p's metrics implementation (e.g. @libp2p/prometheus-metrics), passed through as is. */
+  metrics?: Libp2pInit['metrics'];
 }
 
 type Services = { identify: Identify; ping: Ping };
@@ -133,14 +138,9 @@ export async function createLibp2pMesh(options: MeshOptions): Promise<Libp2pMesh
   };
   // A NATed node cannot be dialed directly, so hole punching must not "fix" the test setup.
   if (!relayOnly) services.dcutr = dcutr();
-  if (options.relay === true) {
-    services.relay = circuitRelayServer({
-      // The defaults (128 KiB, 2 min per circuit) would cut a long streamed answer.
-      reservations: { applyDefaultLimit: false, maxReservations: 256 },
-      maxInboundHopStreams: STREAM_LIMIT,
-      maxOutboundStopStreams: STREAM_LIMIT,
-    });
-  }
+  // Members relay without limits; strangers get libp2p's defaults (member-relay.ts).
+  const relayPolicy = options.relay === true ? new MemberRelayPolicy(options.relaySlots) : undefined;
+  if (relayPolicy !== undefined) services.relay = relayPolicy.service(STREAM_LIMIT);
   // Every non-relay node also takes a reservation on a mesh relay when one is connected,
   // so a node behind a real NAT stays reachable; direct addresses are still dialed first.
   const listenAddrs = relayOnly ? ['/p2p-circuit'] : [`/ip4/${host}/tcp/${port}`];
@@ -155,10 +155,14 @@ export async function createLibp2pMesh(options: MeshOptions): Promise<Libp2pMesh
     connectionEncrypters: [noise({ crypto: noiseCrypto })],
     streamMuxers: [yamux({ streamOptions: { maxStreamWindowSize: YAMUX_MAX_WINDOW } })],
     peerDiscovery: options.mdns === true ? [mdns({ serviceTag: 'mesh-llm.local' })] : [],
+    connectionGater: {
+      denyInboundRelayReservation: relayPolicy && ((peer) => relayPolicy.holdReservation(peer)),
+    },
+    metrics: options.metrics,
     // biome-ignore lint/suspicious/noExplicitAny: the service map is assembled conditionally.
     services: services as any,
   })) as unknown as Libp2p<Services>;
-  return new Libp2pMesh(options, identity, meshId, libp2p);
+  return new Libp2pMesh(options, identity, meshId, libp2p, relayPolicy);
 }
 
 /** The MeshService over js-libp2p. Extra methods are for status pages and tests. */
@@ -199,8 +203,16 @@ export class Libp2pMesh implements MeshService {
   private readonly detachers: Array<() => void> = [];
   private readonly warm: WarmStreamPool<OpenedStream>;
   private readonly dialGuard: DialGuard;
+  private readonly relayPolicy: MemberRelayPolicy | undefined;
 
-  constructor(options: MeshOptions, identity: MeshIdentity, meshId: string, libp2p: Libp2p<Services>) {
+  constructor(
+    options: MeshOptions,
+    identity: MeshIdentity,
+    meshId: string,
+    libp2p: Libp2p<Services>,
+    relayPolicy?: MemberRelayPolicy,
+  ) {
+    this.relayPolicy = relayPolicy;
     this.options = options;
     this.identity = identity;
     this.endpointId = identity.endpointId;
@@ -253,6 +265,9 @@ export class Libp2pMesh implements MeshService {
     this.listen('peer:disconnect', (evt) => this.onPeerDisconnect(evt.detail));
     this.listen('peer:identify', (evt) => this.onIdentify(evt.detail));
     this.listen('self:peer:update', () => this.scheduleReannounce());
+    if (this.relayPolicy !== undefined) {
+      this.detachers.push(this.relayPolicy.attach(tableMembership(this.table, this.stopController.signal)));
+    }
     if (this.options.mdns === true) {
       this.listen('peer:discovery', (evt) => {
         const id = evt.detail.id;
@@ -366,7 +381,8 @@ export class Libp2pMesh implements MeshService {
   async join(token: string): Promise<void> {
     const invite = decodeInviteToken(token);
     if (invite.mesh !== this.currentMeshId) {
-      this.log.info({ meshId: invite.mesh }, 'adopting the mesh id of the invite');
+      // The mesh id is the members' secret: never logged.
+      this.log.info('joining the mesh of the invite');
       this.currentMeshId = invite.mesh;
       this.table.reset();
       if (this.started) await this.resign();
@@ -662,22 +678,7 @@ export class Libp2pMesh implements MeshService {
   }
 
   private awaitMember(endpointId: EndpointId): Promise<boolean> {
-    if (this.table.get(endpointId) !== undefined) return Promise.resolve(true);
-    const waitMs = this.options.memberWaitMs ?? 5_000;
-    return new Promise((resolve) => {
-      const finish = (ok: boolean) => {
-        clearTimeout(timer);
-        off();
-        this.stopController.signal.removeEventListener('abort', onStop);
-        resolve(ok);
-      };
-      const onStop = () => finish(false);
-      const off = this.table.onEvent((event) => {
-        if (event.type === 'updated' && event.peer.endpointId === endpointId) finish(true);
-      });
-      const timer = setTimeout(() => finish(false), waitMs);
-      this.stopController.signal.addEventListener('abort', onStop);
-    });
+    return this.table.whenKnown(endpointId, this.options.memberWaitMs ?? 5_000, this.stopController.signal);
   }
 
   // ---- gossip --------------------------------------------------------------------

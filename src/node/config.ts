@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import type { GpuChoice, GpuLayersChoice } from '../backends/llama/gpu-choice.ts';
 import type { LogFormat } from '../log.ts';
 import { type AnswerBounds, DEFAULT_ANSWER_BOUNDS } from '../routing/answer-bounds.ts';
+import { DEFAULT_INBOUND_LIMITS, type InboundLimits } from '../routing/inbound-limits.ts';
 
 export type AttestationKeyChoice = 'auto' | 'tpm2' | 'secure-enclave' | 'software';
 
@@ -34,6 +35,8 @@ export interface NodeConfig {
   gpu?: GpuChoice;
   /** `--gpu-layers`: default auto (what fits in free VRAM). */
   gpuLayers?: GpuLayersChoice;
+  /** Replaces https://huggingface.co for `hf:` model sources (--model-mirror). */
+  modelMirror?: string;
   /** RAM all in-process models together may use; default: what the OS reports available. */
   modelMemoryBytes?: number;
   /**
@@ -54,12 +57,14 @@ export interface NodeConfig {
   maxBodyBytes: number;
   /** What a remote host can make this node hold or wait for (--max-answer-mb, --first-byte-timeout, --idle-timeout). */
   answerBounds: AnswerBounds;
+  /** What one member can make this host hold: streams per peer, request bytes, read deadlines. */
+  inboundLimits: InboundLimits;
   mdns: boolean;
   logFormat: LogFormat;
 }
 
 export interface ModelConfig {
-  /** A GGUF file path (downloaded references are resolved to one before loading). */
+  /** A GGUF file path, https:// URL, hf:OWNER/REPO/FILE.gguf or hf:OWNER/REPO:QUANT (+ #sha256=HEX). */
   source: string;
   /** The name clients use; default: the file name without `.gguf`. */
   name?: string;
@@ -100,6 +105,7 @@ export function defaultConfig(overrides: Partial<NodeConfig> = {}): NodeConfig {
     keyRotationMs: 24 * 60 * 60 * 1000,
     maxBodyBytes: DEFAULT_MAX_BODY_BYTES,
     answerBounds: { ...DEFAULT_ANSWER_BOUNDS },
+    inboundLimits: { ...DEFAULT_INBOUND_LIMITS },
     mdns: false,
     logFormat: 'pretty',
     ...overrides,

@@ -4,6 +4,7 @@ import { createConsoleRoutes } from '../api/console-routes.ts';
 import { type ListeningServer, startHttpServer } from '../api/http-server.ts';
 import { withApiIngress } from '../api/ingress-guard.ts';
 import { createOpenAiRoutes } from '../api/openai-routes.ts';
+import { observeDispatch } from '../api/request-metrics.ts';
 import { ReplayGuard } from '../crypto/envelope.ts';
 import { InferenceKeyring } from '../crypto/inference-keys.ts';
 import { PreparedExchanges } from '../crypto/prepared-exchanges.ts';
@@ -14,6 +15,8 @@ import { loadOrCreateIdentity } from '../mesh/identity.ts';
 import { createLibp2pMesh } from '../mesh/libp2p-mesh.ts';
 import type { LocalAnnouncementFields, MeshService, StreamTapEvent } from '../mesh/types.ts';
 import { PROTOCOL_HTTP } from '../mesh/types.ts';
+import { libp2pMetrics } from '../metrics/libp2p.ts';
+import { NodeMetrics } from '../metrics/node-metrics.ts';
 import { NodeRole } from '../proto/gen/mesh_pb.js';
 import { createInboundHttpHandler } from '../routing/inbound-http.ts';
 import { RemoteTransport } from '../routing/remote-transport.ts';
@@ -24,7 +27,7 @@ import type { NodeConfig } from './config.ts';
 import { ensureConsoleCredential } from './console-credential.ts';
 import { createHostSecurity, requireAttestationGate, requireEncryptionGate } from './host-security.ts';
 import { configuredModels, startHosting } from './hosting.ts';
-import { buildStatusReport, type StatusReport } from './status.ts';
+import { buildStatusReport, peerSamples, type StatusReport } from './status.ts';
 import { VERSION } from './version.ts';
 
 export interface MeshNodeDeps {
@@ -42,6 +45,7 @@ export interface MeshNode {
   readonly router: Router;
   readonly apiUrl: string;
   readonly consoleUrl: string | undefined;
+  readonly metrics: NodeMetrics;
   status(): StatusReport;
   stop(): Promise<void>;
 }
@@ -64,6 +68,7 @@ export async function startMeshNode(config: NodeConfig, deps: MeshNodeDeps): Pro
   }
   await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
   const cleanup: (() => Promise<void> | void)[] = [];
+  const metrics = new NodeMetrics();
   try {
     const hosting = await startHosting(config, logger);
     const backends = hosting.backends;
@@ -88,6 +93,7 @@ export async function startMeshNode(config: NodeConfig, deps: MeshNodeDeps): Pro
       hosting: backends.length > 0,
       inferenceKey: () => keyring?.current().publicKeyBase64,
       logger: logger.child({ component: 'attestation' }),
+      onFailure: (reason) => metrics.attestationFailures.inc({ reason }),
     });
     cleanup.push(() => attestation.stop());
 
@@ -117,6 +123,7 @@ export async function startMeshNode(config: NodeConfig, deps: MeshNodeDeps): Pro
       version: VERSION,
       logger: logger.child({ component: 'mesh' }),
       streamTap: deps.streamTap,
+      metrics: libp2pMetrics(metrics),
     });
     cleanup.push(() => mesh.stop());
     attestation.attach(mesh);
@@ -140,7 +147,12 @@ export async function startMeshNode(config: NodeConfig, deps: MeshNodeDeps): Pro
     const router = new Router({
       backends,
       mesh,
-      transport: new RemoteTransport({ mesh, exchanges, bounds: config.answerBounds }),
+      transport: new RemoteTransport({
+        mesh,
+        exchanges,
+        bounds: config.answerBounds,
+        onE2eFailure: (reason) => metrics.e2eFailures.inc({ reason, side: 'client' }),
+      }),
       security: createHostSecurity(attestation.trust, { e2e: config.e2e }),
       gates,
       logger: logger.child({ component: 'router' }),
@@ -153,7 +165,9 @@ export async function startMeshNode(config: NodeConfig, deps: MeshNodeDeps): Pro
         e2e: keyring ? { keyring, replayGuard: new ReplayGuard() } : undefined,
         acceptPlaintext: !config.requireEncryption && !config.requireAttestedHosts,
         maxRequestBytes: config.maxBodyBytes,
+        limits: config.inboundLimits,
         logger: logger.child({ component: 'host' }),
+        onE2eFailure: (reason) => metrics.e2eFailures.inc({ reason, side: 'host' }),
       }),
     );
     await mesh.start();
@@ -161,14 +175,12 @@ export async function startMeshNode(config: NodeConfig, deps: MeshNodeDeps): Pro
     // Remember the mesh (created here or adopted from a token) so a restart stays in it.
     await writeFile(meshIdFile, `${mesh.meshId}\n`, { mode: 0o600 });
 
+    const openAi = createOpenAiRoutes(observeDispatch(router, metrics));
     const api: ListeningServer = await startHttpServer({
       host: config.apiHost,
       port: config.apiPort,
       maxBodyBytes: config.maxBodyBytes,
-      handler: withApiIngress(createOpenAiRoutes(router), {
-        loopbackOnly: apiOnLoopback,
-        apiKeys: config.apiKeys,
-      }),
+      handler: withApiIngress(openAi, { loopbackOnly: apiOnLoopback, apiKeys: config.apiKeys }),
       logger: logger.child({ component: 'api' }),
     });
     cleanup.push(() => api.close());
@@ -183,6 +195,7 @@ export async function startMeshNode(config: NodeConfig, deps: MeshNodeDeps): Pro
         role,
         hosting: hosting.status,
       });
+    metrics.setPeerSource(() => peerSamples(status()));
     let consoleServer: ListeningServer | undefined;
     if (config.consolePort !== undefined) {
       consoleServer = await startHttpServer({
@@ -193,6 +206,9 @@ export async function startMeshNode(config: NodeConfig, deps: MeshNodeDeps): Pro
           status,
           trust: attestation,
           credential: await ensureConsoleCredential(config.dataDir),
+          metrics,
+          // The playground is one more API client: the same keys apply.
+          inference: withApiIngress(openAi, { loopbackOnly: true, apiKeys: config.apiKeys }),
         }),
         logger: logger.child({ component: 'console' }),
       });
@@ -207,6 +223,7 @@ export async function startMeshNode(config: NodeConfig, deps: MeshNodeDeps): Pro
       router,
       apiUrl: `http://${hostForUrl(config.apiHost)}:${api.port}`,
       consoleUrl: consoleServer ? `http://127.0.0.1:${consoleServer.port}` : undefined,
+      metrics,
       status,
       stop: () => runCleanup(cleanup),
     };

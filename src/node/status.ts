@@ -1,7 +1,8 @@
 import { ConfigError } from '../errors.ts';
 import { postureFromProto } from '../hardening/posture.ts';
 import type { SecurityPostureFacts } from '../hardening/types.ts';
-import type { MeshService } from '../mesh/types.ts';
+import type { MeshService, PeerRecord } from '../mesh/types.ts';
+import type { PeerSample } from '../metrics/node-metrics.ts';
 import { NodeRole } from '../proto/gen/mesh_pb.js';
 import { hostedModels, type Router } from '../routing/router.ts';
 import type { AttestationService, PeerAttestationStatus } from './attestation-service.ts';
@@ -23,6 +24,8 @@ export interface PeerStatus {
   e2e: { capable: boolean; inferencePublicKey: string | null };
   attestation: PeerAttestationStatus | null;
   posture: SecurityPostureFacts | null;
+  /** Whether this node's policy refuses to send this host requests (never for non-hosts). */
+  policy: { refused: boolean; reason: string | null };
   /** What the peer announced about its machine (hosts only). */
   hardware: PeerHardware | null;
 }
@@ -120,6 +123,7 @@ export function buildStatusReport(input: {
         e2e: { capable: key !== undefined, inferencePublicKey: key ? (a.inferencePublicKey ?? null) : null },
         attestation: attestation.peerStatus(peer.endpointId) ?? null,
         posture: a.securityPosture ? postureFromProto(a.securityPosture) : null,
+        policy: policyVerdict(router, peer),
         hardware: a.hardware
           ? {
               gpuKind: a.hardware.gpuKind,
@@ -132,6 +136,21 @@ export function buildStatusReport(input: {
       };
     }),
   };
+}
+
+function policyVerdict(router: Router, peer: PeerRecord): PeerStatus['policy'] {
+  const refusal = hostedModels(peer).length > 0 ? router.refusal(peer) : undefined;
+  return { refused: refusal !== undefined, reason: refusal?.reason ?? null };
+}
+
+/** Each peer's tier and link, for the mesh_llm_peers gauge. */
+export function peerSamples(report: StatusReport): PeerSample[] {
+  return report.peers.map((p) => ({ tier: p.attestation?.tier ?? 'none', link: linkKind(p) }));
+}
+
+function linkKind(peer: PeerStatus): string {
+  if (!peer.connected) return peer.transitive ? 'transitive' : 'disconnected';
+  return 'direct';
 }
 
 /** No dialable address yet (e.g. waiting for a relay reservation) is a state to show, not a failure. */

@@ -1,9 +1,9 @@
-import { sealRequest } from '../crypto/envelope.ts';
+import { E2E_MAGIC, sealRequest } from '../crypto/envelope.ts';
 import { isE2EError } from '../crypto/errors.ts';
 import type { PreparedExchanges } from '../crypto/prepared-exchanges.ts';
 import { openResponse } from '../crypto/response-frames.ts';
 import { describeError, MeshError, UpstreamError } from '../errors.ts';
-import type { ApiRequest, UpstreamResponse } from '../http/exchange.ts';
+import { type ApiRequest, bodyOf, readAll, type UpstreamResponse } from '../http/exchange.ts';
 import { parseResponse, serializeRequest } from '../http/http1.ts';
 import type { ByteStream, EndpointId, MeshService } from '../mesh/types.ts';
 import { PROTOCOL_HTTP } from '../mesh/types.ts';
@@ -33,6 +33,8 @@ export interface RemoteTransportOptions {
   mesh: Pick<MeshService, 'openStream' | 'openForwardedStream' | 'peers'>;
   /** Key exchanges prepared ahead for hosts this node sends to; absent = made per request. */
   exchanges?: PreparedExchanges;
+  /** Told the E2EError code whenever an answer fails to open (metrics). */
+  onE2eFailure?: (code: string) => void;
   /** Deadlines and the size cap for answers; defaults in DEFAULT_ANSWER_BOUNDS. */
   bounds?: Partial<AnswerBounds>;
 }
@@ -40,11 +42,16 @@ export interface RemoteTransportOptions {
 export class RemoteTransport {
   readonly #mesh: RemoteTransportOptions['mesh'];
   readonly #exchanges: PreparedExchanges | undefined;
+  readonly #onE2eFailure: (error: unknown) => void;
   readonly #bounds: AnswerBounds;
 
   constructor(options: RemoteTransportOptions) {
     this.#mesh = options.mesh;
     this.#exchanges = options.exchanges;
+    const report = options.onE2eFailure;
+    this.#onE2eFailure = (error) => {
+      if (report && isE2EError(error)) report(error.code);
+    };
     this.#bounds = { ...DEFAULT_ANSWER_BOUNDS, ...options.bounds };
   }
 
@@ -61,7 +68,7 @@ export class RemoteTransport {
         const plaintext = serializeRequest(request, { 'x-mesh-sent-at': String(Date.now()) });
         const { envelope, session } = sealRequest(plaintext, key, this.#exchanges?.take(key));
         // openResponse owns the session from here and wipes it when the answer ends.
-        source = openResponse(stream.source, session);
+        source = openResponse(refusalOrSealed(stream.source, session), session);
         await stream.write(envelope).catch((error) => {
           session.dispose();
           throw error;
@@ -76,12 +83,19 @@ export class RemoteTransport {
         const exchanges = this.#exchanges;
         setImmediate(() => exchanges.prepare(key));
       }
-      const response = await parseResponse(source);
+      const response = await parseResponse(source).catch((error) => {
+        if (error instanceof HostRefusal) return error.response;
+        throw error;
+      });
       const maxBytes = options.stream === true ? Number.POSITIVE_INFINITY : this.#bounds.maxAnswerBytes;
       return {
         ...response,
-        body: guardBody(boundedBody(response.body, watchdog, maxBytes), stream, watchdog, () =>
-          options.signal.removeEventListener('abort', onAbort),
+        body: guardBody(
+          boundedBody(response.body, watchdog, maxBytes),
+          stream,
+          watchdog,
+          this.#onE2eFailure,
+          () => options.signal.removeEventListener('abort', onAbort),
         ),
         path,
         encrypted: options.inferenceKey !== undefined,
@@ -89,6 +103,7 @@ export class RemoteTransport {
     } catch (error) {
       watchdog.stop();
       options.signal.removeEventListener('abort', onAbort);
+      this.#onE2eFailure(error);
       stream.abort(error instanceof Error ? error : new Error(String(error)));
       throw watchdog.error() ?? asUpstreamError(error);
     }
@@ -114,6 +129,47 @@ export class RemoteTransport {
   }
 }
 
+/** A host's plaintext refusal of an encrypted request, carried out of the E2E opener. */
+class HostRefusal extends Error {
+  readonly response: UpstreamResponse;
+  constructor(response: UpstreamResponse) {
+    super('the host refused the request');
+    this.response = response;
+  }
+}
+
+/**
+ * A host that cannot take a request (over a per-peer or global limit) refuses it before it
+ * opens anything, so in plaintext. Such an answer is accepted as an error status only: a
+ * 2xx in plaintext to a sealed request is a wire error, never content.
+ */
+async function* refusalOrSealed(
+  source: AsyncIterable<Uint8Array>,
+  session: { dispose(): void },
+): AsyncGenerator<Uint8Array> {
+  const iterator = source[Symbol.asyncIterator]();
+  const first = await iterator.next();
+  const rest = (async function* () {
+    if (!first.done) yield first.value;
+    for (;;) {
+      const next = await iterator.next();
+      if (next.done) return;
+      yield next.value;
+    }
+  })();
+  if (first.done || first.value[0] === E2E_MAGIC) {
+    yield* rest;
+    return;
+  }
+  session.dispose();
+  const refusal = await parseResponse(rest);
+  if (refusal.status < 400) throw new UpstreamError('the host answered an encrypted request in plaintext');
+  const body = await readAll(refusal.body, MAX_REFUSAL_BYTES);
+  throw new HostRefusal({ ...refusal, body: bodyOf(body) });
+}
+
+const MAX_REFUSAL_BYTES = 64 * 1024;
+
 /** E2E and wire failures become typed upstream errors (never a generic 500). */
 function asUpstreamError(error: unknown): MeshError {
   if (error instanceof MeshError) return error;
@@ -130,11 +186,13 @@ async function* guardBody(
   source: AsyncIterable<Uint8Array>,
   stream: ByteStream,
   watchdog: AnswerWatchdog,
+  onFailure: (error: unknown) => void,
   cleanup: () => void,
 ): AsyncGenerator<Uint8Array> {
   try {
     yield* source;
   } catch (error) {
+    onFailure(error);
     stream.abort(error instanceof Error ? error : new Error(String(error)));
     throw watchdog.error() ?? asUpstreamError(error);
   } finally {

@@ -1,24 +1,26 @@
 /**
  * The network-namespace lab: real network boundaries on one machine.
  *
- *                           ┌──────────── inet (router; drops RFC 1918 / CGNAT destinations) ────────────┐
- *                           │ 7.0.1.1        7.0.2.1         7.0.3.1            7.0.4.1           7.0.5.1 │
- *                           └───┬──────────────┬───────────────┬──────────────────┬─────────────────┬─────┘
- *                     relay 7.0.1.2    pub 7.0.2.2     natA wan 7.0.3.2   natB wan 7.0.4.2  natC wan 7.0.5.2
- *                                                      (MASQUERADE)       (MASQUERADE)      (MASQUERADE --random-fully:
- *                                                      lan 192.168.1.1    lan 192.168.2.1    symmetric) lan 192.168.3.1
- *                                                   hostA 192.168.1.10   clientB 192.168.2.10   hostC 192.168.3.10
- *                                        + docker0 172.17.0.1, wg0 10.8.0.2, virbr0 192.168.122.1 (go nowhere)
+ *                  ┌───────── inet (router; drops RFC 1918 / CGNAT destinations) ─────────┐
+ *                  │ 7.0.1.1     11.0.2.1       21.0.3.1        22.0.4.1        23.0.5.1     │
+ *                  └──┬────────────┬──────────────┬───────────────┬───────────────┬──────────┘
+ *           relay 7.0.1.2  pub 11.0.2.2   natA wan 21.0.3.2 natB wan 22.0.4.2 natC wan 23.0.5.2
+ *                                         (MASQUERADE)      (MASQUERADE)      (MASQUERADE --random-fully:
+ *                                         lan 192.168.1.1   lan 192.168.2.1    symmetric) lan 192.168.3.1
+ *                                      hostA 192.168.1.10  clientB 192.168.2.10   hostC 192.168.3.10
+ *                 + docker0 172.17.0.1, wg0 10.8.0.2, virbr0 192.168.122.1 (lead nowhere)
  *
  *   lan  (a switch): lanA 10.10.0.2, lanB 10.10.0.3        lan6 (a switch, IPv6 only): v6A fd00:6::2, v6B fd00:6::3
  *
- * 7.0.0.0/8 stands in for the public internet: libp2p treats the documentation ranges and
- * RFC 1918 as private, so DCUtR, AutoNAT and public-address logic only act on a range like
- * this one. It exists only inside these namespaces: none of them has a link to the root
- * namespace or to a real interface, so no packet can leave the machine.
+ * The public side stands in for the internet with ranges libp2p does not treat as private (it
+ * treats the documentation ranges and RFC 1918 as private, and DCUtR, AutoNAT and its
+ * public-address logic act only on public ones). Each public site sits in a different /8
+ * because AutoNAT (v1 and v2) confirms an address only after dial-backs from 4 peers in 4
+ * different first octets. These ranges exist only inside the lab's namespaces: none has a link
+ * to the root namespace or to a real interface, so no packet can leave the machine.
  *
  * Namespace names are `mlab-<pid>-<role>`; `destroy()` removes them with every process in them,
- * and `sweepStaleLabs()` (run by `createLab`) removes those of earlier runs that crashed.
+ * and `sweepStaleLabs()` (run by `Lab.create`) removes those of earlier runs that crashed.
  */
 import { mkdir, rm } from 'node:fs/promises';
 import {
@@ -32,12 +34,12 @@ import {
 } from './netns.ts';
 
 export const ADDR = {
-  inet: { relay: '7.0.1.1', pub: '7.0.2.1', natA: '7.0.3.1', natB: '7.0.4.1', natC: '7.0.5.1' },
+  inet: { relay: '7.0.1.1', pub: '11.0.2.1', natA: '21.0.3.1', natB: '22.0.4.1', natC: '23.0.5.1' },
   relay: '7.0.1.2',
-  pub: '7.0.2.2',
-  natA: { wan: '7.0.3.2', renumbered: '7.0.3.3', lan: '192.168.1.1' },
-  natB: { wan: '7.0.4.2', lan: '192.168.2.1' },
-  natC: { wan: '7.0.5.2', lan: '192.168.3.1' },
+  pub: '11.0.2.2',
+  natA: { wan: '21.0.3.2', renumbered: '21.0.3.3', lan: '192.168.1.1' },
+  natB: { wan: '22.0.4.2', lan: '192.168.2.1' },
+  natC: { wan: '23.0.5.2', lan: '192.168.3.1' },
   hostA: '192.168.1.10',
   /** Interfaces of hostA that lead nowhere anyone else can reach (a container bridge, a VPN, a VM bridge). */
   hostAExtra: { docker0: '172.17.0.1/16', wg0: '10.8.0.2/24', virbr0: '192.168.122.1/24' },

@@ -1,5 +1,6 @@
 import { resolve } from 'node:path';
 import { GPU_CHOICES, type GpuLayersChoice } from '../../backends/llama/gpu-choice.ts';
+import { isRemoteSource } from '../../backends/models/source.ts';
 import { ConfigError } from '../../errors.ts';
 import { createLogger, type LogFormat } from '../../log.ts';
 import {
@@ -15,11 +16,16 @@ import { currentPosture } from '../../node/posture.ts';
 import { apiKeysFromFlags } from '../api-keys.ts';
 import { choiceFlag, parseFlags, portFlag, positiveIntFlag, rejectPositionals } from '../args.ts';
 import type { CliContext } from '../context.ts';
+import { joinTokensFromFlags } from '../join-tokens.ts';
 
 const HELP = `mesh-llm serve [flags]
 
   --model [NAME=]SOURCE      host a GGUF model in-process (node-llama-cpp); repeatable, each
-                             served as NAME (default: the file name without .gguf)
+                             served as NAME (default: the file name without .gguf). SOURCE: a
+                             path, https://…/file.gguf, hf:OWNER/REPO/FILE.gguf or
+                             hf:OWNER/REPO:QUANT, optionally #sha256=HEX; downloaded once into
+                             <data-dir>/models/
+  --model-mirror URL         fetch hf: models from this mirror (or $MESH_LLM_MODEL_MIRROR)
   --model-name NAME          the name for a single --model
   --gpu KIND                 auto | cuda | vulkan | metal | off (default auto: detect, else CPU)
   --gpu-layers N|auto|max    layers to offload to the GPU (default auto: what fits)
@@ -29,7 +35,8 @@ const HELP = `mesh-llm serve [flags]
                              model it lists at /v1/models, re-read every 30 s)
                              (an API key for the backend is read from MESH_LLM_BACKEND_API_KEY)
   --client                   no backend: use the mesh's models
-  --join TOKEN               join a mesh (repeatable)
+  --join TOKEN               join a mesh (repeatable; visible to local users in the process list)
+  --join-file FILE           read invite tokens from FILE, one a line (- = standard input)
   --name NAME                a name shown to peers
   --port N                   OpenAI API port (default ${DEFAULT_API_PORT}, loopback)
   --listen-all               bind the API to 0.0.0.0 instead of 127.0.0.1 (needs --api-key)
@@ -61,10 +68,12 @@ const FLAGS = {
   gpu: { type: 'string' },
   'gpu-layers': { type: 'string' },
   'model-memory': { type: 'string' },
+  'model-mirror': { type: 'string' },
   backend: { type: 'string' },
   'backend-model': { type: 'string', multiple: true },
   client: { type: 'boolean' },
   join: { type: 'string', multiple: true },
+  'join-file': { type: 'string', multiple: true },
   name: { type: 'string' },
   port: { type: 'string' },
   'listen-all': { type: 'boolean' },
@@ -143,7 +152,7 @@ export function serveConfigFromArgs(args: string[]): NodeConfig | undefined {
       : portFlag(values.console, '--console', DEFAULT_CONSOLE_PORT),
     meshPort: portFlag(values['bind-port'], '--bind-port', 0),
     meshHost: values['bind-host'] ?? base.meshHost,
-    join: values.join ?? [],
+    join: joinTokensFromFlags(values.join, values['join-file']),
     relay: values.relay ?? false,
     reachableOnlyViaRelay: values['reachable-only-via-relay'] ?? false,
     client: values.client ?? false,
@@ -151,6 +160,7 @@ export function serveConfigFromArgs(args: string[]): NodeConfig | undefined {
     gpu: choiceFlag(values.gpu, '--gpu', GPU_CHOICES, 'auto'),
     gpuLayers: gpuLayersFlag(values['gpu-layers']),
     modelMemoryBytes: sizeFlag(values['model-memory'], '--model-memory'),
+    modelMirror: values['model-mirror'] ?? (process.env.MESH_LLM_MODEL_MIRROR || undefined),
     backend: values.backend
       ? {
           url: values.backend,
@@ -188,12 +198,8 @@ export function modelFlags(flags: string[], singleName: string | undefined): Mod
     const named = /^[\w.:-]{1,128}$/.test(prefix) && !/^[a-z][a-z0-9+.-]*:\/\//i.test(flag);
     const source = named ? flag.slice(eq + 1) : flag;
     if (!source) throw new ConfigError(`--model ${flag}: the model source is empty`);
-    return { source: isLocalPath(source) ? resolve(source) : source, name: named ? prefix : singleName };
+    return { source: isRemoteSource(source) ? source : resolve(source), name: named ? prefix : singleName };
   });
-}
-
-function isLocalPath(source: string): boolean {
-  return !/^(https?:|hf:)/i.test(source);
 }
 
 function gpuLayersFlag(value: string | undefined): GpuLayersChoice | undefined {

@@ -103,7 +103,7 @@ export function formatStatus(report: StatusReport): string {
     cell(p.attestation?.pinned),
     cell(p.attestation?.live),
     cell(p.attestation?.verifiedAt),
-    cell(p.attestation?.failureReason),
+    cell(p.attestation?.failureReason ?? (p.policy?.refused ? `refused: ${p.policy.reason}` : null)),
   ]);
   if (rows.length === 0) return `${lines.join('\n')}no peers yet\n`;
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
