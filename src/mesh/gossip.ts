@@ -1,8 +1,10 @@
 import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
+import type { AbortOptions, Stream } from '@libp2p/interface';
+import { lpStream } from '@libp2p/utils';
 import { GossipMessageSchema, type SignedAnnouncement } from '../proto/gen/mesh_pb.js';
-import { decodeFrames, encodeFrame, exchangeFrame, FrameError } from './framing.ts';
+import { MAX_FRAME_BYTES } from './framing.ts';
 import { endpointIdFromBytes, endpointIdToBytes } from './identity.ts';
-import type { ByteStream, EndpointId } from './types.ts';
+import type { EndpointId } from './types.ts';
 
 /** More announcements than this in one message is treated as abuse, not a mesh. */
 export const MAX_ANNOUNCEMENTS_PER_MESSAGE = 4096;
@@ -76,12 +78,16 @@ export function newsFor(
 
 /** Initiator side of one anti-entropy exchange: send ours (and what we hold), read theirs. */
 export async function requestGossip(
-  stream: ByteStream,
+  stream: Stream,
   ours: SignedAnnouncement[],
   known?: KnownDigests,
+  options: AbortOptions = {},
 ): Promise<GossipContent> {
-  const reply = await exchangeFrame(stream, encodeGossipMessage(ours, known));
-  return decodeGossipMessage(reply);
+  const lp = lpStream(stream, { maxDataLength: MAX_FRAME_BYTES });
+  await lp.write(encodeGossipMessage(ours, known), options);
+  await stream.close(options);
+  const reply = await lp.read(options);
+  return decodeGossipMessage(reply.subarray());
 }
 
 /**
@@ -89,16 +95,13 @@ export async function requestGossip(
  * what to send back, then reply and half-close.
  */
 export async function respondGossip(
-  stream: ByteStream,
+  stream: Stream,
   respond: (theirs: GossipContent) => Promise<SignedAnnouncement[]>,
+  options: AbortOptions = {},
 ): Promise<void> {
-  let request: Uint8Array | undefined;
-  for await (const frame of decodeFrames(stream.source)) {
-    request = frame;
-    break;
-  }
-  if (request === undefined) throw new FrameError('gossip stream closed before a message');
-  const reply = await respond(decodeGossipMessage(request));
-  await stream.write(encodeFrame(encodeGossipMessage(reply)));
-  await stream.closeWrite();
+  const lp = lpStream(stream, { maxDataLength: MAX_FRAME_BYTES });
+  const request = await lp.read(options);
+  const reply = await respond(decodeGossipMessage(request.subarray()));
+  await lp.write(encodeGossipMessage(reply), options);
+  await stream.close(options);
 }
