@@ -5,9 +5,13 @@
  */
 export type ErrorKind =
   | 'invalid_request' // 400
+  | 'unauthorized' // 401, a missing or wrong API key / console credential
+  | 'forbidden' // 403, e.g. a Host header this server does not answer to
   | 'not_found' // 404
   | 'method_not_allowed' // 405
   | 'too_large' // 413
+  | 'unsupported_media_type' // 415
+  | 'rate_limited' // 429
   | 'no_capacity' // 503
   | 'policy_refused' // 503, with a specific code (no_attested_host, no_encrypted_host)
   | 'upstream_failed' // 502
@@ -70,6 +74,20 @@ export class UpstreamError extends MeshError {
 export class UpstreamTimeoutError extends MeshError {
   constructor(message: string) {
     super('upstream_timeout', 'upstream_timeout', message);
+  }
+}
+
+/** The request lacks a valid credential (API key or console credential). */
+export class UnauthorizedError extends MeshError {
+  constructor(message: string, code = 'invalid_api_key') {
+    super('unauthorized', code, message);
+  }
+}
+
+/** A sender exceeded a per-peer or global budget; others are still served. */
+export class RateLimitedError extends MeshError {
+  constructor(message: string, code = 'rate_limited') {
+    super('rate_limited', code, message);
   }
 }
 

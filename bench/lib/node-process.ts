@@ -4,6 +4,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { readConsoleCredential } from '../../src/node/console-credential.ts';
 
 const BIN = fileURLToPath(new URL('../../bin/mesh-llm.js', import.meta.url));
 /** The Node flags of the bin's shebang, so a spawned node runs exactly as `mesh-llm` would. */
@@ -55,8 +56,11 @@ export async function spawnNode(args: string[], env: NodeJS.ProcessEnv = {}): Pr
       reject(new Error(`node exited with ${code} before it was ready:\n${stderr}`));
     });
   });
+  const credential = await readConsoleCredential(dataDir);
   const status = async () =>
-    (await (await fetch(`${urls.console}/api/status`)).json()) as { node: { token: string; id: string } };
+    (await (
+      await fetch(`${urls.console}/api/status`, { headers: { authorization: `Bearer ${credential}` } })
+    ).json()) as { node: { token: string; id: string } };
   return {
     child,
     apiUrl: urls.api,

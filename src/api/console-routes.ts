@@ -1,16 +1,21 @@
-import { InvalidRequestError, MeshError } from '../errors.ts';
+import { InvalidRequestError, MeshError, UnauthorizedError } from '../errors.ts';
 import { bodyOf, jsonResponse, type UpstreamResponse } from '../http/exchange.ts';
 import { CONSOLE_HEADERS, CONSOLE_HTML } from './console-page.ts';
 import type { IncomingApiRequest, RouteHandler } from './http-server.ts';
+import { BearerKeys, requireJsonContentType, requireLoopbackHost } from './ingress-guard.ts';
 import { parseJsonBody } from './openai-validation.ts';
 
 export interface ConsoleDeps {
-  status(): unknown;
+  status(): { node: { token: string | null } };
   trust: { resetPin(endpointId: string): Promise<boolean> };
+  /** The local credential (0600 file in the data dir) that unlocks the token and writes. */
+  credential: string;
 }
 
 /** The console port (loopback only): management JSON under /api and the web console at /. */
 export function createConsoleRoutes(deps: ConsoleDeps): RouteHandler {
+  const credential = new BearerKeys([deps.credential]);
+  const authorized = (request: IncomingApiRequest) => credential.matches(request.headers.authorization);
   return async (request: IncomingApiRequest): Promise<UpstreamResponse> => {
     const path = request.path.split('?')[0];
     refuseForeignOrigins(request);
@@ -22,8 +27,14 @@ export function createConsoleRoutes(deps: ConsoleDeps): RouteHandler {
         body: bodyOf(page),
       };
     }
-    if (request.method === 'GET' && path === '/api/status') return jsonResponse(200, deps.status());
+    if (request.method === 'GET' && path === '/api/status') {
+      const report = deps.status();
+      // The token admits anyone to the mesh: only the node's own user (the credential) sees it.
+      if (!authorized(request)) report.node.token = null;
+      return jsonResponse(200, report);
+    }
     if (request.method === 'POST' && path === '/api/trust/reset') {
+      if (!authorized(request)) throw consoleCredentialRequired();
       const body = parseJsonBody(await request.readBody()) as { peer?: unknown };
       if (typeof body.peer !== 'string' || !/^[0-9a-f]{64}$/.test(body.peer)) {
         throw new InvalidRequestError("'peer' must be a 64-character hex endpoint id");
@@ -34,32 +45,26 @@ export function createConsoleRoutes(deps: ConsoleDeps): RouteHandler {
   };
 }
 
+function consoleCredentialRequired(): UnauthorizedError {
+  return new UnauthorizedError(
+    "Changing this node needs the console credential: use the mesh-llm CLI as the node's user",
+    'console_credential_required',
+  );
+}
+
 /**
  * The console is loopback-only, but a browser on this machine can still be steered at it:
- * refuse DNS-rebinding hosts and cross-origin writes (the status holds the invite token).
+ * refuse DNS-rebinding hosts and cross-origin writes.
  */
 function refuseForeignOrigins(request: IncomingApiRequest): void {
-  const host = (request.headers.host ?? '').replace(/:\d+$/, '');
-  if (!['127.0.0.1', 'localhost', '[::1]'].includes(host)) {
-    throw new MeshError(
-      'invalid_request',
-      'forbidden_host',
-      'The console answers only on 127.0.0.1 / localhost',
-    );
-  }
+  requireLoopbackHost(request);
   const origin = request.headers.origin;
   if (
     request.method !== 'GET' &&
     origin !== undefined &&
     !/^http:\/\/(127\.0\.0\.1|localhost)(:\d+)?$/.test(origin)
   ) {
-    throw new MeshError(
-      'invalid_request',
-      'forbidden_origin',
-      'Cross-origin requests to the console are refused',
-    );
+    throw new MeshError('forbidden', 'forbidden_origin', 'Cross-origin requests to the console are refused');
   }
-  if (request.method === 'POST' && !(request.headers['content-type'] ?? '').startsWith('application/json')) {
-    throw new InvalidRequestError('Send application/json');
-  }
+  requireJsonContentType(request);
 }

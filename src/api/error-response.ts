@@ -4,9 +4,13 @@ import { jsonResponse, type UpstreamResponse } from '../http/exchange.ts';
 /** The one place where typed errors become HTTP statuses and OpenAI error bodies. */
 const STATUS: Record<ErrorKind, number> = {
   invalid_request: 400,
+  unauthorized: 401,
+  forbidden: 403,
   not_found: 404,
   method_not_allowed: 405,
   too_large: 413,
+  unsupported_media_type: 415,
+  rate_limited: 429,
   no_capacity: 503,
   policy_refused: 503,
   upstream_failed: 502,
@@ -16,9 +20,13 @@ const STATUS: Record<ErrorKind, number> = {
 
 const TYPE: Record<ErrorKind, string> = {
   invalid_request: 'invalid_request_error',
+  unauthorized: 'invalid_request_error',
+  forbidden: 'invalid_request_error',
   not_found: 'invalid_request_error',
   method_not_allowed: 'invalid_request_error',
   too_large: 'invalid_request_error',
+  unsupported_media_type: 'invalid_request_error',
+  rate_limited: 'rate_limit_error',
   no_capacity: 'server_error',
   policy_refused: 'policy_error',
   upstream_failed: 'server_error',

@@ -1,4 +1,4 @@
-import { MeshError, ModelNotFoundError, UpstreamError } from '../errors.ts';
+import { InvalidRequestError, MeshError, ModelNotFoundError, UpstreamError } from '../errors.ts';
 import { type ApiRequest, jsonResponse, readAll, type UpstreamResponse } from '../http/exchange.ts';
 import type { ModelListing, RoutedResponse } from '../routing/router.ts';
 import type { IncomingApiRequest, RouteHandler } from './http-server.ts';
@@ -37,7 +37,7 @@ export function createOpenAiRoutes(dispatcher: InferenceDispatcher): RouteHandle
     }
     if (path.startsWith('/v1/models/')) {
       requireMethod(request, 'GET');
-      const id = decodeURIComponent(path.slice('/v1/models/'.length));
+      const id = decodePathSegment(path.slice('/v1/models/'.length));
       const entry = dispatcher.listModels().find((m) => m.id === id);
       if (!entry) throw new ModelNotFoundError(id);
       return jsonResponse(200, modelObject(entry));
@@ -112,4 +112,13 @@ function modelObject(entry: ModelListing) {
 
 function modelList(models: ModelListing[]) {
   return { object: 'list', data: models.map(modelObject) };
+}
+
+/** A malformed percent-escape is the client's mistake (400), not a crash. */
+function decodePathSegment(segment: string): string {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    throw new InvalidRequestError('The path holds a malformed percent-escape', 'invalid_path');
+  }
 }

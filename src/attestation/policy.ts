@@ -6,6 +6,21 @@ import type { PlaintextBoundaryFact, SecurityPostureFacts } from '../hardening/t
 import { publicKeyFromPoint } from './ecdsa.ts';
 import { POSTURE_FIELDS } from './signing-bytes.ts';
 
+/**
+ * Whether a verified statement counts for --require-attested-hosts beyond its tier: below
+ * hardware-rooted a tier is the host's own claim, so the operator must have trusted the key
+ * (pinnedKeys), unless the policy opts into trust on first use. Undefined = it counts.
+ */
+export function untrustedClaim(
+  verdict: { tier: AttestationTier; operatorTrusted: boolean },
+  policy: AttestationPolicy,
+): string | undefined {
+  if (verdict.tier === 'hardware-rooted' || verdict.operatorTrusted || policy.trustOnFirstUse === true) {
+    return undefined;
+  }
+  return `tier ${verdict.tier} rests on the host's own claim and the operator has not trusted its key`;
+}
+
 /** Ordered trust tiers (SPEC §6.3). */
 export type AttestationTier = 'none' | 'self-signed' | 'hardware-claimed' | 'hardware-rooted';
 export const TIERS: readonly AttestationTier[] = [
@@ -44,6 +59,11 @@ export interface AttestationPolicy {
   pinnedKeys?: Record<string, string>;
   /** PEM roots for TPM EK chains (hardware-rooted tier; not verified by this version). */
   trustedTpmRoots?: string[];
+  /**
+   * Let a key pinned on first sight count like an operator pin. Off by default: a tier below
+   * hardware-rooted rests on the host's own claim, so it counts only for keys in pinnedKeys.
+   */
+  trustOnFirstUse?: boolean;
 }
 
 export function defaultAttestationPolicy(): AttestationPolicy {
@@ -73,6 +93,8 @@ const TOP_KEYS: Record<string, keyof AttestationPolicy> = {
   pinned_keys: 'pinnedKeys',
   trustedTpmRoots: 'trustedTpmRoots',
   trusted_tpm_roots: 'trustedTpmRoots',
+  trustOnFirstUse: 'trustOnFirstUse',
+  trust_on_first_use: 'trustOnFirstUse',
 };
 
 const POSTURE_KEYS: Record<string, RequirablePostureFlag | 'plaintextBoundary'> = (() => {
@@ -113,7 +135,7 @@ export function parseAttestationPolicy(text: string, source = 'attestation polic
     const key = TOP_KEYS[rawKey];
     if (key === undefined || !Object.hasOwn(TOP_KEYS, rawKey)) {
       return fail(
-        `unknown key '${rawKey}' (allowed: minimumTier, requiredPosture, allowedBinaryHashes, pinnedKeys, trustedTpmRoots)`,
+        `unknown key '${rawKey}' (allowed: minimumTier, requiredPosture, allowedBinaryHashes, pinnedKeys, trustedTpmRoots, trustOnFirstUse)`,
       );
     }
     if (seen.has(key)) fail(`'${key}' is given twice`);
@@ -159,6 +181,10 @@ export function parseAttestationPolicy(text: string, source = 'attestation polic
         policy.pinnedKeys = pins;
         break;
       }
+      case 'trustOnFirstUse':
+        if (typeof value !== 'boolean') fail('trustOnFirstUse must be true or false');
+        policy.trustOnFirstUse = value as boolean;
+        break;
       case 'trustedTpmRoots': {
         if (!Array.isArray(value)) return fail('trustedTpmRoots must be an array of PEM certificates');
         policy.trustedTpmRoots = value.map((item, i) => {

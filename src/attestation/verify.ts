@@ -32,6 +32,8 @@ export interface AttestationVerdict {
   verifiedAtMs: number;
   /** The key matches an operator pin or a TOFU pin for this endpoint. */
   pinned: boolean;
+  /** The key matches the operator's pin in the policy file (trust on first use alone does not). */
+  operatorTrusted: boolean;
   /** Failure code (AttestationErrorCode) when not ok. */
   code?: AttestationErrorCode;
   /** Readable failure reason, "code: message". */
@@ -66,7 +68,13 @@ export function keyFingerprint(point: Uint8Array): string {
  */
 export async function verifyAttestation(input: VerifyAttestationInput): Promise<AttestationVerdict> {
   const { now } = input;
-  const base: AttestationVerdict = { tier: 'none', ok: false, verifiedAtMs: now, pinned: false };
+  const base: AttestationVerdict = {
+    tier: 'none',
+    ok: false,
+    verifiedAtMs: now,
+    pinned: false,
+    operatorTrusted: false,
+  };
   const fail = (code: AttestationErrorCode, message: string): AttestationVerdict => ({
     ...base,
     ok: false,
@@ -130,6 +138,7 @@ export async function verifyAttestation(input: VerifyAttestationInput): Promise<
     if (operatorPin !== a.sePublicKey) {
       return fail('pin_mismatch', 'attestation key differs from the key pinned in the policy file');
     }
+    base.operatorTrusted = true;
   } else {
     const pin = input.pins.lookup(endpoint);
     if (pin !== undefined && pin.key !== a.sePublicKey) {

@@ -3,26 +3,24 @@
  * process. One context with `parallel` sequences serves concurrent requests; more wait in a
  * bounded queue. Chat prompts go through the model's own chat template (from the GGUF).
  */
-import { createHash, randomUUID } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { stat } from 'node:fs/promises';
+import { randomUUID } from 'node:crypto';
 import { basename } from 'node:path';
 import {
   type ChatHistoryItem,
   type ChatWrapper,
-  getLlama,
-  type Llama,
   type LlamaContext,
   type LlamaContextSequence,
   type LlamaEmbeddingContext,
-  LlamaLogLevel,
   type LlamaModel,
   resolveChatWrapper,
   type Token,
 } from 'node-llama-cpp';
-import { ConfigError, MeshError, NoCapacityError } from '../errors.ts';
+import { MeshError, NoCapacityError } from '../errors.ts';
 import { type ApiRequest, jsonResponse, type UpstreamResponse } from '../http/exchange.ts';
 import type { Logger } from '../log.ts';
+import { type LoadedLlamaModel, loadLlamaModel } from './llama/load.ts';
+import type { GpuLayersChoice } from './llama/memory.ts';
+import { type LlamaRuntime, llamaRuntime } from './llama/runtime.ts';
 import {
   type ChatMessage,
   type JsonObject,
@@ -56,9 +54,13 @@ export interface LlamaCppBackendOptions {
   parallel?: number;
   /** Requests allowed to wait for a free sequence; beyond that: 503 no_capacity. Default parallel × 8. */
   maxQueue?: number;
+  /** Layers to offload when the runtime has a GPU. Default 'auto' (what fits). */
+  gpuLayers?: GpuLayersChoice;
+  /** RAM this model may use (the memory check); default: what the OS reports available. */
+  availableRamBytes?: number;
   logger: Logger;
-  /** A node-llama-cpp instance to share; default: one per process, CPU only, never builds. */
-  llama?: Llama;
+  /** The node-llama-cpp runtime (GPU choice); default: the process's CPU-only one. */
+  runtime?: LlamaRuntime;
   /** Clock for `created` timestamps (ms). */
   now?: () => number;
 }
@@ -76,41 +78,6 @@ interface GenerationResult {
 
 type Route = 'chat' | 'completion';
 
-const llamaLogSinks = new Set<Logger>();
-let sharedLlama: Promise<Llama> | undefined;
-
-/** One Llama per process: loading the native binding is slow and its state is global anyway. */
-function defaultLlama(): Promise<Llama> {
-  sharedLlama ??= getLlama({
-    gpu: false,
-    build: 'never',
-    usePrebuiltBinaries: true,
-    skipDownload: true,
-    progressLogs: false,
-    logLevel: LlamaLogLevel.warn,
-    logger(level, message) {
-      const sink = llamaLogSinks.values().next().value;
-      if (!sink) return;
-      const text = message.trim();
-      if (!text) return;
-      if (level === LlamaLogLevel.error || level === LlamaLogLevel.fatal)
-        sink.error({ src: 'llama.cpp' }, text);
-      else if (level === LlamaLogLevel.warn) sink.warn({ src: 'llama.cpp' }, text);
-      else sink.debug({ src: 'llama.cpp' }, text);
-    },
-  }).catch((err: unknown) => {
-    sharedLlama = undefined;
-    throw err;
-  });
-  return sharedLlama;
-}
-
-async function sha256File(path: string): Promise<string> {
-  const hash = createHash('sha256');
-  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) hash.update(chunk as Buffer);
-  return hash.digest('hex');
-}
-
 function abortError(signal: AbortSignal): unknown {
   return signal.reason ?? new DOMException('The operation was aborted', 'AbortError');
 }
@@ -124,6 +91,7 @@ export class LlamaCppBackend implements InferenceBackend {
   readonly #log: Logger;
   readonly #now: () => number;
   readonly #parallel: number;
+  #loaded: LoadedLlamaModel | undefined;
   #model: LlamaModel | undefined;
   #context: LlamaContext | undefined;
   #chatWrapper: ChatWrapper | undefined;
@@ -167,53 +135,36 @@ export class LlamaCppBackend implements InferenceBackend {
 
   async #start(): Promise<void> {
     const started = this.#now();
-    const path = this.#options.modelPath;
-    const file = await stat(path).catch(() => undefined);
-    if (!file?.isFile()) throw new ConfigError(`The model file ${path} does not exist or is not a file`);
-    llamaLogSinks.add(this.#log);
-    const hashing = sha256File(path);
-    hashing.catch(() => {}); // awaited below; avoid an unhandled rejection if loading fails first
-    let model: LlamaModel;
-    try {
-      const llama = this.#options.llama ?? (await defaultLlama());
-      model = await llama.loadModel({ modelPath: path }).catch((err: unknown) => {
-        throw new ConfigError(`The model file ${path} could not be loaded as a GGUF model`, { cause: err });
-      });
-    } catch (err) {
-      llamaLogSinks.delete(this.#log);
-      throw err;
-    }
-    try {
-      const context = await model.createContext({
-        contextSize: this.#options.contextSize ?? { max: Math.min(4096, model.trainContextSize) },
-        sequences: this.#parallel,
-        threads: this.#options.threads,
-        failedCreationRemedy: this.#options.contextSize === undefined ? undefined : false,
-      });
-      const sequences: LlamaContextSequence[] = [];
-      for (let i = 0; i < this.#parallel; i++) sequences.push(context.getSequence());
-      this.#identityHash = await hashing;
-      this.#model = model;
-      this.#context = context;
-      this.#chatWrapper = resolveChatWrapper(model);
-      this.#pool = new SlotPool(sequences, this.#options.maxQueue ?? this.#parallel * 8);
-      this.#shutdown = new AbortController();
-      this.#ready = true;
-      this.#log.info(
-        {
-          model: this.modelName,
-          contextSize: context.contextSize,
-          parallel: this.#parallel,
-          chatWrapper: this.#chatWrapper.wrapperName,
-          ms: this.#now() - started,
-        },
-        'llama.cpp model loaded',
-      );
-    } catch (err) {
-      llamaLogSinks.delete(this.#log);
-      await model.dispose().catch(() => {});
-      throw err;
-    }
+    const loaded = await loadLlamaModel({
+      runtime: this.#options.runtime ?? (await llamaRuntime('off')),
+      modelPath: this.#options.modelPath,
+      modelName: this.modelName,
+      contextSize: this.#options.contextSize,
+      threads: this.#options.threads,
+      parallel: this.#parallel,
+      gpuLayers: this.#options.gpuLayers,
+      availableRamBytes: this.#options.availableRamBytes,
+      logger: this.#log,
+    });
+    this.#loaded = loaded;
+    this.#identityHash = loaded.identityHash;
+    this.#model = loaded.model;
+    this.#context = loaded.context;
+    this.#chatWrapper = resolveChatWrapper(loaded.model);
+    this.#pool = new SlotPool(loaded.sequences, this.#options.maxQueue ?? this.#parallel * 8);
+    this.#shutdown = new AbortController();
+    this.#ready = true;
+    this.#log.info(
+      {
+        model: this.modelName,
+        contextSize: loaded.context.contextSize,
+        parallel: this.#parallel,
+        gpuLayers: `${loaded.gpuLayers}/${loaded.totalLayers}`,
+        chatWrapper: this.#chatWrapper.wrapperName,
+        ms: this.#now() - started,
+      },
+      'llama.cpp model loaded',
+    );
   }
 
   async stop(): Promise<void> {
@@ -228,12 +179,11 @@ export class LlamaCppBackend implements InferenceBackend {
     const embedding = this.#embedding;
     this.#embedding = undefined;
     if (embedding) await embedding.then((e) => e.dispose()).catch(() => {});
-    await this.#context?.dispose().catch(() => {});
-    await this.#model?.dispose().catch(() => {});
+    await this.#loaded?.dispose();
+    this.#loaded = undefined;
     this.#context = undefined;
     this.#model = undefined;
     this.#pool = undefined;
-    llamaLogSinks.delete(this.#log);
   }
 
   async healthy(): Promise<boolean> {

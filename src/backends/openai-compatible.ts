@@ -6,11 +6,12 @@
 import { Readable, type Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';
-import { ConfigError, UpstreamError } from '../errors.ts';
+import { ConfigError, InvalidRequestError, UpstreamError } from '../errors.ts';
 import type { ApiRequest, HeaderMap, UpstreamResponse } from '../http/exchange.ts';
 import { Http1Client } from '../http/http1-client.ts';
 import type { Logger } from '../log.ts';
-import { openAiError, parseJsonObject, routePath } from './openai-wire.ts';
+import { canonicalRequestBody } from './canonical-body.ts';
+import { openAiError, routePath } from './openai-wire.ts';
 import { BACKEND_PATHS, type InferenceBackend, type ModelInfo } from './types.ts';
 
 export interface OpenAiCompatibleBackendOptions {
@@ -148,17 +149,12 @@ export class OpenAiCompatibleBackend implements InferenceBackend {
     if (request.method.toUpperCase() !== 'POST')
       return openAiError(405, 'method_not_allowed', `Use POST for ${path}`);
 
-    let body: Uint8Array = request.body;
-    const upstreamModel = this.#options.upstreamModel;
-    if (upstreamModel !== undefined && upstreamModel !== this.modelName) {
-      let parsed: Record<string, unknown>;
-      try {
-        parsed = parseJsonObject(request.body);
-      } catch {
-        return openAiError(400, 'invalid_json', 'The request body is not a JSON object');
-      }
-      parsed.model = upstreamModel;
-      body = Buffer.from(JSON.stringify(parsed));
+    let body: Uint8Array;
+    try {
+      body = canonicalRequestBody(request.body, this.#upstreamName);
+    } catch (error) {
+      if (!(error instanceof InvalidRequestError)) throw error;
+      return openAiError(400, error.code, error.message);
     }
 
     const headers: Record<string, string> = { ...this.#authHeaders() };

@@ -20,7 +20,10 @@ export type AnnouncementRejection =
   | 'stale_seq'
   | 'other_mesh'
   | 'self'
-  | 'no_mesh_id';
+  | 'no_mesh_id'
+  | 'too_large'
+  | 'rate_limited'
+  | 'table_full';
 
 /** Why an announcement was refused. Carries ids only, never the contents. */
 export class AnnouncementError extends Error {

@@ -6,8 +6,13 @@ import { MAX_FRAME_BYTES } from './framing.ts';
 import { endpointIdFromBytes, endpointIdToBytes } from './identity.ts';
 import type { EndpointId } from './types.ts';
 
-/** More announcements than this in one message is treated as abuse, not a mesh. */
+/**
+ * Entries (announcements, digests) one message carries at most. A sender splits or trims to
+ * fit; a receiver reads the first this many and ignores the rest, never refusing the whole.
+ */
 export const MAX_ANNOUNCEMENTS_PER_MESSAGE = 4096;
+/** Bytes of announcements per message: the frame cap less room for 4,096 digests. */
+const ANNOUNCEMENT_BYTES_PER_MESSAGE = MAX_FRAME_BYTES - 512 * 1024;
 
 export class GossipError extends Error {
   constructor(message: string) {
@@ -35,7 +40,11 @@ export function encodeGossipMessage(announcements: SignedAnnouncement[], known?:
   const digests =
     known === undefined
       ? undefined
-      : { digests: [...known].map(([id, seq]) => ({ endpointId: endpointIdToBytes(id), seq })) };
+      : {
+          digests: [...known]
+            .slice(0, MAX_ANNOUNCEMENTS_PER_MESSAGE)
+            .map(([id, seq]) => ({ endpointId: endpointIdToBytes(id), seq })),
+        };
   return toBinary(GossipMessageSchema, create(GossipMessageSchema, { announcements, known: digests }));
 }
 
@@ -46,14 +55,9 @@ export function decodeGossipMessage(bytes: Uint8Array): GossipContent {
   } catch {
     throw new GossipError('gossip message does not decode');
   }
-  const { announcements } = message;
-  const digests = message.known?.digests;
-  if (
-    announcements.length > MAX_ANNOUNCEMENTS_PER_MESSAGE ||
-    (digests?.length ?? 0) > MAX_ANNOUNCEMENTS_PER_MESSAGE
-  ) {
-    throw new GossipError(`gossip message carries too many entries`);
-  }
+  // Past the cap (a sender from before the bounds), the rest waits for a later exchange.
+  const announcements = message.announcements.slice(0, MAX_ANNOUNCEMENTS_PER_MESSAGE);
+  const digests = message.known?.digests.slice(0, MAX_ANNOUNCEMENTS_PER_MESSAGE);
   if (digests === undefined) return { announcements };
   const known = new Map<EndpointId, bigint>();
   for (const digest of digests) {
@@ -74,6 +78,29 @@ export function newsFor(
 ): SignedAnnouncement[] {
   if (known === undefined) return entries.map((e) => e.signed);
   return entries.filter((e) => (known.get(e.endpointId) ?? -1n) < e.seq).map((e) => e.signed);
+}
+
+/**
+ * Splits announcements into messages that each fit the entry and byte caps, in order. An
+ * announcement that could never fit is dropped (the peer table refuses such sizes anyway).
+ */
+export function splitGossip(announcements: readonly SignedAnnouncement[]): SignedAnnouncement[][] {
+  const batches: SignedAnnouncement[][] = [];
+  let batch: SignedAnnouncement[] = [];
+  let bytes = 0;
+  for (const signed of announcements) {
+    const size = signed.announcement.byteLength + signed.signature.byteLength + 16;
+    if (size > ANNOUNCEMENT_BYTES_PER_MESSAGE) continue;
+    if (batch.length === MAX_ANNOUNCEMENTS_PER_MESSAGE || bytes + size > ANNOUNCEMENT_BYTES_PER_MESSAGE) {
+      batches.push(batch);
+      batch = [];
+      bytes = 0;
+    }
+    batch.push(signed);
+    bytes += size;
+  }
+  if (batch.length > 0 || batches.length === 0) batches.push(batch);
+  return batches;
 }
 
 /** Initiator side of one anti-entropy exchange: send ours (and what we hold), read theirs. */
@@ -101,7 +128,8 @@ export async function respondGossip(
 ): Promise<void> {
   const lp = lpStream(stream, { maxDataLength: MAX_FRAME_BYTES });
   const request = await lp.read(options);
-  const reply = await respond(decodeGossipMessage(request.subarray()));
+  // What does not fit goes in a later exchange: the asker's digests will not list it yet.
+  const reply = splitGossip(await respond(decodeGossipMessage(request.subarray())))[0]!;
   await lp.write(encodeGossipMessage(reply), options);
   await stream.close(options);
 }

@@ -9,7 +9,27 @@ import {
 } from './announcements.ts';
 import type { GossipEntry } from './gossip.ts';
 import { endpointIdFromBytes, peerIdFromEndpointId } from './identity.ts';
+import { KeyedRateLimit } from './rate-limit.ts';
 import type { EndpointId, PeerEvent, PeerRecord } from './types.ts';
+
+/**
+ * Gossip state bounds (issue #15). Everything a table holds fits in one gossip message with
+ * room to spare (peers + remembered origins ≤ 2,048 digests, against 4,096 per message), so a
+ * mesh that has seen any number of origins keeps exchanging.
+ */
+export const GOSSIP_BOUNDS = {
+  /** Live peers held; past it the least recently seen unconnected one is evicted. */
+  maxPeers: 1024,
+  /** Sequence numbers remembered for origins no longer live (stale copies cannot resurrect them). */
+  maxTombstones: 1024,
+  /** Leave notices relayed at once. */
+  maxLeaving: 256,
+  /** Signed bytes of one announcement. */
+  maxAnnouncementBytes: 64 * 1024,
+  /** New origins accepted from one relaying peer: a burst, then a steady rate per second. */
+  newOriginBurst: 256,
+  newOriginsPerSecond: 4,
+} as const;
 
 export interface PeerTableOptions {
   selfEndpointId: EndpointId;
@@ -18,8 +38,12 @@ export interface PeerTableOptions {
   isConnected: (endpointId: EndpointId) => boolean;
   /** How long a leaving announcement keeps being relayed after it arrived. */
   leaveRelayMs: number;
-  /** How many origins' last sequence numbers are remembered after removal. */
+  /** Defaults: GOSSIP_BOUNDS. */
+  maxPeers?: number;
   maxTombstones?: number;
+  maxLeaving?: number;
+  newOriginBurst?: number;
+  newOriginsPerSecond?: number;
 }
 
 export type IngestResult =
@@ -45,9 +69,27 @@ export class PeerTable {
   private readonly lastSeq = new Map<EndpointId, bigint>();
   private readonly leaving = new Map<EndpointId, Leaving>();
   private readonly listeners = new Set<(event: PeerEvent) => void>();
+  private readonly newOrigins: KeyedRateLimit;
+  private readonly maxPeers: number;
+  private readonly maxTombstones: number;
+  private readonly maxLeaving: number;
 
   constructor(options: PeerTableOptions) {
     this.options = options;
+    this.maxPeers = options.maxPeers ?? GOSSIP_BOUNDS.maxPeers;
+    this.maxTombstones = options.maxTombstones ?? GOSSIP_BOUNDS.maxTombstones;
+    this.maxLeaving = options.maxLeaving ?? GOSSIP_BOUNDS.maxLeaving;
+    this.newOrigins = new KeyedRateLimit({
+      burst: options.newOriginBurst ?? GOSSIP_BOUNDS.newOriginBurst,
+      perSecond: options.newOriginsPerSecond ?? GOSSIP_BOUNDS.newOriginsPerSecond,
+      maxKeys: this.maxPeers,
+      clock: options.clock,
+    });
+  }
+
+  /** How much state the table holds (status, bounds tests). */
+  sizes(): { peers: number; remembered: number; leaving: number } {
+    return { peers: this.records.size, remembered: this.lastSeq.size, leaving: this.leaving.size };
   }
 
   onEvent(listener: (event: PeerEvent) => void): () => void {
@@ -98,7 +140,12 @@ export class PeerTable {
     return new Map(this.lastSeq);
   }
 
-  async ingest(signed: SignedAnnouncement): Promise<IngestResult> {
+  /**
+   * Verifies and applies one announcement. `from` is the peer that relayed it: each relaying
+   * peer may introduce new origins only at a bounded rate (the rest are deferred: not
+   * remembered, so the next exchange offers them again).
+   */
+  async ingest(signed: SignedAnnouncement, from?: EndpointId): Promise<IngestResult> {
     // Gossip repeats what a node already has many times over (every peer relays every
     // announcement): those copies are settled here without decoding or verifying anything.
     const known = this.knownCopy(signed);
@@ -106,10 +153,17 @@ export class PeerTable {
     let verified: Awaited<ReturnType<typeof verifySignedAnnouncement>>;
     let claimed: EndpointId | undefined;
     try {
+      if (signed.announcement.byteLength + signed.signature.byteLength > GOSSIP_BOUNDS.maxAnnouncementBytes) {
+        return { status: 'rejected', reason: 'too_large' };
+      }
       const decoded = decodeAnnouncement(signed);
       claimed = endpointIdFromBytes(decoded.endpointId);
       const reason = this.precheck(decoded, claimed);
       if (reason !== undefined) return { status: 'rejected', reason, endpointId: claimed };
+      // Spent before the signature check, so a flood of bad signatures is bounded too.
+      if (from !== undefined && !this.lastSeq.has(claimed) && !this.newOrigins.take(from)) {
+        return { status: 'rejected', reason: 'rate_limited', endpointId: claimed };
+      }
       verified = await verifySignedAnnouncement(signed, decoded);
     } catch (err) {
       if (err instanceof AnnouncementError)
@@ -122,19 +176,28 @@ export class PeerTable {
     if (last !== undefined && seq <= last) {
       return { status: 'rejected', reason: 'stale_seq', endpointId };
     }
+    const previous = this.records.get(endpointId);
+    if (previous === undefined && !announcement.leaving && !this.makeRoom()) {
+      return { status: 'rejected', reason: 'table_full', endpointId };
+    }
     this.rememberSeq(endpointId, seq);
     // Own copies: the decoded message may be a view into a large gossip frame.
     signed = create(SignedAnnouncementSchema, {
       announcement: signed.announcement.slice(),
       signature: signed.signature.slice(),
     });
-    const previous = this.records.get(endpointId);
     if (announcement.leaving) {
+      this.leaving.delete(endpointId);
       this.leaving.set(endpointId, {
         signed,
         seq,
         untilMs: this.options.clock() + this.options.leaveRelayMs,
       });
+      // Oldest notices first: they have been relayed the longest.
+      for (const id of this.leaving.keys()) {
+        if (this.leaving.size <= this.maxLeaving) break;
+        this.leaving.delete(id);
+      }
       if (previous !== undefined) {
         this.records.delete(endpointId);
         this.signed.delete(endpointId);
@@ -191,15 +254,37 @@ export class PeerTable {
     return undefined;
   }
 
+  /**
+   * Room for one more live peer: evicts the least recently seen peer we hold no connection to
+   * (it comes back with its next announcement if it is still there). False when every held
+   * peer is connected.
+   */
+  private makeRoom(): boolean {
+    if (this.records.size < this.maxPeers) return true;
+    let stalest: PeerRecord | undefined;
+    for (const record of this.records.values()) {
+      if (record.connected) continue;
+      if (stalest === undefined || record.lastSeenMs < stalest.lastSeenMs) stalest = record;
+    }
+    if (stalest === undefined) return false;
+    this.records.delete(stalest.endpointId);
+    this.signed.delete(stalest.endpointId);
+    this.emit({ type: 'removed', endpointId: stalest.endpointId, reason: 'evicted' });
+    return true;
+  }
+
   private rememberSeq(endpointId: EndpointId, seq: bigint): void {
     this.lastSeq.delete(endpointId);
     this.lastSeq.set(endpointId, seq);
-    const max = this.options.maxTombstones ?? 4096;
     // Evict the least recently advanced origins that are no longer live peers.
+    const max = this.maxPeers + this.maxTombstones;
     if (this.lastSeq.size > max) {
       for (const id of this.lastSeq.keys()) {
         if (this.lastSeq.size <= max) break;
-        if (!this.records.has(id)) this.lastSeq.delete(id);
+        if (!this.records.has(id)) {
+          this.lastSeq.delete(id);
+          this.leaving.delete(id);
+        }
       }
     }
   }

@@ -43,7 +43,7 @@ export interface PeerRecord {
 
 export type PeerEvent =
   | { type: 'updated'; peer: PeerRecord }
-  | { type: 'removed'; endpointId: EndpointId; reason: 'left' | 'silent' };
+  | { type: 'removed'; endpointId: EndpointId; reason: 'left' | 'silent' | 'evicted' };
 
 export interface StreamTapEvent {
   protocol: string;

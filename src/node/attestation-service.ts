@@ -6,8 +6,8 @@ import {
   type AttestationPolicy,
   defaultAttestationPolicy,
   loadAttestationPolicy,
-  TIERS,
   tierAtLeast,
+  untrustedClaim,
 } from '../attestation/policy.ts';
 import { selectAttestationKeyProvider } from '../attestation/providers/select.ts';
 import type { AttestationKeyProvider } from '../attestation/providers/types.ts';
@@ -32,6 +32,10 @@ export interface PeerAttestationStatus {
   keyFingerprint: string | null;
   verifiedAt: string;
   pinned: boolean;
+  /** The key is pinned by the operator in the policy file (what --require-attested-hosts needs). */
+  operatorTrusted: boolean;
+  /** The attestation key (base64 SEC1 point), for the operator to pin. */
+  publicKey: string | null;
   live: boolean;
   failureReason: string | null;
 }
@@ -47,6 +51,8 @@ export interface AttestationService {
     inferencePublicKey?: string;
     keyStorage?: string;
     keyFingerprint?: string;
+    /** Base64 SEC1 point: what operators put in pinnedKeys for this host. */
+    publicKey?: string;
     statementAt?: string;
   };
   peerStatus(endpointId: string): PeerAttestationStatus | undefined;
@@ -172,6 +178,8 @@ export async function startAttestationService(options: {
       keyFingerprint: v.keyFingerprint ?? null,
       verifiedAt: new Date(v.verifiedAtMs).toISOString(),
       pinned: v.pinned,
+      operatorTrusted: v.operatorTrusted,
+      publicKey: v.sePublicKey ?? null,
       live,
       failureReason:
         v.reason ?? (v.sePublicKey && !live ? `liveness: ${misses} challenge(s) failed or unanswered` : null),
@@ -187,15 +195,22 @@ export async function startAttestationService(options: {
       if (!tierAtLeast(v.tier, policy.minimumTier)) {
         return { ok: false, reason: `tier ${v.tier} is below ${policy.minimumTier}` };
       }
+      const claim = untrustedClaim(v, policy);
+      if (claim) {
+        return {
+          ok: false,
+          reason: `${claim}: to trust it, add "pinnedKeys": {"${endpointId}": "${v.sePublicKey}"} to the --attestation-policy file`,
+        };
+      }
       if (!liveness.isLive(endpointId))
         return { ok: false, reason: 'attestation key did not answer liveness challenges' };
       return { ok: true };
     },
     rank(endpointId) {
-      const entry = peers.get(endpointId);
-      const v = entry?.verdict;
-      if (!v || !(v.ok || v.code === 'tier_below_minimum')) return 0;
-      return TIERS.indexOf(v.tier) * 2 + (liveness.isLive(endpointId) ? 1 : 0);
+      // Only what this node proved itself earns preference: a claimed tier is no reason to
+      // send a host more prompts (a modified node can claim anything).
+      const v = peers.get(endpointId)?.verdict;
+      return v?.ok && v.tier === 'hardware-rooted' && liveness.isLive(endpointId) ? 1 : 0;
     },
   };
 
@@ -208,6 +223,7 @@ export async function startAttestationService(options: {
       inferencePublicKey: options.inferenceKey(),
       keyStorage: provider?.kind,
       keyFingerprint: provider ? keyFingerprint(provider.publicKey()) : undefined,
+      publicKey: provider ? Buffer.from(provider.publicKey()).toString('base64') : undefined,
       statementAt: statement?.attestation.timestamp,
     }),
     peerStatus,

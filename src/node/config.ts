@@ -11,6 +11,10 @@ export interface NodeConfig {
   /** OpenAI API (SPEC §3): loopback unless listenAll. */
   apiHost: string;
   apiPort: number;
+  /** Ingress keys: when any is set, every /v1 request needs `Authorization: Bearer KEY`. */
+  apiKeys: string[];
+  /** Allow an API bound beyond loopback without keys (--insecure-no-auth). */
+  insecureNoAuth: boolean;
   /** Console /api/* and web page; undefined disables it. Always loopback. */
   consolePort: number | undefined;
   meshHost: string;
@@ -51,6 +55,8 @@ export function defaultConfig(overrides: Partial<NodeConfig> = {}): NodeConfig {
     name: 'mesh-node',
     apiHost: '127.0.0.1',
     apiPort: DEFAULT_API_PORT,
+    apiKeys: [],
+    insecureNoAuth: false,
     consolePort: DEFAULT_CONSOLE_PORT,
     meshHost: '0.0.0.0',
     meshPort: 0,

@@ -1,3 +1,4 @@
+import { ConfigError } from '../errors.ts';
 import { postureFromProto } from '../hardening/posture.ts';
 import type { SecurityPostureFacts } from '../hardening/types.ts';
 import type { MeshService } from '../mesh/types.ts';
@@ -31,11 +32,18 @@ export interface StatusReport {
     version: string;
     meshId: string;
     models: { name: string; contextLength: number | null; hosts: string[] }[];
-    token: string;
+    /** The invite token; null while the node has no dialable address, or for a caller without the console credential. */
+    token: string | null;
     addresses: string[];
     policy: { requireEncryption: boolean; requireAttestedHosts: boolean };
     e2e: { enabled: boolean; inferencePublicKey: string | null };
-    attestation: { keyStorage: string | null; keyFingerprint: string | null; statementAt: string | null };
+    attestation: {
+      keyStorage: string | null;
+      keyFingerprint: string | null;
+      /** This host's attestation key (base64), for other operators' pinnedKeys. */
+      publicKey: string | null;
+      statementAt: string | null;
+    };
     posture: SecurityPostureFacts;
   };
   peers: PeerStatus[];
@@ -66,7 +74,7 @@ export function buildStatusReport(input: {
       models: router
         .listModels()
         .map((m) => ({ name: m.id, contextLength: m.contextLength ?? null, hosts: m.hosts })),
-      token: mesh.inviteToken(),
+      token: inviteTokenOrNull(mesh),
       addresses: mesh.addresses(),
       policy: {
         requireEncryption: config.requireEncryption,
@@ -76,6 +84,7 @@ export function buildStatusReport(input: {
       attestation: {
         keyStorage: self.keyStorage ?? null,
         keyFingerprint: self.keyFingerprint ?? null,
+        publicKey: self.publicKey ?? null,
         statementAt: self.statementAt ?? null,
       },
       posture: input.posture,
@@ -99,4 +108,14 @@ export function buildStatusReport(input: {
       };
     }),
   };
+}
+
+/** No dialable address yet (e.g. waiting for a relay reservation) is a state to show, not a failure. */
+function inviteTokenOrNull(mesh: MeshService): string | null {
+  try {
+    return mesh.inviteToken();
+  } catch (error) {
+    if (error instanceof ConfigError) return null;
+    throw error;
+  }
 }

@@ -9,6 +9,7 @@ import {
   MAX_ANNOUNCEMENTS_PER_MESSAGE,
   newsFor,
   requestGossip,
+  splitGossip,
 } from '../../src/mesh/gossip.ts';
 import { endpointIdFromBytes } from '../../src/mesh/identity.ts';
 import {
@@ -53,23 +54,57 @@ describe('gossip digests (GossipMessage field 50)', () => {
     assert.equal(newsFor(entries, undefined).length, 3);
   });
 
-  test('malformed, truncated or oversized digests are GossipErrors', () => {
+  test('malformed or truncated digests are GossipErrors', () => {
     const bytes = toBinary(
       GossipMessageSchema,
       create(GossipMessageSchema, { known: { digests: [{ endpointId: Uint8Array.of(1, 2), seq: 1n }] } }),
     );
     assert.throws(() => decodeGossipMessage(bytes), GossipError);
-    const tooMany = new Map(
-      Array.from({ length: MAX_ANNOUNCEMENTS_PER_MESSAGE + 1 }, (_, i) => [
-        i.toString(16).padStart(64, '0'),
-        1n,
-      ]),
-    );
-    assert.throws(() => decodeGossipMessage(encodeGossipMessage([], tooMany)), GossipError);
     assert.throws(
       () => decodeGossipMessage(Uint8Array.of(0x92, 0x03, 0xff)),
       GossipError,
       'truncated field 50',
+    );
+  });
+
+  test('too many entries are trimmed to the cap, never refused whole (issue #15)', () => {
+    const count = MAX_ANNOUNCEMENTS_PER_MESSAGE + 100;
+    const id = (i: number) => Buffer.from(i.toString(16).padStart(64, '0'), 'hex');
+    // Built by hand: our own encoder trims, a peer from before the bounds may not.
+    const bytes = toBinary(
+      GossipMessageSchema,
+      create(GossipMessageSchema, {
+        announcements: Array.from({ length: count }, (_, i) => ({ announcement: id(i), signature: id(i) })),
+        known: { digests: Array.from({ length: count }, (_, i) => ({ endpointId: id(i), seq: 1n })) },
+      }),
+    );
+    const decoded = decodeGossipMessage(bytes);
+    assert.equal(decoded.announcements.length, MAX_ANNOUNCEMENTS_PER_MESSAGE);
+    assert.equal(decoded.known?.size, MAX_ANNOUNCEMENTS_PER_MESSAGE);
+    const many = new Map(Array.from({ length: count }, (_, i) => [id(i).toString('hex'), 1n]));
+    assert.equal(
+      decodeGossipMessage(encodeGossipMessage([], many)).known?.size,
+      MAX_ANNOUNCEMENTS_PER_MESSAGE,
+    );
+  });
+
+  test('splitGossip keeps every message under the entry and byte caps', () => {
+    const big = (i: number) => ({
+      announcement: new Uint8Array(60 * 1024).fill(i),
+      signature: new Uint8Array(64),
+    });
+    const list = Array.from({ length: 300 }, (_, i) => big(i)) as never[];
+    const batches = splitGossip(list);
+    assert.ok(batches.length >= 3, `${batches.length} batches`);
+    assert.equal(batches.flat().length, 300);
+    for (const batch of batches) assert.ok(encodeGossipMessage(batch).byteLength < 8 * 1024 * 1024);
+    const small = Array.from({ length: 5000 }, () => ({
+      announcement: new Uint8Array(40),
+      signature: new Uint8Array(64),
+    })) as never[];
+    assert.deepEqual(
+      splitGossip(small).map((b) => b.length),
+      [MAX_ANNOUNCEMENTS_PER_MESSAGE, 5000 - MAX_ANNOUNCEMENTS_PER_MESSAGE],
     );
   });
 });

@@ -4,6 +4,7 @@ import { createLogger, type LogFormat } from '../../log.ts';
 import { DEFAULT_API_PORT, DEFAULT_CONSOLE_PORT, defaultConfig, type NodeConfig } from '../../node/config.ts';
 import { startMeshNode } from '../../node/mesh-node.ts';
 import { currentPosture } from '../../node/posture.ts';
+import { apiKeysFromFlags } from '../api-keys.ts';
 import { choiceFlag, parseFlags, portFlag, positiveIntFlag, rejectPositionals } from '../args.ts';
 import type { CliContext } from '../main.ts';
 
@@ -18,7 +19,10 @@ const HELP = `mesh-llm serve [flags]
   --join TOKEN               join a mesh (repeatable)
   --name NAME                a name shown to peers
   --port N                   OpenAI API port (default ${DEFAULT_API_PORT}, loopback)
-  --listen-all               bind the API to 0.0.0.0 instead of 127.0.0.1
+  --listen-all               bind the API to 0.0.0.0 instead of 127.0.0.1 (needs --api-key)
+  --api-key KEY              require 'Authorization: Bearer KEY' on /v1 (repeatable)
+  --api-keys-file FILE       the same, one key a line (# comments)
+  --insecure-no-auth         allow --listen-all without API keys
   --console N                console port (default ${DEFAULT_CONSOLE_PORT}, loopback); 0 = any free port
   --no-console               do not serve the console
   --bind-port N              mesh (libp2p) port (default: any free port)
@@ -44,6 +48,9 @@ const FLAGS = {
   name: { type: 'string' },
   port: { type: 'string' },
   'listen-all': { type: 'boolean' },
+  'api-key': { type: 'string', multiple: true },
+  'api-keys-file': { type: 'string' },
+  'insecure-no-auth': { type: 'boolean' },
   console: { type: 'string' },
   'no-console': { type: 'boolean' },
   'bind-port': { type: 'string' },
@@ -91,6 +98,8 @@ export function serveConfigFromArgs(args: string[]): NodeConfig | undefined {
     name: values.name ?? base.name,
     apiHost: values['listen-all'] ? '0.0.0.0' : '127.0.0.1',
     apiPort: portFlag(values.port, '--port', DEFAULT_API_PORT),
+    apiKeys: apiKeysFromFlags(values['api-key'], values['api-keys-file']),
+    insecureNoAuth: values['insecure-no-auth'] ?? false,
     consolePort: values['no-console']
       ? undefined
       : portFlag(values.console, '--console', DEFAULT_CONSOLE_PORT),

@@ -1,18 +1,27 @@
+import { resolve } from 'node:path';
 import { ConfigError } from '../../errors.ts';
-import { DEFAULT_CONSOLE_PORT } from '../../node/config.ts';
+import { DEFAULT_CONSOLE_PORT, defaultDataDir } from '../../node/config.ts';
+import { readConsoleCredential } from '../../node/console-credential.ts';
 import type { StatusReport } from '../../node/status.ts';
 import { parseFlags, portFlag } from '../args.ts';
 
 const FLAGS = {
   console: { type: 'string' },
+  'data-dir': { type: 'string' },
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
-export async function fetchStatus(consolePort: number): Promise<StatusReport> {
+/** The console credential of the node whose data dir is `--data-dir` (default ~/.mesh-llm). */
+export function consoleCredentialFor(dataDir: string | undefined): Promise<string> {
+  return readConsoleCredential(dataDir ? resolve(dataDir) : defaultDataDir());
+}
+
+export async function fetchStatus(consolePort: number, credential?: string): Promise<StatusReport> {
   let response: Response;
   try {
     response = await fetch(`http://127.0.0.1:${consolePort}/api/status`, {
+      headers: credential ? { authorization: `Bearer ${credential}` } : {},
       signal: AbortSignal.timeout(5000),
     });
   } catch {
@@ -83,10 +92,12 @@ export function formatStatus(report: StatusReport): string {
 export async function runStatus(args: string[]): Promise<number> {
   const { values } = parseFlags(args, FLAGS);
   if (values.help) {
-    process.stdout.write('mesh-llm status [--console PORT] [--json]\n');
+    process.stdout.write('mesh-llm status [--console PORT] [--data-dir DIR] [--json]\n');
     return 0;
   }
-  const report = await fetchStatus(portFlag(values.console, '--console', DEFAULT_CONSOLE_PORT));
+  // Without the credential (another user) the status still shows, minus the invite token.
+  const credential = await consoleCredentialFor(values['data-dir']).catch(() => undefined);
+  const report = await fetchStatus(portFlag(values.console, '--console', DEFAULT_CONSOLE_PORT), credential);
   process.stdout.write(values.json ? `${JSON.stringify(report, null, 2)}\n` : formatStatus(report));
   return 0;
 }
@@ -94,10 +105,16 @@ export async function runStatus(args: string[]): Promise<number> {
 export async function runInvite(args: string[]): Promise<number> {
   const { values } = parseFlags(args, FLAGS);
   if (values.help) {
-    process.stdout.write('mesh-llm invite [--console PORT]   prints the token others pass to --join\n');
+    process.stdout.write(
+      'mesh-llm invite [--console PORT] [--data-dir DIR]   prints the token others pass to --join\n',
+    );
     return 0;
   }
-  const report = await fetchStatus(portFlag(values.console, '--console', DEFAULT_CONSOLE_PORT));
+  const credential = await consoleCredentialFor(values['data-dir']);
+  const report = await fetchStatus(portFlag(values.console, '--console', DEFAULT_CONSOLE_PORT), credential);
+  if (report.node.token === null) {
+    throw new ConfigError('the node has no dialable address yet (still waiting for a relay reservation?)');
+  }
   process.stdout.write(`${report.node.token}\n`);
   return 0;
 }

@@ -1,6 +1,13 @@
 import type { Connection, PeerId, Startable, Stream } from '@libp2p/interface';
 import type { SignedAnnouncement } from '../../proto/gen/mesh_pb.js';
-import { type GossipEntry, GossipError, newsFor, requestGossip, respondGossip } from '../gossip.ts';
+import {
+  type GossipEntry,
+  GossipError,
+  newsFor,
+  requestGossip,
+  respondGossip,
+  splitGossip,
+} from '../gossip.ts';
 import { endpointIdFromPeerId } from '../identity.ts';
 import { type EndpointId, PROTOCOL_GOSSIP } from '../types.ts';
 import {
@@ -169,13 +176,18 @@ export class GossipService implements Startable {
     let stream: Stream | undefined;
     try {
       const signal = timeoutSignal(this.context, GOSSIP_TIMEOUT_MS);
-      const connection = await this.components.connectionManager.openConnection(peerId, { signal });
-      stream = await connection.newStream(PROTOCOL_GOSSIP, { signal, runOnLimitedConnection: true });
       const member = this.context.table.get(remote) !== undefined;
-      const ours = member ? (push ?? this.fullSet()) : this.context.local.entries().map((e) => e.signed);
-      // What we hold goes along, so the reply carries only what is new to us.
-      const theirs = await requestGossip(stream, ours, this.knownDigests(), { signal });
-      await this.ingestAll(theirs.announcements, remote);
+      // More than one message holds goes in several exchanges, one stream each.
+      const batches = splitGossip(
+        member ? (push ?? this.fullSet()) : this.context.local.entries().map((e) => e.signed),
+      );
+      for (const batch of batches) {
+        const connection = await this.components.connectionManager.openConnection(peerId, { signal });
+        stream = await connection.newStream(PROTOCOL_GOSSIP, { signal, runOnLimitedConnection: true });
+        // What we hold goes along, so the reply carries only what is new to us.
+        const theirs = await requestGossip(stream, batch, this.knownDigests(), { signal });
+        await this.ingestAll(theirs.announcements, remote);
+      }
     } catch (err) {
       stream?.abort(err instanceof Error ? err : new Error(String(err)));
       if (!this.stopping) this.logFailure(remote, err);
@@ -210,8 +222,9 @@ export class GossipService implements Startable {
   private async ingestAll(list: SignedAnnouncement[], from: EndpointId): Promise<void> {
     const { table, log } = this.context;
     let urgent = false;
+    let deferred = 0;
     for (const signed of list) {
-      const result = await table.ingest(signed);
+      const result = await table.ingest(signed, from);
       if (result.status === 'accepted') {
         if (result.changed) {
           urgent = true;
@@ -227,6 +240,8 @@ export class GossipService implements Startable {
         urgent = true;
         this.news.add(result.endpointId);
         log.info({ peer: short(result.endpointId) }, 'peer left');
+      } else if (result.reason === 'rate_limited' || result.reason === 'table_full') {
+        deferred++;
       } else if (result.reason !== 'stale_seq' && result.reason !== 'self') {
         log.warn(
           {
@@ -238,6 +253,7 @@ export class GossipService implements Startable {
         );
       }
     }
+    if (deferred > 0) log.debug({ from: short(from), deferred }, 'new origins deferred (gossip bounds)');
     // New peers, leaves and content changes spread at once; plain refreshes wait a heartbeat.
     if (urgent) this.schedulePush();
   }
