@@ -13,6 +13,7 @@ const scripts = [
   'attestation-verify.ts',
   'attested-peers.ts',
   'hardening-startup.ts',
+  'lab-latency.ts',
 ];
 const extra = process.argv.slice(2);
 let failed = 0;

@@ -1,6 +1,6 @@
 /**
  * Typed errors shared by every layer. Each carries a stable `code`; the mapping to
- * HTTP statuses and OpenAI error shapes lives in one place: src/api/error-response.ts.
+ * HTTP statuses and OpenAI error shapes lives in one place: src/openai/errors.ts.
  * Messages must never contain prompt text, completions, keys or tokens.
  */
 export type ErrorKind =

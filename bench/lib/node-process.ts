@@ -6,9 +6,9 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { readConsoleCredential } from '../../src/node/console-credential.ts';
 
-const BIN = fileURLToPath(new URL('../../bin/mesh-llm.js', import.meta.url));
+export const BIN = fileURLToPath(new URL('../../bin/mesh-llm.js', import.meta.url));
 /** The Node flags of the bin's shebang, so a spawned node runs exactly as `mesh-llm` would. */
-const NODE_FLAGS = (readFileSync(BIN, 'utf8').split('\n', 1)[0] ?? '')
+export const NODE_FLAGS = (readFileSync(BIN, 'utf8').split('\n', 1)[0] ?? '')
   .split(/\s+/)
   .filter((a) => a.startsWith('--'));
 

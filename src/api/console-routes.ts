@@ -1,9 +1,9 @@
 import { InvalidRequestError, MeshError, UnauthorizedError } from '../errors.ts';
 import { bodyOf, jsonResponse, type UpstreamResponse } from '../http/exchange.ts';
+import { parseJsonBody } from '../openai/request.ts';
 import { CONSOLE_HEADERS, CONSOLE_HTML } from './console-page.ts';
 import type { IncomingApiRequest, RouteHandler } from './http-server.ts';
 import { BearerKeys, requireJsonContentType, requireLoopbackHost } from './ingress-guard.ts';
-import { parseJsonBody } from './openai-validation.ts';
 
 export interface ConsoleDeps {
   status(): { node: { token: string | null } };

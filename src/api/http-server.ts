@@ -4,7 +4,7 @@ import { BodyTooLargeError, describeError, MeshError } from '../errors.ts';
 import type { HeaderMap, UpstreamResponse } from '../http/exchange.ts';
 import { endToEndHeaders } from '../http/http1.ts';
 import type { Logger } from '../log.ts';
-import { errorResponse, sseErrorEvent } from './error-response.ts';
+import { errorResponse, sseErrorEvent } from '../openai/errors.ts';
 
 export interface IncomingApiRequest {
   method: string;

@@ -1,36 +1,43 @@
 import { InvalidRequestError, MeshError, ModelNotFoundError, UpstreamError } from '../errors.ts';
-import { type ApiRequest, jsonResponse, readAll, type UpstreamResponse } from '../http/exchange.ts';
-import type { ModelListing, RoutedResponse } from '../routing/router.ts';
-import type { IncomingApiRequest, RouteHandler } from './http-server.ts';
+import { jsonResponse, readAll, type UpstreamResponse } from '../http/exchange.ts';
 import {
+  isBackendPath,
+  isStreaming,
+  type OpenAiRequest,
   parseJsonBody,
+  parseOpenAiRequest,
+  routePath,
   validateChatCompletion,
-  validateCompletion,
-  validateEmbeddings,
   validateResponses,
-} from './openai-validation.ts';
+} from '../openai/request.ts';
+import type { IncomingApiRequest, RouteHandler } from './http-server.ts';
 import { chatToResponse, responsesToChat, translateChatStreamToResponses } from './responses-translation.ts';
 
-/** What the OpenAI routes need from the node: the model list and a way to run a request. */
+/** A model as /v1/models lists it. */
+export interface ModelListing {
+  id: string;
+  /** Endpoint ids of remote hosts serving it ('local' when served here). */
+  hosts: string[];
+  contextLength?: number;
+}
+
+/**
+ * What the OpenAI routes need from the node: the model list and a way to run a validated
+ * request (the router, composed in by the node: api does not import routing).
+ */
 export interface InferenceDispatcher {
   listModels(): ModelListing[];
   dispatch(
     model: string,
-    request: ApiRequest,
+    request: OpenAiRequest,
     options: { stream: boolean; signal: AbortSignal },
-  ): Promise<RoutedResponse>;
+  ): Promise<UpstreamResponse>;
 }
-
-const PASS_THROUGH: Record<string, (body: unknown) => { model: string; stream?: boolean }> = {
-  '/v1/chat/completions': validateChatCompletion,
-  '/v1/completions': validateCompletion,
-  '/v1/embeddings': validateEmbeddings,
-};
 
 /** The OpenAI-compatible surface under /v1 (SPEC §3). */
 export function createOpenAiRoutes(dispatcher: InferenceDispatcher): RouteHandler {
   return async (request: IncomingApiRequest): Promise<UpstreamResponse> => {
-    const path = request.path.split('?')[0]!.replace(/\/+$/, '');
+    const path = routePath(request.path);
     if (path === '/v1/models') {
       requireMethod(request, 'GET');
       return jsonResponse(200, modelList(dispatcher.listModels()));
@@ -42,13 +49,11 @@ export function createOpenAiRoutes(dispatcher: InferenceDispatcher): RouteHandle
       if (!entry) throw new ModelNotFoundError(id);
       return jsonResponse(200, modelObject(entry));
     }
-    const validate = PASS_THROUGH[path];
-    if (validate) {
+    if (isBackendPath(path)) {
       requireMethod(request, 'POST');
-      const bytes = await request.readBody();
-      const body = validate(parseJsonBody(bytes));
-      return dispatcher.dispatch(body.model, jsonPost(path, bytes), {
-        stream: body.stream === true,
+      const parsed = parseOpenAiRequest(request.method, path, await request.readBody());
+      return dispatcher.dispatch(parsed.body.model, parsed, {
+        stream: isStreaming(parsed),
         signal: request.signal,
       });
     }
@@ -63,12 +68,16 @@ export function createOpenAiRoutes(dispatcher: InferenceDispatcher): RouteHandle
 /** /v1/responses runs as a chat completion and is translated back, streamed or not. */
 async function serveResponses(dispatcher: InferenceDispatcher, request: IncomingApiRequest) {
   const responsesRequest = validateResponses(parseJsonBody(await request.readBody()));
-  const chat = responsesToChat(responsesRequest);
-  const chatBytes = Buffer.from(JSON.stringify(chat));
-  const upstream = await dispatcher.dispatch(chat.model, jsonPost('/v1/chat/completions', chatBytes), {
-    stream: chat.stream === true,
-    signal: request.signal,
-  });
+  // The translation is checked by the chat rules too: backends only ever see valid requests.
+  const chat = validateChatCompletion(responsesToChat(responsesRequest));
+  const upstream = await dispatcher.dispatch(
+    chat.model,
+    { path: '/v1/chat/completions', body: chat },
+    {
+      stream: chat.stream === true,
+      signal: request.signal,
+    },
+  );
   const routeHeaders = Object.fromEntries(
     Object.entries(upstream.headers).filter(([name]) => name.startsWith('x-mesh-')),
   );
@@ -93,11 +102,6 @@ function requireMethod(request: IncomingApiRequest, method: string): void {
   if (request.method !== method) {
     throw new MeshError('method_not_allowed', 'method_not_allowed', `Use ${method} for ${request.path}`);
   }
-}
-
-/** The request a host sees: method, path and body only; the client's headers stay here. */
-function jsonPost(path: string, body: Uint8Array): ApiRequest {
-  return { method: 'POST', path, headers: { 'content-type': 'application/json' }, body };
 }
 
 function modelObject(entry: ModelListing) {

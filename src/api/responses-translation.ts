@@ -4,16 +4,15 @@
  * the Responses event stream. Backends only ever see chat completions.
  */
 import { randomBytes } from 'node:crypto';
+import type { ResponseFunctionToolCall } from 'openai/resources/responses/responses';
 import { MeshError, UpstreamError } from '../errors.ts';
 import type {
   ChatCompletionRequest,
-  ChatContentPart,
   ChatMessage,
-  ChatRole,
-  ResponsesContentPart,
+  ResponsesItem,
   ResponsesRequest,
-} from './openai-validation.ts';
-import { formatSse, parseSse } from './sse.ts';
+} from '../openai/schemas.ts';
+import { formatSse, parseSse } from '../openai/sse.ts';
 
 /** Injected clock and id source, so tests get deterministic output. */
 export interface TranslationContext {
@@ -46,6 +45,13 @@ export interface ResponseOutputMessage {
   role: 'assistant';
   content: Array<ResponseOutputText | ResponseRefusal>;
 }
+/** A function call the model made, as the Responses API reports it. */
+export type ResponseFunctionCall = ResponseFunctionToolCall & {
+  id: string;
+  status: 'in_progress' | 'completed' | 'incomplete';
+};
+export type ResponseOutputItem = ResponseOutputMessage | ResponseFunctionCall;
+
 export interface ResponseUsage {
   input_tokens: number;
   input_tokens_details: { cached_tokens: number };
@@ -65,15 +71,15 @@ export interface ResponseObject {
   instructions: string | null;
   max_output_tokens: number | null;
   model: string;
-  output: ResponseOutputMessage[];
+  output: ResponseOutputItem[];
   parallel_tool_calls: boolean;
   previous_response_id: null;
   reasoning: null;
   store: false;
   temperature: number | null;
   text: { format: { type: string; [key: string]: unknown } };
-  tool_choice: 'auto';
-  tools: [];
+  tool_choice: NonNullable<ResponsesRequest['tool_choice']>;
+  tools: NonNullable<ResponsesRequest['tools']>;
   top_p: number | null;
   truncation: 'disabled';
   usage: ResponseUsage | null;
@@ -83,6 +89,9 @@ export interface ResponseObject {
 
 // ---------------------------------------------------------------- request: responses → chat
 
+type ChatRole = 'user' | 'assistant' | 'system';
+type Part = Extract<ResponsesItem, { type: 'message' }>['content'];
+
 const ROLE_MAP: Record<string, ChatRole> = {
   user: 'user',
   assistant: 'assistant',
@@ -91,22 +100,25 @@ const ROLE_MAP: Record<string, ChatRole> = {
   developer: 'system',
 };
 
-function convertContent(parts: string | ResponsesContentPart[]): string | ChatContentPart[] {
+type ChatPart =
+  | { type: 'text'; text: string }
+  | { type: 'image_url'; image_url: { url: string; detail?: string } };
+
+function convertContent(parts: Part): string | ChatPart[] {
   if (typeof parts === 'string') return parts;
-  const converted: ChatContentPart[] = parts.map((part) => {
+  const converted = parts.map((part): ChatPart => {
     switch (part.type) {
       case 'input_text':
       case 'output_text':
         return { type: 'text', text: part.text };
       case 'refusal':
         return { type: 'text', text: part.refusal };
-      case 'input_image':
+      default:
         return {
           type: 'image_url',
           image_url: part.detail ? { url: part.image_url, detail: part.detail } : { url: part.image_url },
         };
     }
-    return part;
   });
   // Plain strings are what every backend and chat template accepts; parts only when needed.
   if (converted.every((part) => part.type === 'text')) {
@@ -115,24 +127,69 @@ function convertContent(parts: string | ResponsesContentPart[]): string | ChatCo
   return converted;
 }
 
+function textOf(parts: Part): string {
+  const content = convertContent(parts);
+  return typeof content === 'string'
+    ? content
+    : content.map((p) => (p.type === 'text' ? p.text : '')).join('\n');
+}
+
+/** Input items → chat messages: function calls join the assistant turn they follow; outputs are tool messages. */
+function messagesOf(items: ResponsesItem[]): ChatMessage[] {
+  const messages: ChatMessage[] = [];
+  for (const item of items) {
+    if (item.type === 'message') {
+      messages.push({
+        role: ROLE_MAP[item.role] ?? 'user',
+        content: convertContent(item.content),
+      } as ChatMessage);
+    } else if (item.type === 'function_call') {
+      const call = {
+        id: item.call_id,
+        type: 'function' as const,
+        function: { name: item.name, arguments: item.arguments },
+      };
+      const last = messages.at(-1);
+      if (last?.role === 'assistant') last.tool_calls = [...(last.tool_calls ?? []), call];
+      else messages.push({ role: 'assistant', content: null, tool_calls: [call] });
+    } else {
+      messages.push({ role: 'tool', tool_call_id: item.call_id, content: textOf(item.output) });
+    }
+  }
+  return messages;
+}
+
 /** Translates a validated Responses request into the equivalent chat completions request. */
 export function responsesToChat(request: ResponsesRequest): ChatCompletionRequest {
   const messages: ChatMessage[] = [];
   if (typeof request.instructions === 'string' && request.instructions.length > 0) {
     messages.push({ role: 'system', content: request.instructions });
   }
-  if (typeof request.input === 'string') {
-    messages.push({ role: 'user', content: request.input });
-  } else {
-    for (const item of request.input) {
-      messages.push({ role: ROLE_MAP[item.role] ?? 'user', content: convertContent(item.content) });
-    }
-  }
+  if (typeof request.input === 'string') messages.push({ role: 'user', content: request.input });
+  else messages.push(...messagesOf(request.input));
   const chat: ChatCompletionRequest = { model: request.model, messages };
   if (typeof request.max_output_tokens === 'number') chat.max_tokens = request.max_output_tokens;
   if (typeof request.temperature === 'number') chat.temperature = request.temperature;
   if (typeof request.top_p === 'number') chat.top_p = request.top_p;
   if (typeof request.user === 'string') chat.user = request.user;
+  if (request.tools && request.tools.length > 0) {
+    chat.tools = request.tools.map((tool) => ({
+      type: 'function',
+      function: {
+        name: tool.name,
+        ...(tool.description != null ? { description: tool.description } : {}),
+        ...(tool.parameters != null ? { parameters: tool.parameters } : {}),
+        ...(tool.strict != null ? { strict: tool.strict } : {}),
+      },
+    }));
+  }
+  const choice = request.tool_choice;
+  if (choice !== undefined) {
+    chat.tool_choice =
+      typeof choice === 'string' ? choice : { type: 'function', function: { name: choice.name } };
+  }
+  if (typeof request.parallel_tool_calls === 'boolean')
+    chat.parallel_tool_calls = request.parallel_tool_calls;
   const format = request.text?.format;
   if (format?.type === 'json_object') chat.response_format = { type: 'json_object' };
   else if (format?.type === 'json_schema') {
@@ -209,14 +266,14 @@ function baseResponse(request: ResponsesRequest, env: Envelope): ResponseObject 
     max_output_tokens: typeof request.max_output_tokens === 'number' ? request.max_output_tokens : null,
     model: request.model,
     output: [],
-    parallel_tool_calls: false,
+    parallel_tool_calls: request.parallel_tool_calls ?? true,
     previous_response_id: null,
     reasoning: null,
     store: false,
     temperature: typeof request.temperature === 'number' ? request.temperature : null,
     text: { format: format ? { ...format } : { type: 'text' } },
-    tool_choice: 'auto',
-    tools: [],
+    tool_choice: request.tool_choice ?? 'auto',
+    tools: request.tools ?? [],
     top_p: typeof request.top_p === 'number' ? request.top_p : null,
     truncation: 'disabled',
     usage: null,
@@ -250,29 +307,51 @@ export function chatToResponse(
   }
   const createdAt = typeof chat.created === 'number' ? Math.floor(chat.created) : seconds(now());
   const response = baseResponse(request, { id: newId('resp'), createdAt });
+  const incomplete = incompleteReason(choice.finish_reason);
+  const status: 'incomplete' | 'completed' = incomplete ? 'incomplete' : 'completed';
+  const calls = functionCallsOf(message.tool_calls, newId, status);
   const content: ResponseOutputMessage['content'] = [];
-  if (typeof message.content === 'string') {
+  if (typeof message.content === 'string' && (message.content.length > 0 || calls.length === 0)) {
     content.push({ type: 'output_text', text: message.content, annotations: [] });
   } else if (typeof message.refusal === 'string') {
     content.push({ type: 'refusal', refusal: message.refusal });
-  } else {
+  } else if (calls.length === 0) {
     content.push({ type: 'output_text', text: '', annotations: [] });
   }
-  const incomplete = incompleteReason(choice.finish_reason);
-  response.status = incomplete ? 'incomplete' : 'completed';
+  response.status = status;
   response.incomplete_details = incomplete;
   response.completed_at = incomplete ? null : seconds(now());
   response.output = [
-    {
-      type: 'message',
-      id: newId('msg'),
-      status: incomplete ? 'incomplete' : 'completed',
-      role: 'assistant',
-      content,
-    },
+    ...(content.length > 0
+      ? [{ type: 'message' as const, id: newId('msg'), status, role: 'assistant' as const, content }]
+      : []),
+    ...calls,
   ];
   response.usage = usageFromChat(chat.usage);
   return response;
+}
+
+/** A chat answer's tool_calls as Responses function_call items. */
+function functionCallsOf(
+  toolCalls: unknown,
+  newId: (prefix: string) => string,
+  status: ResponseFunctionCall['status'],
+): ResponseFunctionCall[] {
+  if (!Array.isArray(toolCalls)) return [];
+  return toolCalls.flatMap((call): ResponseFunctionCall[] => {
+    const fn = isObject(call) && isObject(call.function) ? call.function : undefined;
+    if (!isObject(call) || !fn || typeof fn.name !== 'string') return [];
+    return [
+      {
+        type: 'function_call',
+        id: newId('fc'),
+        call_id: typeof call.id === 'string' ? call.id : newId('call'),
+        name: fn.name,
+        arguments: typeof fn.arguments === 'string' ? fn.arguments : '',
+        status,
+      },
+    ];
+  });
 }
 
 // ---------------------------------------------------------------- streaming
@@ -317,11 +396,16 @@ export async function* translateChatStreamToResponses(
   yield emit('response.created', { response: snapshot() });
   yield emit('response.in_progress', { response: snapshot() });
 
-  // The message item opens with the first text, so a stream that fails first has no item.
-  let message: ResponseOutputMessage | undefined;
-  let text = '';
+  // Output items open as their first delta arrives and close when the next one opens (or at the
+  // end), in order, as OpenAI streams them; a stream that fails first has no item.
+  type Open =
+    | { kind: 'message'; index: number; item: ResponseOutputMessage; text: string }
+    | { kind: 'call'; index: number; chatIndex: unknown; item: ResponseFunctionCall };
+  let current: Open | undefined;
+  let opened = 0;
   let finishReason: unknown = null;
-  const openMessage = (): { item: ResponseOutputMessage; events: Uint8Array[] } => {
+
+  const openMessage = (): Uint8Array[] => {
     const item: ResponseOutputMessage = {
       type: 'message',
       id: newId('msg'),
@@ -329,16 +413,61 @@ export async function* translateChatStreamToResponses(
       role: 'assistant',
       content: [],
     };
-    const events = [
-      emit('response.output_item.added', { output_index: 0, item: structuredClone(item) }),
+    current = { kind: 'message', index: opened++, item, text: '' };
+    return [
+      emit('response.output_item.added', { output_index: current.index, item: structuredClone(item) }),
       emit('response.content_part.added', {
-        output_index: 0,
+        output_index: current.index,
         item_id: item.id,
         content_index: 0,
         part: { type: 'output_text', text: '', annotations: [] },
       }),
     ];
-    return { item, events };
+  };
+  const openCall = (chatIndex: unknown, id: unknown, name: unknown): Uint8Array[] => {
+    const item: ResponseFunctionCall = {
+      type: 'function_call',
+      id: newId('fc'),
+      call_id: typeof id === 'string' ? id : newId('call'),
+      name: typeof name === 'string' ? name : '',
+      arguments: '',
+      status: 'in_progress',
+    };
+    current = { kind: 'call', index: opened++, chatIndex, item };
+    return [emit('response.output_item.added', { output_index: current.index, item: structuredClone(item) })];
+  };
+  /** Ends the open item with `status`; failed streams close it without the .done events of its parts. */
+  const close = (status: 'completed' | 'incomplete', events: boolean): Uint8Array[] => {
+    const open = current;
+    current = undefined;
+    if (!open) return [];
+    const out: Uint8Array[] = [];
+    const fields = { output_index: open.index, item_id: open.item.id };
+    if (open.kind === 'message') {
+      const part: ResponseOutputText = { type: 'output_text', text: open.text, annotations: [] };
+      if (events) {
+        out.push(
+          emit('response.output_text.done', { ...fields, content_index: 0, text: open.text, logprobs: [] }),
+        );
+        out.push(emit('response.content_part.done', { ...fields, content_index: 0, part }));
+      }
+      open.item.content = [part];
+    } else if (events) {
+      out.push(
+        emit('response.function_call_arguments.done', {
+          ...fields,
+          name: open.item.name,
+          arguments: open.item.arguments,
+        }),
+      );
+    }
+    open.item.status = status;
+    response.output.push(open.item);
+    if (events)
+      out.push(
+        emit('response.output_item.done', { output_index: open.index, item: structuredClone(open.item) }),
+      );
+    return out;
   };
 
   let failure: StreamFailure | undefined;
@@ -367,19 +496,36 @@ export async function* translateChatStreamToResponses(
       if (!isObject(choice)) continue;
       const delta = choice.delta;
       if (isObject(delta) && typeof delta.content === 'string' && delta.content.length > 0) {
-        if (!message) {
-          const opened = openMessage();
-          message = opened.item;
-          yield* opened.events;
+        if (current?.kind !== 'message') {
+          yield* close('completed', true);
+          yield* openMessage();
         }
-        text += delta.content;
+        const open = current as Extract<Open, { kind: 'message' }>;
+        open.text += delta.content;
         yield emit('response.output_text.delta', {
-          output_index: 0,
-          item_id: message.id,
+          output_index: open.index,
+          item_id: open.item.id,
           content_index: 0,
           delta: delta.content,
           logprobs: [],
         });
+      }
+      for (const call of isObject(delta) && Array.isArray(delta.tool_calls) ? delta.tool_calls : []) {
+        if (!isObject(call)) continue;
+        const fn = isObject(call.function) ? call.function : {};
+        if (current?.kind !== 'call' || current.chatIndex !== call.index) {
+          yield* close('completed', true);
+          yield* openCall(call.index, call.id, fn.name);
+        }
+        const open = current as unknown as Extract<Open, { kind: 'call' }>;
+        if (typeof fn.arguments === 'string' && fn.arguments.length > 0) {
+          open.item.arguments += fn.arguments;
+          yield emit('response.function_call_arguments.delta', {
+            output_index: open.index,
+            item_id: open.item.id,
+            delta: fn.arguments,
+          });
+        }
       }
       if (choice.finish_reason !== undefined && choice.finish_reason !== null)
         finishReason = choice.finish_reason;
@@ -396,32 +542,16 @@ export async function* translateChatStreamToResponses(
 
   if (failure) {
     yield emit('error', { code: failure.code, message: failure.message, param: null });
-    if (message) {
-      message.status = 'incomplete';
-      message.content = [{ type: 'output_text', text, annotations: [] }];
-      response.output = [message];
-    }
+    close('incomplete', false);
     response.status = 'failed';
     response.error = { code: failure.code, message: failure.message };
     yield emit('response.failed', { response: snapshot() });
     return;
   }
 
-  let msg = message;
-  if (!msg) {
-    const opened = openMessage();
-    msg = opened.item;
-    yield* opened.events;
-  }
   const incomplete = incompleteReason(finishReason);
-  const part: ResponseOutputText = { type: 'output_text', text, annotations: [] };
-  const itemFields = { output_index: 0, item_id: msg.id, content_index: 0 };
-  yield emit('response.output_text.done', { ...itemFields, text, logprobs: [] });
-  yield emit('response.content_part.done', { ...itemFields, part });
-  msg.status = incomplete ? 'incomplete' : 'completed';
-  msg.content = [part];
-  yield emit('response.output_item.done', { output_index: 0, item: structuredClone(msg) });
-  response.output = [msg];
+  if (opened === 0) yield* openMessage();
+  yield* close(incomplete ? 'incomplete' : 'completed', true);
   response.status = incomplete ? 'incomplete' : 'completed';
   response.incomplete_details = incomplete;
   response.completed_at = incomplete ? null : seconds(now());

@@ -1,5 +1,4 @@
 import { InvalidRequestError } from '../errors.ts';
-import { parseJsonObject } from './openai-wire.ts';
 
 /**
  * The body a pass-through backend receives: re-serialized from the parsed request with the
@@ -8,11 +7,9 @@ import { parseJsonObject } from './openai-wire.ts';
  * `{"model":"shared","MODEL":"private"}` would run a model the host never admitted; keys that
  * differ only in case are refused at every level.
  */
-export function canonicalRequestBody(body: Uint8Array, model: string): Uint8Array {
-  const parsed = parseJsonObject(body);
-  refuseCaseTwins(parsed, '');
-  parsed.model = model;
-  return Buffer.from(JSON.stringify(parsed));
+export function canonicalRequestBody(body: Record<string, unknown>, model: string): Uint8Array {
+  refuseCaseTwins(body, '');
+  return Buffer.from(JSON.stringify({ ...body, model }));
 }
 
 function refuseCaseTwins(value: unknown, path: string): void {

@@ -6,7 +6,6 @@
 import { randomUUID } from 'node:crypto';
 import { basename } from 'node:path';
 import {
-  type ChatHistoryItem,
   type ChatWrapper,
   type LlamaContext,
   type LlamaContextSequence,
@@ -16,27 +15,28 @@ import {
   type Token,
 } from 'node-llama-cpp';
 import { MeshError, NoCapacityError } from '../errors.ts';
-import { type ApiRequest, jsonResponse, type UpstreamResponse } from '../http/exchange.ts';
+import { jsonResponse, type UpstreamResponse } from '../http/exchange.ts';
 import type { Logger } from '../log.ts';
+import { errorResponse, sseErrorEvent } from '../openai/errors.ts';
+import type { OpenAiRequest } from '../openai/request.ts';
+import type {
+  ChatCompletionRequest,
+  ChatMessage,
+  CompletionRequest,
+  EmbeddingsRequest,
+} from '../openai/schemas.ts';
+import { SSE_DONE, sseEvent, sseResponse } from '../openai/sse.ts';
+import { chatHistoryOf } from './llama/chat-history.ts';
 import { type LoadedLlamaModel, loadLlamaModel } from './llama/load.ts';
 import type { GpuLayersChoice } from './llama/memory.ts';
-import { type LlamaRuntime, llamaRuntime } from './llama/runtime.ts';
 import {
-  type ChatMessage,
-  type JsonObject,
-  openAiError,
-  parseEmbeddingInput,
-  parseEncodingFormat,
-  parseJsonObject,
-  parseMessages,
-  parsePrompt,
-  parseSampling,
-  routePath,
+  embeddingInputsOf,
+  promptOf,
+  refuseUnsupported,
   type SamplingParams,
-  SSE_DONE,
-  sseEvent,
-  sseResponse,
-} from './openai-wire.ts';
+  samplingOf,
+} from './llama/params.ts';
+import { type LlamaRuntime, llamaRuntime } from './llama/runtime.ts';
 import { PushStream } from './push-stream.ts';
 import { SlotPool } from './slot-pool.ts';
 import { TokenTextStream } from './text-stream.ts';
@@ -190,46 +190,31 @@ export class LlamaCppBackend implements InferenceBackend {
     return this.#ready && this.#model !== undefined && !this.#model.disposed && !this.#context?.disposed;
   }
 
-  async handle(request: ApiRequest, signal: AbortSignal): Promise<UpstreamResponse> {
-    const path = routePath(request.path);
-    const route: Route | 'embeddings' | undefined =
-      path === '/v1/chat/completions'
-        ? 'chat'
-        : path === '/v1/completions'
-          ? 'completion'
-          : path === '/v1/embeddings'
-            ? 'embeddings'
-            : undefined;
-    if (!route) return openAiError(404, 'not_found', `Unknown path ${path}`);
-    if (request.method.toUpperCase() !== 'POST') {
-      return openAiError(405, 'method_not_allowed', `Use POST for ${path}`);
+  async handle(request: OpenAiRequest, signal: AbortSignal): Promise<UpstreamResponse> {
+    if (!this.#ready) {
+      return errorResponse(
+        new NoCapacityError(`The model '${this.modelName}' is not loaded`, 'model_not_ready'),
+      );
     }
-    if (!this.#ready)
-      return openAiError(503, 'model_not_ready', `The model '${this.modelName}' is not loaded`);
     try {
-      const body = parseJsonObject(request.body);
-      if (route === 'embeddings') return await this.#embeddings(body, signal);
-      return await this.#generate(route, body, signal);
+      switch (request.path) {
+        case '/v1/embeddings':
+          refuseUnsupported('embeddings', request.body);
+          return await this.#embeddings(request.body, signal);
+        case '/v1/chat/completions':
+          refuseUnsupported('chat', request.body);
+          return await this.#generate('chat', request.body, signal);
+        case '/v1/completions':
+          refuseUnsupported('completion', request.body);
+          return await this.#generate('completion', request.body, signal);
+      }
     } catch (err) {
       if (signal.aborted) throw abortError(signal);
-      return this.#errorResponse(err);
+      if (!(err instanceof MeshError)) {
+        this.#log.error({ err: err instanceof Error ? err.name : 'unknown' }, 'llama.cpp request failed');
+      }
+      return errorResponse(err);
     }
-  }
-
-  #errorResponse(err: unknown): UpstreamResponse {
-    if (err instanceof MeshError) {
-      const status =
-        err.kind === 'invalid_request'
-          ? 400
-          : err.kind === 'no_capacity'
-            ? 503
-            : err.kind === 'not_found'
-              ? 404
-              : 500;
-      return openAiError(status, err.code, err.message);
-    }
-    this.#log.error({ err: err instanceof Error ? err.name : 'unknown' }, 'llama.cpp request failed');
-    return openAiError(500, 'internal_error', 'Inference failed');
   }
 
   #requireLoaded(): { model: LlamaModel; context: LlamaContext; pool: SlotPool<LlamaContextSequence> } {
@@ -243,10 +228,7 @@ export class LlamaCppBackend implements InferenceBackend {
   }
 
   #prepareChat(model: LlamaModel, messages: ChatMessage[]): Prepared {
-    const history: ChatHistoryItem[] = messages.map((m) =>
-      m.role === 'assistant' ? { type: 'model', response: [m.text] } : { type: m.role, text: m.text },
-    );
-    history.push({ type: 'model', response: [] });
+    const history = chatHistoryOf(messages);
     const state = this.#chatWrapper!.generateContextState({ chatHistory: history });
     const tokens = state.contextText.tokenize(model.tokenizer);
     const stopTokens = new Set<Token>();
@@ -268,13 +250,17 @@ export class LlamaCppBackend implements InferenceBackend {
     return { tokens, stopTokens: new Set(), stopStrings: [] };
   }
 
-  async #generate(route: Route, body: JsonObject, signal: AbortSignal): Promise<UpstreamResponse> {
+  async #generate(
+    route: Route,
+    body: ChatCompletionRequest | CompletionRequest,
+    signal: AbortSignal,
+  ): Promise<UpstreamResponse> {
     const { model, context, pool } = this.#requireLoaded();
-    const params = parseSampling(body);
+    const params = samplingOf(body);
     const prepared =
       route === 'chat'
-        ? this.#prepareChat(model, parseMessages(body))
-        : this.#prepareCompletion(model, parsePrompt(body));
+        ? this.#prepareChat(model, (body as ChatCompletionRequest).messages)
+        : this.#prepareCompletion(model, promptOf(body as CompletionRequest));
     const contextSize = context.contextSize;
     const promptTokens = prepared.tokens.length;
     if (promptTokens === 0) throw new MeshError('invalid_request', 'invalid_prompt', 'The prompt is empty');
@@ -334,7 +320,7 @@ export class LlamaCppBackend implements InferenceBackend {
     const onAbort = () => out.cancel(abortError(signal));
     signal.addEventListener('abort', onAbort, { once: true });
     const usageField = params.includeUsage ? { usage: null } : {};
-    const chunk = (choice: JsonObject) =>
+    const chunk = (choice: Record<string, unknown>) =>
       sseEvent({
         id,
         object: route === 'chat' ? 'chat.completion.chunk' : 'text_completion',
@@ -361,8 +347,7 @@ export class LlamaCppBackend implements InferenceBackend {
           if (combined.aborted) {
             // Cut short by stop(): tell a reader that is still there why the stream ends early.
             if (this.#shutdown.signal.aborted && !stop.signal.aborted && !signal.aborted) {
-              const err = stoppedError();
-              out.push(sseEvent({ error: { message: err.message, type: 'server_error', code: err.code } }));
+              out.push(sseErrorEvent(stoppedError()));
             }
             out.end();
             return;
@@ -390,11 +375,7 @@ export class LlamaCppBackend implements InferenceBackend {
         (err: unknown) => {
           if (!combined.aborted) {
             this.#log.error({ err: err instanceof Error ? err.name : 'unknown' }, 'llama.cpp stream failed');
-            out.push(
-              sseEvent({
-                error: { message: 'Inference failed', type: 'server_error', code: 'internal_error' },
-              }),
-            );
+            out.push(sseErrorEvent(err));
           }
           out.end();
         },
@@ -428,16 +409,27 @@ export class LlamaCppBackend implements InferenceBackend {
     let completionTokens = 0;
     let finishReason: 'stop' | 'length' = 'stop';
     if (signal.aborted) return { completionTokens, finishReason };
+    const generated: Token[] = [];
+    const penalised = params.presencePenalty !== undefined || params.frequencyPenalty !== undefined;
     const tokens = sequence.evaluate(input, {
       temperature: params.temperature,
       topP: params.topP,
       seed: params.seed,
+      repeatPenalty: penalised
+        ? {
+            punishTokens: () => generated,
+            penalty: 1,
+            presencePenalty: params.presencePenalty,
+            frequencyPenalty: params.frequencyPenalty,
+          }
+        : undefined,
     });
     // The generator ends by itself on an end-of-generation token.
     for await (const token of tokens) {
       if (signal.aborted) break;
       completionTokens++;
       if (prepared.stopTokens.has(token)) break;
+      if (penalised) generated.push(token);
       const piece = text.push(token);
       if (piece) onText(piece);
       if (text.stopped) break;
@@ -453,10 +445,10 @@ export class LlamaCppBackend implements InferenceBackend {
     return { completionTokens, finishReason };
   }
 
-  async #embeddings(body: JsonObject, signal: AbortSignal): Promise<UpstreamResponse> {
+  async #embeddings(body: EmbeddingsRequest, signal: AbortSignal): Promise<UpstreamResponse> {
     const { model } = this.#requireLoaded();
-    const inputs = parseEmbeddingInput(body);
-    const format = parseEncodingFormat(body);
+    const inputs = embeddingInputsOf(body);
+    const format = body.encoding_format ?? 'float';
     const context = await this.#embeddingContext(model);
     const limit = this.#context?.contextSize ?? model.trainContextSize;
     const tokenized = inputs.map((input) =>

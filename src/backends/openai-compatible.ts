@@ -7,12 +7,13 @@ import { Readable, type Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';
 import { ConfigError, InvalidRequestError, UpstreamError } from '../errors.ts';
-import type { ApiRequest, HeaderMap, UpstreamResponse } from '../http/exchange.ts';
+import type { HeaderMap, UpstreamResponse } from '../http/exchange.ts';
 import { Http1Client } from '../http/http1-client.ts';
 import type { Logger } from '../log.ts';
+import { errorResponse } from '../openai/errors.ts';
+import type { OpenAiRequest } from '../openai/request.ts';
 import { canonicalRequestBody } from './canonical-body.ts';
-import { openAiError, routePath } from './openai-wire.ts';
-import { BACKEND_PATHS, type InferenceBackend, type ModelInfo } from './types.ts';
+import type { InferenceBackend, ModelInfo } from './types.ts';
 
 export interface OpenAiCompatibleBackendOptions {
   /** e.g. http://127.0.0.1:8080 or http://127.0.0.1:8080/v1 */
@@ -29,9 +30,6 @@ export interface OpenAiCompatibleBackendOptions {
   /** Health probe timeout. Default 2000 ms. */
   healthTimeoutMs?: number;
 }
-
-/** Request headers worth passing on; the client's own credentials for this node are not among them. */
-const FORWARDED_REQUEST_HEADERS = ['content-type', 'accept', 'x-request-id'];
 
 /** Hop-by-hop (RFC 9110 §7.6.1) plus headers that stop being true once the body is decoded. */
 const DROPPED_RESPONSE_HEADERS = new Set([
@@ -142,27 +140,17 @@ export class OpenAiCompatibleBackend implements InferenceBackend {
     return this.#options.apiKey ? { authorization: `Bearer ${this.#options.apiKey}` } : {};
   }
 
-  async handle(request: ApiRequest, signal: AbortSignal): Promise<UpstreamResponse> {
-    const path = routePath(request.path);
-    if (!(BACKEND_PATHS as readonly string[]).includes(path))
-      return openAiError(404, 'not_found', `Unknown path ${path}`);
-    if (request.method.toUpperCase() !== 'POST')
-      return openAiError(405, 'method_not_allowed', `Use POST for ${path}`);
-
+  /** Sends the request as the client sent it, re-serialized from its validated form with the admitted model. */
+  async handle(request: OpenAiRequest, signal: AbortSignal): Promise<UpstreamResponse> {
+    const path = request.path;
     let body: Uint8Array;
     try {
       body = canonicalRequestBody(request.body, this.#upstreamName);
     } catch (error) {
       if (!(error instanceof InvalidRequestError)) throw error;
-      return openAiError(400, error.code, error.message);
+      return errorResponse(error);
     }
-
-    const headers: Record<string, string> = { ...this.#authHeaders() };
-    for (const name of FORWARDED_REQUEST_HEADERS) {
-      const value = request.headers[name];
-      if (value !== undefined) headers[name] = value;
-    }
-    headers['content-type'] ??= 'application/json';
+    const headers: Record<string, string> = { ...this.#authHeaders(), 'content-type': 'application/json' };
 
     // The answer is parsed (SSE, usage, /v1/responses translation): ask for it uncompressed.
     headers['accept-encoding'] = 'identity';
@@ -171,7 +159,7 @@ export class OpenAiCompatibleBackend implements InferenceBackend {
     try {
       res = await this.#client.request({
         method: 'POST',
-        path: `${this.#pathPrefix}${request.path}`,
+        path: `${this.#pathPrefix}${path}`,
         headers,
         body,
         signal,

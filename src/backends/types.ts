@@ -1,4 +1,5 @@
-import type { ApiRequest, UpstreamResponse } from '../http/exchange.ts';
+import type { UpstreamResponse } from '../http/exchange.ts';
+import type { OpenAiRequest } from '../openai/request.ts';
 
 export interface ModelInfo {
   /** The name clients put in `model`. */
@@ -12,9 +13,6 @@ export interface ModelInfo {
 /** Where prompt plaintext is processed: inside this hardened process, or in a separate server. */
 export type PlaintextBoundary = 'in-process' | 'external-backend';
 
-/** The OpenAI paths a backend serves. */
-export const BACKEND_PATHS = ['/v1/chat/completions', '/v1/completions', '/v1/embeddings'] as const;
-
 export interface InferenceBackend {
   readonly kind: 'llama-cpp' | 'openai-compatible';
   readonly plaintextBoundary: PlaintextBoundary;
@@ -23,10 +21,10 @@ export interface InferenceBackend {
   stop(): Promise<void>;
   healthy(): Promise<boolean>;
   /**
-   * Serve one OpenAI request (one of BACKEND_PATHS, JSON body with `model`). Returns the
+   * Serve one OpenAI request, already validated and typed (src/openai). Returns the
    * raw OpenAI response: JSON, or `text/event-stream` SSE ending in `data: [DONE]` when the
    * body asks for `stream: true`. Errors are OpenAI-shaped responses with a status, not throws,
    * except when the backend itself is unreachable (throw UpstreamError). `signal` aborts work.
    */
-  handle(request: ApiRequest, signal: AbortSignal): Promise<UpstreamResponse>;
+  handle(request: OpenAiRequest, signal: AbortSignal): Promise<UpstreamResponse>;
 }

@@ -1,10 +1,5 @@
 import { ConfigError, describeError } from '../errors.ts';
-import type { HardeningReport } from '../hardening/harden.ts';
-
-export interface CliContext {
-  /** What the process entry achieved before anything else ran (SPEC §7). */
-  hardening?: HardeningReport;
-}
+import type { CliContext } from './context.ts';
 
 const USAGE = `mesh-llm — a peer-to-peer LLM inference mesh with private inference
 

@@ -1,6 +1,7 @@
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import type { LogFormat } from '../log.ts';
+import { type AnswerBounds, DEFAULT_ANSWER_BOUNDS } from '../routing/answer-bounds.ts';
 
 export type AttestationKeyChoice = 'auto' | 'tpm2' | 'secure-enclave' | 'software';
 
@@ -37,6 +38,8 @@ export interface NodeConfig {
   attestationRefreshMs: number;
   keyRotationMs: number;
   maxBodyBytes: number;
+  /** What a remote host can make this node hold or wait for (--max-answer-mb, --first-byte-timeout, --idle-timeout). */
+  answerBounds: AnswerBounds;
   mdns: boolean;
   logFormat: LogFormat;
 }
@@ -72,6 +75,7 @@ export function defaultConfig(overrides: Partial<NodeConfig> = {}): NodeConfig {
     attestationRefreshMs: 300_000,
     keyRotationMs: 24 * 60 * 60 * 1000,
     maxBodyBytes: DEFAULT_MAX_BODY_BYTES,
+    answerBounds: { ...DEFAULT_ANSWER_BOUNDS },
     mdns: false,
     logFormat: 'pretty',
     ...overrides,

@@ -151,7 +151,7 @@ export async function startMeshNode(config: NodeConfig, deps: MeshNodeDeps): Pro
     const router = new Router({
       backends,
       mesh,
-      transport: new RemoteTransport({ mesh, exchanges }),
+      transport: new RemoteTransport({ mesh, exchanges, bounds: config.answerBounds }),
       security: createHostSecurity(attestation.trust, { e2e: config.e2e }),
       gates,
       logger: logger.child({ component: 'router' }),

@@ -1,16 +1,15 @@
-import { errorResponse } from '../api/error-response.ts';
-import { BACKEND_PATHS } from '../backends/types.ts';
 import { E2E_MAGIC, openRequest, type ReplayGuard } from '../crypto/envelope.ts';
 import { E2EError } from '../crypto/errors.ts';
 import type { InferenceKeyring } from '../crypto/inference-keys.ts';
 import { ResponseSealer } from '../crypto/response-frames.ts';
-import { bufferView } from '../encoding/bytes.ts';
 import { describeError, InvalidRequestError, MeshError } from '../errors.ts';
 import { type ApiRequest, readAll, type UpstreamResponse } from '../http/exchange.ts';
 import { HttpWireError, parseRequest, serializeResponseHead } from '../http/http1.ts';
 import type { Logger } from '../log.ts';
 import { joinBatch, TurnBatcher } from '../mesh/turn-batcher.ts';
 import type { ByteStream, EndpointId } from '../mesh/types.ts';
+import { errorResponse } from '../openai/errors.ts';
+import { parseOpenAiRequest } from '../openai/request.ts';
 import type { Router } from './router.ts';
 
 export interface InboundHttpOptions {
@@ -113,7 +112,9 @@ export function createInboundHttpHandler(options: InboundHttpOptions) {
     const started = Date.now();
     let response: UpstreamResponse;
     try {
-      response = await options.router.dispatchLocal(modelOf(request), request, controller.signal);
+      // The host validates again, with the same rules: it does not trust the sending node.
+      const parsed = parseOpenAiRequest(request.method, request.path, request.body);
+      response = await options.router.dispatchLocal(parsed.body.model, parsed, controller.signal);
     } catch (error) {
       response = errorResponse(error);
     }
@@ -131,25 +132,6 @@ export function createInboundHttpHandler(options: InboundHttpOptions) {
       stream.abort(asError(error));
     }
   }
-}
-
-function modelOf(request: ApiRequest): string {
-  if (
-    request.method !== 'POST' ||
-    !(BACKEND_PATHS as readonly string[]).includes(request.path.split('?')[0]!)
-  ) {
-    throw new InvalidRequestError(`Hosts serve POST ${BACKEND_PATHS.join(', ')} only`);
-  }
-  let body: unknown;
-  try {
-    body = JSON.parse(bufferView(request.body).toString('utf8'));
-  } catch {
-    throw new InvalidRequestError('Request body is not valid JSON');
-  }
-  const model = (body as { model?: unknown } | null)?.model;
-  if (typeof model !== 'string' || model === '')
-    throw new InvalidRequestError("Missing required field 'model'");
-  return model;
 }
 
 /**

@@ -7,6 +7,7 @@ import type { ApiRequest, UpstreamResponse } from '../http/exchange.ts';
 import { parseResponse, serializeRequest } from '../http/http1.ts';
 import type { ByteStream, EndpointId, MeshService } from '../mesh/types.ts';
 import { PROTOCOL_HTTP } from '../mesh/types.ts';
+import { type AnswerBounds, AnswerWatchdog, boundedBody, DEFAULT_ANSWER_BOUNDS } from './answer-bounds.ts';
 
 export type StreamPath = 'direct' | 'relay' | 'forwarded';
 
@@ -14,6 +15,8 @@ export interface RemoteSendOptions {
   /** The host's inference key from its verified announcement; undefined = plaintext. */
   inferenceKey: Uint8Array | undefined;
   signal: AbortSignal;
+  /** The client streams the answer; otherwise it is buffered and capped at maxAnswerBytes. */
+  stream?: boolean;
 }
 
 export interface RemoteResponse extends UpstreamResponse {
@@ -30,21 +33,27 @@ export interface RemoteTransportOptions {
   mesh: Pick<MeshService, 'openStream' | 'openForwardedStream' | 'peers'>;
   /** Key exchanges prepared ahead for hosts this node sends to; absent = made per request. */
   exchanges?: PreparedExchanges;
+  /** Deadlines and the size cap for answers; defaults in DEFAULT_ANSWER_BOUNDS. */
+  bounds?: Partial<AnswerBounds>;
 }
 
 export class RemoteTransport {
   readonly #mesh: RemoteTransportOptions['mesh'];
   readonly #exchanges: PreparedExchanges | undefined;
+  readonly #bounds: AnswerBounds;
 
   constructor(options: RemoteTransportOptions) {
     this.#mesh = options.mesh;
     this.#exchanges = options.exchanges;
+    this.#bounds = { ...DEFAULT_ANSWER_BOUNDS, ...options.bounds };
   }
 
   async send(target: EndpointId, request: ApiRequest, options: RemoteSendOptions): Promise<RemoteResponse> {
     const { stream, path } = await this.#open(target, options.signal);
     const onAbort = () => stream.abort(new Error('request cancelled'));
     options.signal.addEventListener('abort', onAbort, { once: true });
+    // A host that never answers, or stalls, is cut off (and the router tries the next one).
+    const watchdog = new AnswerWatchdog(this.#bounds, (error) => stream.abort(error));
     try {
       let source: AsyncIterable<Uint8Array> = stream.source;
       const key = options.inferenceKey;
@@ -68,16 +77,20 @@ export class RemoteTransport {
         setImmediate(() => exchanges.prepare(key));
       }
       const response = await parseResponse(source);
+      const maxBytes = options.stream === true ? Number.POSITIVE_INFINITY : this.#bounds.maxAnswerBytes;
       return {
         ...response,
-        body: guardBody(response.body, () => options.signal.removeEventListener('abort', onAbort)),
+        body: guardBody(boundedBody(response.body, watchdog, maxBytes), stream, watchdog, () =>
+          options.signal.removeEventListener('abort', onAbort),
+        ),
         path,
         encrypted: options.inferenceKey !== undefined,
       };
     } catch (error) {
+      watchdog.stop();
       options.signal.removeEventListener('abort', onAbort);
       stream.abort(error instanceof Error ? error : new Error(String(error)));
-      throw asUpstreamError(error);
+      throw watchdog.error() ?? asUpstreamError(error);
     }
   }
 
@@ -109,16 +122,23 @@ function asUpstreamError(error: unknown): MeshError {
   return new UpstreamError(describeError(error), 'upstream_failed', { cause: error });
 }
 
-/** Maps mid-stream failures to typed errors and runs `cleanup` however the body ends. */
+/**
+ * Maps mid-stream failures to typed errors (a deadline that fired says so), resets the stream
+ * when the answer fails, and runs `cleanup` however the body ends.
+ */
 async function* guardBody(
   source: AsyncIterable<Uint8Array>,
+  stream: ByteStream,
+  watchdog: AnswerWatchdog,
   cleanup: () => void,
 ): AsyncGenerator<Uint8Array> {
   try {
     yield* source;
   } catch (error) {
-    throw asUpstreamError(error);
+    stream.abort(error instanceof Error ? error : new Error(String(error)));
+    throw watchdog.error() ?? asUpstreamError(error);
   } finally {
+    watchdog.stop();
     cleanup();
   }
 }

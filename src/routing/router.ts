@@ -6,9 +6,10 @@ import {
   PolicyRefusedError,
   UpstreamError,
 } from '../errors.ts';
-import { type ApiRequest, type HeaderMap, readAll, type UpstreamResponse } from '../http/exchange.ts';
+import { type HeaderMap, readAll, type UpstreamResponse } from '../http/exchange.ts';
 import type { Logger } from '../log.ts';
 import type { EndpointId, MeshService, PeerRecord } from '../mesh/types.ts';
+import { type OpenAiRequest, serializeOpenAiRequest } from '../openai/request.ts';
 import type { RemoteTransport, StreamPath } from './remote-transport.ts';
 
 /** A security rule that may refuse a remote host (SPEC §5 rules, §6.5). */
@@ -92,7 +93,7 @@ export class Router {
   }
 
   /** Serve from local backends only (requests arriving from the mesh are never forwarded on). */
-  async dispatchLocal(model: string, request: ApiRequest, signal: AbortSignal): Promise<UpstreamResponse> {
+  async dispatchLocal(model: string, request: OpenAiRequest, signal: AbortSignal): Promise<UpstreamResponse> {
     const backend = this.#localBackend(model);
     if (!backend) throw new ModelNotFoundError(model);
     return backend.handle(request, signal);
@@ -100,7 +101,7 @@ export class Router {
 
   async dispatch(
     model: string,
-    request: ApiRequest,
+    request: OpenAiRequest,
     options: { stream: boolean; signal: AbortSignal },
   ): Promise<RoutedResponse> {
     const { candidates, refusals } = this.#candidates(model);
@@ -179,7 +180,7 @@ export class Router {
 
   async #attempt(
     candidate: Candidate,
-    request: ApiRequest,
+    request: OpenAiRequest,
     options: { stream: boolean; signal: AbortSignal },
     attempts: number,
   ): Promise<RoutedResponse> {
@@ -190,10 +191,11 @@ export class Router {
       route = { host: 'local', path: 'local', encrypted: false, attempts };
     } else {
       const inferenceKey = this.#options.security.inferenceKey(candidate.peer);
-      const remote = await this.#options.transport.send(candidate.peer.endpointId, request, {
-        inferenceKey,
-        signal: options.signal,
-      });
+      const remote = await this.#options.transport.send(
+        candidate.peer.endpointId,
+        serializeOpenAiRequest(request),
+        { inferenceKey, signal: options.signal, stream: options.stream },
+      );
       response = remote;
       route = { host: candidate.peer.endpointId, path: remote.path, encrypted: remote.encrypted, attempts };
     }

@@ -1,10 +1,10 @@
 /** Random and mutated input: only typed errors or failed events, never an unhandled exception. */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { parseJsonBody, validateChatCompletion, validateResponses } from '../../src/api/openai-validation.ts';
 import { translateChatStreamToResponses } from '../../src/api/responses-translation.ts';
-import { parseSse, SseParseError } from '../../src/api/sse.ts';
 import { InvalidRequestError } from '../../src/errors.ts';
+import { parseJsonBody, validateChatCompletion, validateResponses } from '../../src/openai/request.ts';
+import { parseSse, SseParseError } from '../../src/openai/sse.ts';
 import { mulberry32 } from '../helpers/prng.ts';
 import { chatSse, chunks, collect, parseEvents } from './chat-sse-fixture.ts';
 

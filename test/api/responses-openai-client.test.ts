@@ -4,15 +4,15 @@ import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import OpenAI from 'openai';
-import { errorBody } from '../../src/api/error-response.ts';
-import type { ChatCompletionRequest } from '../../src/api/openai-validation.ts';
-import { parseJsonBody, validateResponses } from '../../src/api/openai-validation.ts';
 import {
   chatToResponse,
   RESPONSES_SSE_HEADERS,
   responsesToChat,
   translateChatStreamToResponses,
 } from '../../src/api/responses-translation.ts';
+import { errorBody } from '../../src/openai/errors.ts';
+import { parseJsonBody, validateResponses } from '../../src/openai/request.ts';
+import type { ChatCompletionRequest } from '../../src/openai/schemas.ts';
 import { chatSse, DELTAS } from './chat-sse-fixture.ts';
 
 const enc = (s: string) => new TextEncoder().encode(s);

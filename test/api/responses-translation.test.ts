@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { validateResponses } from '../../src/api/openai-validation.ts';
 import {
   chatToResponse,
   responsesToChat,
   translateChatStreamToResponses,
 } from '../../src/api/responses-translation.ts';
 import { UpstreamError } from '../../src/errors.ts';
+import { validateResponses } from '../../src/openai/request.ts';
 import {
   chatSse,
   chunks,

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { formatSse, parseSse, type SseEvent, SseParseError } from '../../src/api/sse.ts';
+import { formatSse, parseSse, type SseEvent, SseParseError } from '../../src/openai/sse.ts';
 import { chatSse, chunks, splitAt } from './chat-sse-fixture.ts';
 
 async function events(source: AsyncIterable<Uint8Array>): Promise<SseEvent[]> {

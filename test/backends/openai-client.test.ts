@@ -14,7 +14,10 @@ import { writeTinyGguf } from '../../src/backends/gguf/tiny-model.ts';
 import { LlamaCppBackend } from '../../src/backends/llama-cpp.ts';
 import { OpenAiCompatibleBackend } from '../../src/backends/openai-compatible.ts';
 import type { InferenceBackend } from '../../src/backends/types.ts';
+import type { UpstreamResponse } from '../../src/http/exchange.ts';
 import { silentLogger } from '../../src/log.ts';
+import { errorResponse } from '../../src/openai/errors.ts';
+import { parseOpenAiRequest } from '../../src/openai/request.ts';
 import { type FakeOpenAiServer, startFakeOpenAi } from '../helpers/fake-openai-server.ts';
 
 async function serve(backend: InferenceBackend): Promise<{ server: Server; baseURL: string }> {
@@ -24,12 +27,13 @@ async function serve(backend: InferenceBackend): Promise<{ server: Server; baseU
     const abort = new AbortController();
     res.on('close', () => abort.abort());
     try {
-      const headers: Record<string, string> = {};
-      for (const [k, v] of Object.entries(req.headers)) if (typeof v === 'string') headers[k] = v;
-      const out = await backend.handle(
-        { method: req.method ?? 'GET', path: req.url ?? '/', headers, body: Buffer.concat(chunks) },
-        abort.signal,
-      );
+      let out: UpstreamResponse;
+      try {
+        const parsed = parseOpenAiRequest(req.method ?? 'GET', req.url ?? '/', Buffer.concat(chunks));
+        out = await backend.handle(parsed, abort.signal);
+      } catch (error) {
+        out = errorResponse(error);
+      }
       res.writeHead(out.status, out.headers);
       for await (const chunk of out.body) res.write(chunk);
       res.end();

@@ -1,17 +1,14 @@
 /** Test helpers for reading backend responses. */
 import { readAll, type UpstreamResponse } from '../../src/http/exchange.ts';
+import { type OpenAiRequest, parseOpenAiRequest } from '../../src/openai/request.ts';
 
 /** Parsed JSON in tests: assertions check the shape, so loose typing is the point. */
 // biome-ignore lint/suspicious/noExplicitAny: parsed JSON under test
 export type Obj = Record<string, any>;
 
-export function request(path: string, body: unknown, method = 'POST') {
-  return {
-    method,
-    path,
-    headers: { 'content-type': 'application/json' },
-    body: typeof body === 'string' ? Buffer.from(body) : Buffer.from(JSON.stringify(body)),
-  };
+/** A request as a backend receives it: validated by the OpenAI rules (`model` defaults to 'tiny'). */
+export function request(path: string, body: Record<string, unknown>, method = 'POST'): OpenAiRequest {
+  return parseOpenAiRequest(method, path, Buffer.from(JSON.stringify({ model: 'tiny', ...body })));
 }
 
 export async function json(res: UpstreamResponse): Promise<Obj> {

@@ -11,7 +11,14 @@ export interface RawAnswer {
 /** One HTTP request with full control of the headers (fetch will not send a foreign Host). */
 export function rawRequest(
   url: string,
-  options: { method?: string; path: string; headers?: Record<string, string>; body?: string },
+  options: {
+    method?: string;
+    path: string;
+    headers?: Record<string, string>;
+    body?: string;
+    /** Give up (reject) after this long; default never. */
+    timeoutMs?: number;
+  },
 ): Promise<RawAnswer> {
   const { port } = new URL(url);
   return new Promise((resolve, reject) => {
@@ -37,6 +44,11 @@ export function rawRequest(
       },
     );
     req.on('error', reject);
+    if (options.timeoutMs !== undefined) {
+      req.setTimeout(options.timeoutMs, () =>
+        req.destroy(new Error(`no complete answer within ${options.timeoutMs} ms`)),
+      );
+    }
     req.end(options.body);
   });
 }

@@ -5,7 +5,7 @@ import { DEFAULT_API_PORT, DEFAULT_CONSOLE_PORT, defaultConfig, defaultDataDir }
 import { type MeshNode, type MeshNodeDeps, startMeshNode } from '../../node/mesh-node.ts';
 import { currentPosture } from '../../node/posture.ts';
 import { choiceFlag, parseFlags } from '../args.ts';
-import type { CliContext } from '../main.ts';
+import type { CliContext } from '../context.ts';
 import { waitForShutdownSignal } from './serve.ts';
 
 const FLAGS = {

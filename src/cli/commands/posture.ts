@@ -4,7 +4,7 @@ import { type CodeMeasurement, measureCode } from '../../hardening/measure.ts';
 import { buildPosture } from '../../hardening/posture.ts';
 import type { HardeningReport, PlaintextBoundaryFact, SecurityPostureFacts } from '../../hardening/types.ts';
 import { parseFlags, rejectPositionals } from '../args.ts';
-import type { CliContext } from '../main.ts';
+import type { CliContext } from '../context.ts';
 
 const HELP = `mesh-llm posture [flags]
 

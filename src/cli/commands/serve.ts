@@ -6,7 +6,7 @@ import { startMeshNode } from '../../node/mesh-node.ts';
 import { currentPosture } from '../../node/posture.ts';
 import { apiKeysFromFlags } from '../api-keys.ts';
 import { choiceFlag, parseFlags, portFlag, positiveIntFlag, rejectPositionals } from '../args.ts';
-import type { CliContext } from '../main.ts';
+import type { CliContext } from '../context.ts';
 
 const HELP = `mesh-llm serve [flags]
 
@@ -23,6 +23,10 @@ const HELP = `mesh-llm serve [flags]
   --api-key KEY              require 'Authorization: Bearer KEY' on /v1 (repeatable)
   --api-keys-file FILE       the same, one key a line (# comments)
   --insecure-no-auth         allow --listen-all without API keys
+  --max-answer-mb N          largest non-streamed answer taken from a host (default 32)
+  --first-byte-timeout S     seconds a host may take to its first answer byte, then the next
+                             host is tried (default 300)
+  --idle-timeout S           seconds a streamed answer may stall (default 120)
   --console N                console port (default ${DEFAULT_CONSOLE_PORT}, loopback); 0 = any free port
   --no-console               do not serve the console
   --bind-port N              mesh (libp2p) port (default: any free port)
@@ -51,6 +55,9 @@ const FLAGS = {
   'api-key': { type: 'string', multiple: true },
   'api-keys-file': { type: 'string' },
   'insecure-no-auth': { type: 'boolean' },
+  'max-answer-mb': { type: 'string' },
+  'first-byte-timeout': { type: 'string' },
+  'idle-timeout': { type: 'string' },
   console: { type: 'string' },
   'no-console': { type: 'boolean' },
   'bind-port': { type: 'string' },
@@ -100,6 +107,21 @@ export function serveConfigFromArgs(args: string[]): NodeConfig | undefined {
     apiPort: portFlag(values.port, '--port', DEFAULT_API_PORT),
     apiKeys: apiKeysFromFlags(values['api-key'], values['api-keys-file']),
     insecureNoAuth: values['insecure-no-auth'] ?? false,
+    answerBounds: {
+      maxAnswerBytes: scaled(
+        values['max-answer-mb'],
+        '--max-answer-mb',
+        1024 * 1024,
+        base.answerBounds.maxAnswerBytes,
+      ),
+      firstByteTimeoutMs: scaled(
+        values['first-byte-timeout'],
+        '--first-byte-timeout',
+        1000,
+        base.answerBounds.firstByteTimeoutMs,
+      ),
+      idleTimeoutMs: scaled(values['idle-timeout'], '--idle-timeout', 1000, base.answerBounds.idleTimeoutMs),
+    },
     consolePort: values['no-console']
       ? undefined
       : portFlag(values.console, '--console', DEFAULT_CONSOLE_PORT),
@@ -132,6 +154,11 @@ export function serveConfigFromArgs(args: string[]): NodeConfig | undefined {
     mdns: values.mdns ?? false,
     logFormat: choiceFlag<LogFormat>(values['log-format'], '--log-format', ['pretty', 'json'], 'pretty'),
   });
+}
+
+function scaled(value: string | undefined, flag: string, unit: number, fallback: number): number {
+  const n = positiveIntFlag(value, flag);
+  return n === undefined ? fallback : n * unit;
 }
 
 export async function runServe(args: string[], context: CliContext): Promise<number> {

@@ -4,6 +4,7 @@
  * including inside a multi-byte UTF-8 character, come out whole and unchanged.
  */
 import { UpstreamError } from '../errors.ts';
+import type { HeaderMap, UpstreamResponse } from '../http/exchange.ts';
 
 export interface SseEvent {
   /** The `event:` field, when the event had one. */
@@ -160,4 +161,20 @@ export function formatSse(event: { event?: string; data: string }): Uint8Array {
   if (event.event !== undefined) text += `event: ${event.event.replace(/[\r\n]/g, '')}\n`;
   for (const line of event.data.split(/\r\n|\r|\n/)) text += `data: ${line}\n`;
   return Buffer.from(`${text}\n`);
+}
+
+export const SSE_HEADERS: HeaderMap = {
+  'content-type': 'text/event-stream; charset=utf-8',
+  'cache-control': 'no-cache',
+};
+
+/** One `data:` event carrying `value` as JSON. */
+export function sseEvent(value: unknown): Buffer {
+  return Buffer.from(`data: ${JSON.stringify(value)}\n\n`);
+}
+
+export const SSE_DONE = Buffer.from('data: [DONE]\n\n');
+
+export function sseResponse(body: AsyncIterable<Uint8Array>, headers: HeaderMap = {}): UpstreamResponse {
+  return { status: 200, headers: { ...SSE_HEADERS, ...headers }, body };
 }

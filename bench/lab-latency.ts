@@ -1,0 +1,113 @@
+/**
+ * Latency across real network boundaries (issue #14), from the network-namespace lab
+ * (test/lab/topology.ts): a client in home B (behind NAT) asks
+ *   - a host behind a symmetric NAT (home C): relayed for good;
+ *   - a host behind a cone NAT (home A): relayed at first, direct once DCUtR upgrades the link;
+ *   - a host with a public address: direct from the first request.
+ * Each row: the first request (dials included), then the steady p50/p99 of sequential small
+ * non-streamed chat completions (fake backend, 2 tokens) on the path the row names. Needs root
+ * (network namespaces); prints why and exits 0 otherwise.
+ *
+ *   node bench/lab-latency.ts [--quick]
+ */
+import {
+  HOME_MODEL,
+  type InternetMesh,
+  PUB_MODEL,
+  SLOW_MODEL,
+  startInternetMesh,
+} from '../test/lab/internet-mesh.ts';
+import { type ChatResult, chat, type LabNode, waitFor } from '../test/lab/lab-node.ts';
+import { labUnavailableReason } from '../test/lab/netns.ts';
+import { Lab } from '../test/lab/topology.ts';
+import { percentile, printTable } from './lib/load.ts';
+
+const quick = process.argv.includes('--quick');
+const COUNT = quick ? 30 : 200;
+const UPGRADE_WAIT_MS = 30_000;
+
+/** `count` sequential requests that took `path`; NaN figures when the path was never taken. */
+async function steady(client: LabNode, model: string, path: string, count: number) {
+  const times: number[] = [];
+  let other = 0;
+  for (let i = 0; i < count; i++) {
+    const result = await chat(client, model, 10_000);
+    if (result.status === 200 && result.path === path) times.push(result.ms);
+    else other++;
+  }
+  return { p50: percentile(times, 50), p99: percentile(times, 99), other };
+}
+
+async function firstRequest(client: LabNode, model: string): Promise<ChatResult> {
+  await waitFor(`the client to list ${model}`, 60_000, async () => (await client.models()).includes(model));
+  return chat(client, model, 60_000);
+}
+
+async function main(): Promise<void> {
+  const unavailable = await labUnavailableReason();
+  if (unavailable) {
+    process.stdout.write(`\nlab latency: ${unavailable}\n`);
+    return;
+  }
+  const lab = await Lab.create({ internet: true });
+  let mesh: InternetMesh | undefined;
+  try {
+    mesh = await startInternetMesh(lab, { hostCTokenDelayMs: 0 });
+    const { clientB } = mesh;
+    const rows: (string | number)[][] = [];
+    const row = async (
+      name: string,
+      model: string,
+      first: ChatResult | undefined,
+      path: string,
+      note = '',
+    ) => {
+      const s = await steady(clientB, model, path, COUNT);
+      const firstCell =
+        first === undefined
+          ? '—'
+          : first.status === 200
+            ? `${first.ms.toFixed(0)} (${first.path})`
+            : `failed ${first.status}`;
+      const stray = s.other > 0 ? `${s.other} of ${COUNT} took another path` : '';
+      rows.push([name, firstCell, path, s.p50, s.p99, [note, stray].filter(Boolean).join('; ')]);
+    };
+
+    await row(
+      'home B → home C (symmetric NAT)',
+      SLOW_MODEL,
+      await firstRequest(clientB, SLOW_MODEL),
+      'relay',
+    );
+    const firstA = await firstRequest(clientB, HOME_MODEL);
+    await row('home B → home A, before the upgrade', HOME_MODEL, firstA, 'relay');
+    const upgradeStart = performance.now();
+    const upgraded = await waitFor('a direct path to home A', UPGRADE_WAIT_MS, async () => {
+      const result = await chat(clientB, HOME_MODEL, 10_000);
+      return result.path === 'direct';
+    }).then(
+      () => true,
+      () => false,
+    );
+    await row(
+      'home B → home A, after the upgrade',
+      HOME_MODEL,
+      undefined,
+      'direct',
+      upgraded
+        ? `direct ${((performance.now() - upgradeStart) / 1000).toFixed(1)} s after the first request`
+        : `never direct within ${UPGRADE_WAIT_MS / 1000} s`,
+    );
+    await row('home B → public host', PUB_MODEL, await firstRequest(clientB, PUB_MODEL), 'direct');
+    printTable(
+      `Lab latency (network namespaces, real NAT), ${COUNT} sequential 2-token chat completions per row, ms`,
+      ['path', 'first request', 'steady path', 'p50', 'p99', 'note'],
+      rows,
+    );
+  } finally {
+    await mesh?.close();
+    await lab.destroy();
+  }
+}
+
+await main();
