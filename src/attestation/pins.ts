@@ -14,26 +14,65 @@ export interface PinEntry {
 
 type PinListener = (endpointId: string) => void;
 
+/** Bounds of the pin store (issue #15): a flood of fake peers must not grow it or the disk work. */
+export const PIN_BOUNDS = {
+  /** Pins kept; past it the least recently seen peer's pin goes. */
+  maxPins: 4096,
+  /** A pin whose peer has not been seen for this long is forgotten (re-trusted on next sight). */
+  expireAfterMs: 30 * 24 * 3600_000,
+  /** Pins made within this window share one write (and one fsync). */
+  batchMs: 250,
+  /** How stale the persisted "last seen" time may get before a write refreshes it. */
+  seenResolutionMs: 3600_000,
+} as const;
+
+export interface PinStoreOptions {
+  dataDir: string;
+  path?: string;
+  clock?: () => number;
+  maxPins?: number;
+  expireAfterMs?: number;
+  batchMs?: number;
+}
+
+interface StoredPin extends PinEntry {
+  /** When the peer last presented this key (clock time); drives expiry and eviction. */
+  seenAtMs: number;
+  /** The seenAtMs value on disk. */
+  persistedSeenAtMs: number;
+}
+
 const HEX64 = /^[0-9a-f]{64}$/;
 
 /**
  * Trust-on-first-use pins of attestation keys per endpoint, persisted as JSON
- * ({"version":1,"pins":{endpoint:{key,pinnedAtMs}}}) with atomic writes (tmp + rename, 0600).
- * Lookups are in memory; writes are serialized so the file always holds a complete state.
+ * ({"version":1,"pins":{endpoint:{key,pinnedAtMs,seenAtMs}}}) with atomic writes (tmp + rename,
+ * 0600). Lookups are in memory; writes are batched and serialized so the file always holds a
+ * complete state. Capped (least recently seen evicted) and expiring (long-unseen peers).
  */
 export class PinStore {
   readonly path: string;
-  readonly #pins: Map<string, PinEntry>;
+  readonly #pins: Map<string, StoredPin>;
   readonly #listeners = new Set<PinListener>();
+  readonly #clock: () => number;
+  readonly #maxPins: number;
+  readonly #expireAfterMs: number;
+  readonly #batchMs: number;
   #writing: Promise<void> = Promise.resolve();
+  #batch: Promise<void> | undefined;
+  #writes = 0;
 
-  private constructor(path: string, pins: Map<string, PinEntry>) {
+  private constructor(path: string, pins: Map<string, StoredPin>, options: PinStoreOptions) {
     this.path = path;
     this.#pins = pins;
+    this.#clock = options.clock ?? Date.now;
+    this.#maxPins = options.maxPins ?? PIN_BOUNDS.maxPins;
+    this.#expireAfterMs = options.expireAfterMs ?? PIN_BOUNDS.expireAfterMs;
+    this.#batchMs = options.batchMs ?? PIN_BOUNDS.batchMs;
   }
 
   /** Opens `<dataDir>/attestation-pins.json` (or `options.path`); a corrupt file is a ConfigError. */
-  static async open(options: { dataDir: string; path?: string }): Promise<PinStore> {
+  static async open(options: PinStoreOptions): Promise<PinStore> {
     const path = options.path ?? join(options.dataDir, PINS_FILE);
     let text: string | undefined;
     try {
@@ -43,26 +82,61 @@ export class PinStore {
         throw new ConfigError(`cannot read attestation pins ${path}`, { cause: error });
       }
     }
-    return new PinStore(path, text === undefined ? new Map() : parsePins(text, path));
+    const now = (options.clock ?? Date.now)();
+    const store = new PinStore(path, text === undefined ? new Map() : parsePins(text, path, now), options);
+    store.#expire();
+    return store;
   }
 
   lookup(endpointId: string): PinEntry | undefined {
     const entry = this.#pins.get(endpointId);
-    return entry && { ...entry };
+    return entry && { key: entry.key, pinnedAtMs: entry.pinnedAtMs };
   }
 
   list(): Array<{ endpointId: string } & PinEntry> {
-    return [...this.#pins].map(([endpointId, entry]) => ({ endpointId, ...entry }));
+    return [...this.#pins].map(([endpointId, { key, pinnedAtMs }]) => ({ endpointId, key, pinnedAtMs }));
   }
 
-  /** Pins `keyB64` for the endpoint (replacing any previous pin) and persists. */
+  /** Files written so far (each one fsync): for tests and diagnostics. */
+  get writes(): number {
+    return this.#writes;
+  }
+
+  /** Pins `keyB64` for the endpoint (replacing any previous pin); resolves once on disk. */
   async pin(endpointId: string, keyB64: string, nowMs: number): Promise<void> {
     if (!HEX64.test(endpointId)) throw new ConfigError('pin: endpoint id must be 64 lower-case hex digits');
     if (decodeBase64Strict(keyB64)?.byteLength !== 65)
       throw new ConfigError('pin: key must be base64 of 65 bytes');
-    this.#pins.set(endpointId, { key: keyB64, pinnedAtMs: nowMs });
+    const seen = this.#clock();
+    this.#pins.delete(endpointId);
+    this.#pins.set(endpointId, { key: keyB64, pinnedAtMs: nowMs, seenAtMs: seen, persistedSeenAtMs: seen });
+    this.#evict();
     await this.#persist();
     this.#emit(endpointId);
+  }
+
+  /**
+   * The peer presented its pinned key again: keeps the pin from expiring. Written lazily (with
+   * the next batch, or once the stored time is an hour stale), never awaited.
+   */
+  seen(endpointId: string): void {
+    const entry = this.#pins.get(endpointId);
+    if (entry === undefined) return;
+    entry.seenAtMs = this.#clock();
+    if (entry.seenAtMs - entry.persistedSeenAtMs > PIN_BOUNDS.seenResolutionMs) {
+      this.#persist().catch(() => undefined);
+    }
+  }
+
+  #evict(): void {
+    if (this.#pins.size <= this.#maxPins) return;
+    const byAge = [...this.#pins].sort((a, b) => a[1].seenAtMs - b[1].seenAtMs);
+    for (const [endpointId] of byAge.slice(0, this.#pins.size - this.#maxPins)) this.#pins.delete(endpointId);
+  }
+
+  #expire(): void {
+    const cutoff = this.#clock() - this.#expireAfterMs;
+    for (const [endpointId, entry] of this.#pins) if (entry.seenAtMs < cutoff) this.#pins.delete(endpointId);
   }
 
   /** Forgets the pin so the next valid statement is trusted anew (operator re-trust). */
@@ -85,16 +159,28 @@ export class PinStore {
     for (const listener of this.#listeners) listener(endpointId);
   }
 
+  /** Joins the pending batch, or starts one: one write for every change within batchMs. */
   #persist(): Promise<void> {
-    const next = this.#writing.then(() => this.#write());
-    // Keep the chain alive after a failed write; the caller still sees the failure.
-    this.#writing = next.catch(() => {});
-    return next;
+    if (this.#batch !== undefined) return this.#batch;
+    const batch = new Promise<void>((resolve) => setTimeout(resolve, this.#batchMs).unref()).then(() => {
+      this.#batch = undefined;
+      const next = this.#writing.then(() => this.#write());
+      // Keep the chain alive after a failed write; the callers still see the failure.
+      this.#writing = next.catch(() => {});
+      return next;
+    });
+    this.#batch = batch;
+    return batch;
   }
 
   async #write(): Promise<void> {
-    const pins: Record<string, PinEntry> = {};
-    for (const [endpointId, entry] of this.#pins) pins[endpointId] = entry;
+    this.#expire();
+    this.#writes++;
+    const pins: Record<string, PinEntry & { seenAtMs: number }> = {};
+    for (const [endpointId, entry] of this.#pins) {
+      entry.persistedSeenAtMs = entry.seenAtMs;
+      pins[endpointId] = { key: entry.key, pinnedAtMs: entry.pinnedAtMs, seenAtMs: entry.seenAtMs };
+    }
     const body = `${JSON.stringify({ version: 1, pins }, null, 2)}\n`;
     await mkdir(dirname(this.path), { recursive: true, mode: 0o700 });
     const tmp = `${this.path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
@@ -114,7 +200,7 @@ export class PinStore {
   }
 }
 
-function parsePins(text: string, path: string): Map<string, PinEntry> {
+function parsePins(text: string, path: string, now: number): Map<string, StoredPin> {
   const fail = (message: string): never => {
     throw new ConfigError(`attestation pins ${path}: ${message} (fix or delete the file to re-trust peers)`);
   };
@@ -129,15 +215,28 @@ function parsePins(text: string, path: string): Map<string, PinEntry> {
   if (version !== 1) fail('unsupported version');
   if (pins === null || typeof pins !== 'object' || Array.isArray(pins))
     return fail('"pins" must be an object');
-  const out = new Map<string, PinEntry>();
+  const out = new Map<string, StoredPin>();
   for (const [endpointId, entry] of Object.entries(pins as Record<string, unknown>)) {
     if (!HEX64.test(endpointId)) fail(`bad endpoint id '${endpointId.slice(0, 80)}'`);
-    const { key, pinnedAtMs } = (entry ?? {}) as { key?: unknown; pinnedAtMs?: unknown };
+    const { key, pinnedAtMs, seenAtMs } = (entry ?? {}) as {
+      key?: unknown;
+      pinnedAtMs?: unknown;
+      seenAtMs?: unknown;
+    };
     if (typeof key !== 'string' || decodeBase64Strict(key)?.byteLength !== 65)
       fail(`bad key for ${endpointId}`);
     if (typeof pinnedAtMs !== 'number' || !Number.isFinite(pinnedAtMs))
       fail(`bad pinnedAtMs for ${endpointId}`);
-    out.set(endpointId, { key: key as string, pinnedAtMs: pinnedAtMs as number });
+    if (seenAtMs !== undefined && (typeof seenAtMs !== 'number' || !Number.isFinite(seenAtMs)))
+      fail(`bad seenAtMs for ${endpointId}`);
+    // A file from before expiry starts every pin's clock now.
+    const seen = (seenAtMs as number | undefined) ?? now;
+    out.set(endpointId, {
+      key: key as string,
+      pinnedAtMs: pinnedAtMs as number,
+      seenAtMs: seen,
+      persistedSeenAtMs: seen,
+    });
   }
   return out;
 }

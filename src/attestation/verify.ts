@@ -148,7 +148,8 @@ export async function verifyAttestation(input: VerifyAttestationInput): Promise<
       );
       return fail('pin_mismatch', 'attestation key differs from the pinned key (reset the pin to re-trust)');
     }
-    if (pin === undefined) {
+    if (pin !== undefined) input.pins.seen(endpoint);
+    else {
       try {
         await input.pins.pin(endpoint, a.sePublicKey, now);
       } catch (error) {

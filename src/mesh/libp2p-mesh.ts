@@ -175,6 +175,7 @@ export class Libp2pMesh implements MeshService {
       local: this.local,
       log: this.log,
       heartbeatMs: this.heartbeatMs,
+      clock,
       stopSignal: this.stopController.signal,
     };
     const warmStreams = options.warmStreams ?? WARM_STREAMS_DEFAULT;

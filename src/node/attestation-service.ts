@@ -153,6 +153,9 @@ export async function startAttestationService(options: {
   async function challenge(endpointId: string): Promise<void> {
     const key = peers.get(endpointId)?.verdict.sePublicKey;
     if (!mesh || !key || stopped) return;
+    // Only a peer we are connected to or that announced itself lately is worth a dial.
+    const peer = mesh.peer(endpointId);
+    if (!peer || (!peer.connected && now() - peer.lastSeenMs > config.heartbeatMs * 2)) return;
     let ok = false;
     try {
       const stream = await mesh.openStream(endpointId, PROTOCOL_ATTEST, {

@@ -62,3 +62,57 @@ describe('PinStore', () => {
     }
   });
 });
+
+describe('PinStore bounds (issue #15)', () => {
+  let dir: Awaited<ReturnType<typeof tempDir>>;
+  before(async () => {
+    dir = await tempDir();
+  });
+  after(() => dir.cleanup());
+  const id = (i: number) => i.toString(16).padStart(64, '0');
+
+  it('300 pins made at once share a write or two, not an fsync each', async () => {
+    const store = await PinStore.open({ dataDir: join(dir.path, 'batch') });
+    await Promise.all(Array.from({ length: 300 }, (_, i) => store.pin(id(i), key(i % 250), i)));
+    assert.ok(store.writes <= 2, `${store.writes} writes`);
+    const onDisk = JSON.parse(await readFile(store.path, 'utf8'));
+    assert.equal(Object.keys(onDisk.pins).length, 300);
+  });
+
+  it('keeps at most maxPins, evicting the least recently seen', async () => {
+    let now = 1_000;
+    const store = await PinStore.open({
+      dataDir: join(dir.path, 'cap'),
+      maxPins: 10,
+      clock: () => now,
+      batchMs: 1,
+    });
+    for (let i = 0; i < 10; i++) {
+      now += 1;
+      await store.pin(id(i), key(i), now);
+    }
+    now += 1;
+    store.seen(id(0));
+    await store.pin(id(100), key(100), now);
+    assert.equal(store.list().length, 10);
+    assert.ok(store.lookup(id(0)), 'recently seen survives');
+    assert.equal(store.lookup(id(1)), undefined, 'least recently seen evicted');
+  });
+
+  it('forgets a pin whose peer has been unseen past expiry, across restarts', async () => {
+    let now = Date.now();
+    const dataDir = join(dir.path, 'expire');
+    const options = { dataDir, expireAfterMs: 60_000, clock: () => now, batchMs: 1 };
+    const store = await PinStore.open(options);
+    await store.pin(id(1), key(1), now);
+    await store.pin(id(2), key(2), now);
+    now += 50_000;
+    store.seen(id(2));
+    await store.pin(id(3), key(3), now); // a write, carrying id(2)'s new seen time
+    now += 20_000;
+    const reopened = await PinStore.open(options);
+    assert.equal(reopened.lookup(id(1)), undefined, 'unseen for 70 s > 60 s: expired');
+    assert.ok(reopened.lookup(id(2)));
+    assert.ok(reopened.lookup(id(3)));
+  });
+});

@@ -14,27 +14,31 @@ import { PeerAnnouncementSchema, type SignedAnnouncement } from '../../src/proto
 
 /** A malicious member's tools, built from the project's own modules (tests only). */
 
+/** A validly signed announcement of `identity` with `fields` (mesh id and seq included). */
+export function forgeAnnouncement(
+  identity: MeshIdentity,
+  fields: LocalAnnouncementFields & { meshId: string; announcementSeq?: bigint; listenAddrs?: string[] },
+): Promise<SignedAnnouncement> {
+  return signAnnouncement(
+    identity.privateKey,
+    create(PeerAnnouncementSchema, {
+      version: 'test',
+      announcementSeq: 1n,
+      ...fields,
+      endpointId: endpointIdToBytes(identity.endpointId),
+    }),
+  );
+}
+
 /** Fresh origins, each with a validly signed announcement for `meshId`. */
 export async function forgeOrigins(
   count: number,
   meshId: string,
-  fields: (identity: MeshIdentity, index: number) => LocalAnnouncementFields = () => ({}),
 ): Promise<Array<{ identity: MeshIdentity; signed: SignedAnnouncement }>> {
   const out: Array<{ identity: MeshIdentity; signed: SignedAnnouncement }> = [];
   for (let i = 0; i < count; i++) {
     const identity = await generateIdentity();
-    const signed = await signAnnouncement(
-      identity.privateKey,
-      create(PeerAnnouncementSchema, {
-        meshId,
-        name: `fake-${i}`,
-        version: 'test',
-        announcementSeq: 1n,
-        ...fields(identity, i),
-        endpointId: endpointIdToBytes(identity.endpointId),
-      }),
-    );
-    out.push({ identity, signed });
+    out.push({ identity, signed: await forgeAnnouncement(identity, { meshId, name: `fake-${i}` }) });
   }
   return out;
 }
@@ -42,7 +46,7 @@ export async function forgeOrigins(
 /** Sends `announcements` to `victim` on one raw gossip stream from `from` (no digests: "send me all"). */
 export async function pushGossip(
   from: Libp2pMesh,
-  victim: Libp2pMesh,
+  victim: { endpointId: string },
   announcements: SignedAnnouncement[],
 ): Promise<void> {
   const libp2p = (from as unknown as { libp2p: Libp2p }).libp2p;

@@ -23,6 +23,7 @@ export interface MeshContext {
   readonly local: LocalAnnouncement;
   readonly log: Logger;
   readonly heartbeatMs: number;
+  readonly clock: () => number;
   /** Aborted when the node begins to stop (before libp2p stops). */
   readonly stopSignal: AbortSignal;
 }

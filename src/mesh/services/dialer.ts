@@ -1,9 +1,10 @@
 import { RELAY_V2_HOP_CODEC } from '@libp2p/circuit-relay-v2';
 import type { Connection, PeerId, Startable, Stream } from '@libp2p/interface';
-import { type Multiaddr, multiaddr } from '@multiformats/multiaddr';
+import { multiaddr } from '@multiformats/multiaddr';
 import { UpstreamError } from '../../errors.ts';
+import { DialGuard } from '../dial-guard.ts';
 import { peerIdFromEndpointId } from '../identity.ts';
-import type { EndpointId, PeerRecord } from '../types.ts';
+import type { EndpointId } from '../types.ts';
 import { listen, type MeshComponents, type MeshContext, short } from './context.ts';
 
 /** Streams per protocol and connection, each way. */
@@ -16,7 +17,8 @@ export interface OpenedStream {
 
 /**
  * Opens outbound streams to members: over an existing connection, else by dialling the
- * addresses the peer announced (signed), else through a circuit on each relay we know.
+ * addresses the peer announced (within their dial budgets), else through a circuit on each
+ * relay we know.
  */
 export class DialerService implements Startable {
   private readonly context: MeshContext;
@@ -24,10 +26,12 @@ export class DialerService implements Startable {
   /** Connected peers whose identify listed the circuit-relay hop protocol. */
   private readonly relayPeers = new Set<string>();
   private readonly detachers: Array<() => void> = [];
+  private readonly guard: DialGuard;
 
   constructor(context: MeshContext, components: MeshComponents) {
     this.context = context;
     this.components = components;
+    this.guard = new DialGuard(context.clock);
   }
 
   start(): void {
@@ -56,10 +60,15 @@ export class DialerService implements Startable {
     if (record === undefined && !connected) {
       throw new UpstreamError(`peer ${short(endpointId)} is not known in this mesh`, 'peer_unknown');
     }
-    if (!connected && record !== undefined) await this.rememberAddrs(peerId, record);
     const streamOptions = { signal, runOnLimitedConnection: true, maxOutboundStreams: STREAM_LIMIT };
     try {
-      const connection = await connectionManager.openConnection(peerId, { signal });
+      // Not connected: only the announced addresses still within their dial budgets.
+      const target = connected
+        ? peerId
+        : this.guard.admit(endpointId, peerId.toString(), record!.announcement.listenAddrs);
+      if (Array.isArray(target) && target.length === 0)
+        throw new UpstreamError('dial budget spent', 'dial_limited');
+      const connection = await connectionManager.openConnection(target, { signal });
       const stream = await connection.newStream(protocol, streamOptions);
       return { stream, path: isRelayed(connection) ? 'relay' : 'direct' };
     } catch (err) {
@@ -89,28 +98,6 @@ export class DialerService implements Startable {
       }
     }
     return undefined;
-  }
-
-  /** Puts a peer's announced addresses (signed by it) into the peer store for dialing. */
-  async rememberAddrs(peerId: PeerId, record: PeerRecord): Promise<void> {
-    const target = peerId.toString();
-    const addrs: Multiaddr[] = [];
-    for (const text of record.announcement.listenAddrs) {
-      try {
-        const ma = multiaddr(text);
-        const last = ma.getComponents().at(-1);
-        if (last?.name !== 'p2p' || last.value !== target) continue;
-        addrs.push(ma.decapsulateCode(last.code));
-      } catch {
-        // An unparsable address is skipped; the rest may work.
-      }
-    }
-    if (addrs.length === 0) return;
-    try {
-      await this.components.peerStore.merge(peerId, { multiaddrs: addrs });
-    } catch (err) {
-      this.context.log.debug({ peer: target, err: (err as Error).message }, 'peer store merge failed');
-    }
   }
 }
 
