@@ -1,7 +1,8 @@
 import { InvalidRequestError, MeshError, UnauthorizedError } from '../errors.ts';
 import { bodyOf, jsonResponse, type UpstreamResponse } from '../http/exchange.ts';
+import type { NodeMetrics } from '../metrics/node-metrics.ts';
 import { parseJsonBody } from '../openai/request.ts';
-import { CONSOLE_HEADERS, CONSOLE_HTML } from './console-page.ts';
+import { ConsoleAssets } from './console-assets.ts';
 import type { IncomingApiRequest, RouteHandler } from './http-server.ts';
 import { BearerKeys, requireJsonContentType, requireLoopbackHost } from './ingress-guard.ts';
 
@@ -10,21 +11,31 @@ export interface ConsoleDeps {
   trust: { resetPin(endpointId: string): Promise<boolean> };
   /** The local credential (0600 file in the data dir) that unlocks the token and writes. */
   credential: string;
+  metrics: NodeMetrics;
+  /** This node's OpenAI routes: the playground's chat runs through them like any client's. */
+  inference: RouteHandler;
+  assets?: ConsoleAssets;
 }
 
-/** The console port (loopback only): management JSON under /api and the web console at /. */
+/**
+ * The console port (loopback only): the web console at /, management JSON under /api, the
+ * playground's chat at /api/chat, and Prometheus metrics at /metrics.
+ */
 export function createConsoleRoutes(deps: ConsoleDeps): RouteHandler {
+  const assets = deps.assets ?? new ConsoleAssets();
   const credential = new BearerKeys([deps.credential]);
   const authorized = (request: IncomingApiRequest) => credential.matches(request.headers.authorization);
   return async (request: IncomingApiRequest): Promise<UpstreamResponse> => {
-    const path = request.path.split('?')[0];
+    const path = request.path.split('?')[0] ?? '/';
     refuseForeignOrigins(request);
-    if (request.method === 'GET' && (path === '/' || path === '/index.html')) {
-      const page = Buffer.from(CONSOLE_HTML);
+    if (request.method === 'GET' && assets.has(path)) return assets.response(path);
+    if (request.method === 'GET' && path === '/metrics') {
+      const { contentType, body } = await deps.metrics.text();
+      const bytes = Buffer.from(body);
       return {
         status: 200,
-        headers: { ...CONSOLE_HEADERS, 'content-length': String(page.byteLength) },
-        body: bodyOf(page),
+        headers: { 'content-type': contentType, 'content-length': String(bytes.byteLength) },
+        body: bodyOf(bytes),
       };
     }
     if (request.method === 'GET' && path === '/api/status') {
@@ -32,6 +43,12 @@ export function createConsoleRoutes(deps: ConsoleDeps): RouteHandler {
       // The token admits anyone to the mesh: only the node's own user (the credential) sees it.
       if (!authorized(request)) report.node.token = null;
       return jsonResponse(200, report);
+    }
+    if (request.method === 'GET' && path === '/api/traffic') {
+      return jsonResponse(200, { at: Date.now(), models: await deps.metrics.traffic() });
+    }
+    if (request.method === 'POST' && path === '/api/chat') {
+      return deps.inference({ ...request, path: '/v1/chat/completions' });
     }
     if (request.method === 'POST' && path === '/api/trust/reset') {
       if (!authorized(request)) throw consoleCredentialRequired();

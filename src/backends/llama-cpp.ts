@@ -27,8 +27,9 @@ import type {
 } from '../openai/schemas.ts';
 import { SSE_DONE, sseEvent, sseResponse } from '../openai/sse.ts';
 import { chatHistoryOf } from './llama/chat-history.ts';
+import type { GpuLayersChoice } from './llama/gpu-choice.ts';
 import { type LoadedLlamaModel, loadLlamaModel } from './llama/load.ts';
-import type { GpuLayersChoice } from './llama/memory.ts';
+import type { MemoryEstimate } from './llama/memory.ts';
 import {
   embeddingInputsOf,
   promptOf,
@@ -121,8 +122,15 @@ export class LlamaCppBackend implements InferenceBackend {
           this.#context?.contextSize ?? this.#model?.trainContextSize ?? this.#options.contextSize,
         identityHash: this.#identityHash,
         ready: this.#ready,
+        gpuLayers: this.#loaded?.gpuLayers,
+        layerCount: this.#loaded?.totalLayers,
       },
     ];
+  }
+
+  /** What the memory check estimated for this model; undefined until loaded. */
+  memoryEstimate(): MemoryEstimate | undefined {
+    return this.#loaded?.estimate;
   }
 
   start(): Promise<void> {

@@ -6,7 +6,7 @@
 import { Readable, type Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';
-import { ConfigError, InvalidRequestError, UpstreamError } from '../errors.ts';
+import { ConfigError, MeshError, ModelNotFoundError, UpstreamError } from '../errors.ts';
 import type { HeaderMap, UpstreamResponse } from '../http/exchange.ts';
 import { Http1Client } from '../http/http1-client.ts';
 import type { Logger } from '../log.ts';
@@ -18,10 +18,18 @@ import type { InferenceBackend, ModelInfo } from './types.ts';
 export interface OpenAiCompatibleBackendOptions {
   /** e.g. http://127.0.0.1:8080 or http://127.0.0.1:8080/v1 */
   baseUrl: string;
-  /** The name clients use (--backend-model). */
-  modelName: string;
-  /** The name the upstream server knows the model by, when different. */
+  /**
+   * The names clients use (--backend-model, repeatable). Omitted or empty: every model the
+   * upstream lists at /v1/models, refreshed every `refreshMs`.
+   */
+  models?: string[];
+  /** One model served under a name of its own (`modelName`, upstream `upstreamModel`). */
+  modelName?: string;
   upstreamModel?: string;
+  /** How often the upstream's model list is re-read. Default 30 s. */
+  refreshMs?: number;
+  /** Called when the served model list or readiness changes (the node re-announces). */
+  onModelsChanged?: () => void;
   /** Sent upstream as `Authorization: Bearer …`; never logged. */
   apiKey?: string;
   logger: Logger;
@@ -30,6 +38,11 @@ export interface OpenAiCompatibleBackendOptions {
   /** Health probe timeout. Default 2000 ms. */
   healthTimeoutMs?: number;
 }
+
+/** A hostile or broken upstream cannot make this node announce an unbounded list. */
+const MAX_UPSTREAM_MODELS = 256;
+const MAX_MODEL_NAME_LENGTH = 256;
+const MAX_LISTING_BYTES = 1 << 20;
 
 /** Hop-by-hop (RFC 9110 §7.6.1) plus headers that stop being true once the body is decoded. */
 const DROPPED_RESPONSE_HEADERS = new Set([
@@ -65,7 +78,6 @@ export function normalizeBaseUrl(baseUrl: string): string {
 export class OpenAiCompatibleBackend implements InferenceBackend {
   readonly kind = 'openai-compatible' as const;
   readonly plaintextBoundary = 'external-backend' as const;
-  readonly modelName: string;
   readonly #base: string;
   readonly #options: OpenAiCompatibleBackendOptions;
   readonly #fetch: typeof fetch;
@@ -74,12 +86,17 @@ export class OpenAiCompatibleBackend implements InferenceBackend {
   readonly #pathPrefix: string;
   readonly #log: Logger;
   #ready = false;
-  #contextLength: number | undefined;
+  /** Fixed names (--backend-model), or undefined to serve whatever the upstream lists. */
+  readonly #fixed: string[] | undefined;
+  /** What the upstream listed last (name → context length), undefined before a listing. */
+  #listed: Map<string, number | undefined> | undefined;
+  #refresh: ReturnType<typeof setInterval> | undefined;
 
   constructor(options: OpenAiCompatibleBackendOptions) {
     this.#options = options;
     this.#base = normalizeBaseUrl(options.baseUrl);
-    this.modelName = options.modelName;
+    const fixed = options.modelName !== undefined ? [options.modelName] : options.models;
+    this.#fixed = fixed && fixed.length > 0 ? [...new Set(fixed)] : undefined;
     this.#fetch = options.fetch ?? fetch;
     // Kept-alive connections: a routed request should not pay for a TCP handshake.
     const base = new URL(this.#base);
@@ -89,26 +106,59 @@ export class OpenAiCompatibleBackend implements InferenceBackend {
   }
 
   models(): ModelInfo[] {
-    return [{ name: this.modelName, contextLength: this.#contextLength, ready: this.#ready }];
+    const listed = this.#listed;
+    if (this.#fixed) {
+      return this.#fixed.map((name) => {
+        const upstream = this.#upstreamName(name);
+        return {
+          name,
+          contextLength: listed?.get(upstream) ?? (listed?.size === 1 ? [...listed.values()][0] : undefined),
+          // Served even when the upstream does not list it (some servers list nothing useful).
+          ready: this.#ready,
+        };
+      });
+    }
+    return [...(listed ?? new Map<string, number | undefined>())].map(([name, contextLength]) => ({
+      name,
+      contextLength,
+      ready: this.#ready,
+    }));
   }
 
   /**
    * Does not require the upstream to be up yet (it may start after this node); requests fail
-   * with UpstreamError until it is. Learns the context length from /v1/models when offered.
+   * with UpstreamError until it is. Learns the models (and context lengths) from /v1/models.
    */
   async start(): Promise<void> {
     this.#ready = true;
-    const models = await this.#probe('/v1/models');
-    if (models?.ok) {
-      this.#contextLength = contextLengthFrom(await models.json().catch(() => undefined), this.#upstreamName);
-    } else {
+    if (!(await this.#refreshModels())) {
       this.#log.warn({ url: this.#base }, 'OpenAI-compatible backend not reachable yet');
     }
+    const every = this.#options.refreshMs ?? 30_000;
+    this.#refresh = setInterval(() => void this.#refreshModels(), every);
+    this.#refresh.unref();
   }
 
   async stop(): Promise<void> {
     this.#ready = false;
+    clearInterval(this.#refresh);
+    this.#refresh = undefined;
     this.#client.close();
+  }
+
+  /** Re-reads /v1/models; true when the upstream answered with a listing. */
+  async #refreshModels(): Promise<boolean> {
+    const res = await this.#probe('/v1/models');
+    if (!res?.ok) return false;
+    const listing = await readListing(res);
+    if (!listing) return false;
+    const before = JSON.stringify([...(this.#listed ?? [])]);
+    this.#listed = listing;
+    if (this.#ready && JSON.stringify([...listing]) !== before) {
+      this.#log.info({ url: this.#base, models: listing.size }, 'backend model list changed');
+      this.#options.onModelsChanged?.();
+    }
+    return true;
   }
 
   async healthy(): Promise<boolean> {
@@ -119,8 +169,19 @@ export class OpenAiCompatibleBackend implements InferenceBackend {
     return false;
   }
 
-  get #upstreamName(): string {
-    return this.#options.upstreamModel ?? this.modelName;
+  /** The upstream name of a model this backend serves; anything else is refused. */
+  #admit(requested: unknown): string {
+    // One model under a name of its own: whatever reached this backend runs as that model.
+    const single = this.#options.modelName;
+    if (single !== undefined) return this.#upstreamName(single);
+    if (typeof requested !== 'string' || !this.models().some((m) => m.name === requested)) {
+      throw new ModelNotFoundError(String(requested).slice(0, 128));
+    }
+    return this.#upstreamName(requested);
+  }
+
+  #upstreamName(name: string): string {
+    return name === this.#options.modelName ? (this.#options.upstreamModel ?? name) : name;
   }
 
   async #probe(path: string): Promise<Response | undefined> {
@@ -145,9 +206,9 @@ export class OpenAiCompatibleBackend implements InferenceBackend {
     const path = request.path;
     let body: Uint8Array;
     try {
-      body = canonicalRequestBody(request.body, this.#upstreamName);
+      body = canonicalRequestBody(request.body, this.#admit(request.body.model));
     } catch (error) {
-      if (!(error instanceof InvalidRequestError)) throw error;
+      if (!(error instanceof MeshError)) throw error;
       return errorResponse(error);
     }
     const headers: Record<string, string> = { ...this.#authHeaders(), 'content-type': 'application/json' };
@@ -242,13 +303,38 @@ function describe(err: unknown): string {
   return 'unknown';
 }
 
-/** Context length as llama-server (meta.n_ctx_train), vLLM (max_model_len) or others report it. */
-function contextLengthFrom(listing: unknown, model: string): number | undefined {
+/**
+ * The upstream's /v1/models as name → context length, bounded in bytes, entries and name
+ * length; undefined when it is not an OpenAI model list.
+ */
+async function readListing(res: Response): Promise<Map<string, number | undefined> | undefined> {
+  const declared = Number(res.headers.get('content-length') ?? 0);
+  if (declared > MAX_LISTING_BYTES) {
+    await res.body?.cancel().catch(() => {});
+    return undefined;
+  }
+  let listing: unknown;
+  try {
+    const text = await res.text();
+    if (text.length > MAX_LISTING_BYTES) return undefined;
+    listing = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
   const data = (listing as { data?: unknown } | undefined)?.data;
   if (!Array.isArray(data)) return undefined;
-  const entry = (data.find((m) => (m as { id?: unknown })?.id === model) ??
-    (data.length === 1 ? data[0] : undefined)) as Record<string, unknown> | undefined;
-  if (!entry) return undefined;
+  const models = new Map<string, number | undefined>();
+  for (const entry of data as Record<string, unknown>[]) {
+    if (models.size >= MAX_UPSTREAM_MODELS) break;
+    const id = entry?.id;
+    if (typeof id !== 'string' || id.length === 0 || id.length > MAX_MODEL_NAME_LENGTH) continue;
+    models.set(id, contextLengthOf(entry));
+  }
+  return models;
+}
+
+/** Context length as llama-server (meta.n_ctx_train), vLLM (max_model_len) or others report it. */
+function contextLengthOf(entry: Record<string, unknown>): number | undefined {
   const meta = entry.meta as Record<string, unknown> | undefined;
   for (const value of [
     entry.context_length,

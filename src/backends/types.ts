@@ -8,6 +8,9 @@ export interface ModelInfo {
   /** Stable identity of the weights (e.g. SHA-256 of the GGUF header+size), when known. */
   identityHash?: string;
   ready: boolean;
+  /** In-process models: layers offloaded to the GPU, and the model's layer count. */
+  gpuLayers?: number;
+  layerCount?: number;
 }
 
 /** Where prompt plaintext is processed: inside this hardened process, or in a separate server. */

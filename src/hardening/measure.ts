@@ -47,6 +47,27 @@ export interface MeasureOptions {
   nativeAddons?: { path: string; label: string }[];
   platform?: NodeJS.Platform;
   arch?: string;
+  /**
+   * Which node-llama-cpp binary this process runs (its GPU kind): that prebuilt package is
+   * measured, not the CPU one. Default 'cpu'.
+   */
+  llamaGpu?: LlamaBinaryKind;
+}
+
+export type LlamaBinaryKind = 'cpu' | 'cuda' | 'vulkan' | 'metal';
+
+/**
+ * node-llama-cpp's prebuilt packages for a platform and GPU kind (the names its
+ * getPrebuiltBinaryPath imports; CUDA ships in two packages, the second its extension).
+ */
+export function llamaBinaryPackages(platform: string, arch: string, gpu: LlamaBinaryKind): string[] {
+  const os = platform === 'darwin' ? 'mac' : platform === 'win32' ? 'win' : platform;
+  const base = `@node-llama-cpp/${os}-${arch}`;
+  if (gpu === 'cuda') return [`${base}-cuda`, `${base}-cuda-ext`];
+  if (gpu === 'vulkan') return [`${base}-vulkan`];
+  if (gpu === 'metal') return [`${base}-metal`];
+  // Apple Silicon's only binary is the Metal one; it runs on the CPU too.
+  return os === 'mac' && arch === 'arm64' ? [`${base}-metal`] : [base];
 }
 
 const DOMAIN = 'mesh-llm-code-measurement-v1\n';
@@ -186,6 +207,7 @@ async function discoverNativeAddons(
   appRoot: string,
   platform: string,
   arch: string,
+  llamaGpu: LlamaBinaryKind,
 ): Promise<{ file: string; label: string }[]> {
   const found: { file: string; label: string }[] = [];
   const addDir = async (
@@ -203,8 +225,9 @@ async function discoverNativeAddons(
   const target = `${platform}-${arch}`;
   const llama = findPackage(appRoot, 'node-llama-cpp');
   if (llama) {
-    const name = `@node-llama-cpp/${target}`;
-    await addDir(findPackage(llama, name), name, 'bins');
+    for (const name of llamaBinaryPackages(platform, arch, llamaGpu)) {
+      await addDir(findPackage(llama, name), name, 'bins');
+    }
   }
   const koffi = findPackage(appRoot, 'koffi');
   if (koffi) {
@@ -254,6 +277,7 @@ export async function measureCode(options: MeasureOptions = {}): Promise<CodeMea
       appRoot,
       options.platform ?? process.platform,
       options.arch ?? process.arch,
+      options.llamaGpu ?? 'cpu',
     );
     for (const a of addons) targets.push({ ...a, role: 'native-addon' });
   }

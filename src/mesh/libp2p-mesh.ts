@@ -1,14 +1,14 @@
 import { randomBytes } from 'node:crypto';
 import { noise } from '@chainsafe/libp2p-noise';
 import { yamux } from '@chainsafe/libp2p-yamux';
-import { circuitRelayServer, circuitRelayTransport } from '@libp2p/circuit-relay-v2';
+import { circuitRelayTransport } from '@libp2p/circuit-relay-v2';
 import { dcutr } from '@libp2p/dcutr';
 import { type Identify, identify } from '@libp2p/identify';
 import type { Libp2p, PrivateKey, Stream } from '@libp2p/interface';
 import { mdns } from '@libp2p/mdns';
 import { type Ping, ping } from '@libp2p/ping';
 import { tcp } from '@libp2p/tcp';
-import { createLibp2p } from 'libp2p';
+import { createLibp2p, type Libp2pInit } from 'libp2p';
 import { ConfigError, UpstreamError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { PeerAnnouncement } from '../proto/gen/mesh_pb.js';
@@ -23,6 +23,7 @@ import {
 import { decodeInviteToken, encodeInviteToken, isValidMeshId } from './invite.ts';
 import { libp2pComponentLogger } from './libp2p-logger.ts';
 import { LocalAnnouncement } from './local-announcement.ts';
+import { MemberRelayPolicy, tableMembership } from './member-relay.ts';
 import { noiseCrypto } from './noise-crypto.ts';
 import { PeerTable } from './peer-table.ts';
 import { AnnouncementSequence } from './sequence.ts';
@@ -57,8 +58,10 @@ export interface MeshOptions {
   listenHost?: string;
   /** 0 (default) = any free port. */
   listenPort?: number;
-  /** Act as an unlimited circuit-relay-v2 server for the mesh. */
+  /** Act as a circuit-relay-v2 server: unlimited for members, libp2p's limits for others. */
   relay?: boolean;
+  /** Relay reservations held at once (default RELAY_BOUNDS.slots; strangers get half). */
+  relaySlots?: number;
   /** Simulate a NATed node: no direct listen address; reachable via relay circuits only. */
   reachableOnlyViaRelay?: boolean;
   /** Also reserve a circuit on a connected mesh relay (default true; NATed nodes always do). */
@@ -78,6 +81,8 @@ export interface MeshOptions {
   memberWaitMs?: number;
   /** Pre-negotiated HTTP streams kept per recently used host (0 disables). Default 8, topped up at 2. */
   warmStreams?: number;
+  /** libp2p's metrics implementation (e.g. @libp2p/prometheus-metrics), passed through as is. */
+  metrics?: Libp2pInit['metrics'];
 }
 
 /** The mesh's own services inside libp2p, beside libp2p's identify and ping. */
@@ -140,6 +145,7 @@ export class Libp2pMesh implements MeshService {
   private reannounceTimer: NodeJS.Timeout | undefined;
   private detachOpen: (() => void) | undefined;
   private detachSelfUpdate: (() => void) | undefined;
+  private detachRelayPolicy: (() => void) | undefined;
 
   constructor(options: MeshOptions, identity: MeshIdentity, meshId: string, host: string, port: number) {
     this.options = options;
@@ -218,13 +224,11 @@ export class Libp2pMesh implements MeshService {
     };
     // A NATed node cannot be dialed directly, so hole punching must not "fix" the test setup.
     if (!relayOnly) services.dcutr = dcutr();
-    if (options.relay === true) {
-      services.relay = circuitRelayServer({
-        // The defaults (128 KiB, 2 min per circuit) would cut a long streamed answer.
-        reservations: { applyDefaultLimit: false, maxReservations: 256 },
-        maxInboundHopStreams: STREAM_LIMIT,
-        maxOutboundStopStreams: STREAM_LIMIT,
-      });
+    // Members relay without limits; strangers get libp2p's defaults (member-relay.ts).
+    const relayPolicy = options.relay === true ? new MemberRelayPolicy(options.relaySlots) : undefined;
+    if (relayPolicy !== undefined) {
+      services.relay = relayPolicy.service(STREAM_LIMIT);
+      this.detachRelayPolicy = relayPolicy.attach(tableMembership(this.table, this.stopController.signal));
     }
     // Every non-relay node also takes a reservation on a mesh relay when one is connected,
     // so a node behind a real NAT stays reachable; direct addresses are still dialed first.
@@ -234,12 +238,16 @@ export class Libp2pMesh implements MeshService {
     this.libp2p = (await createLibp2p({
       privateKey: context.identity.privateKey,
       logger: libp2pComponentLogger(),
+      metrics: options.metrics,
       start: false,
       addresses: { listen: listenAddrs },
       transports: [tcp(), circuitRelayTransport({ maxInboundStopStreams: STREAM_LIMIT })],
       connectionEncrypters: [noise({ crypto: noiseCrypto })],
       streamMuxers: [yamux({ streamOptions: { maxStreamWindowSize: YAMUX_MAX_WINDOW } })],
       peerDiscovery: options.mdns === true ? [mdns({ serviceTag: 'mesh-llm.local' })] : [],
+      connectionGater: {
+        denyInboundRelayReservation: relayPolicy && ((peer) => relayPolicy.holdReservation(peer)),
+      },
       connectionManager: {
         // Members and invite peers carry KEEP_ALIVE tags: libp2p redials them when they drop
         // (1 s, then ×1.5 each try: about three minutes of tries before it gives up).
@@ -316,6 +324,7 @@ export class Libp2pMesh implements MeshService {
     });
     this.detachOpen?.();
     this.detachSelfUpdate?.();
+    this.detachRelayPolicy?.();
     await this.libp2p.stop();
     this.started = false;
     this.log.info({ endpointId: this.endpointId }, 'mesh node stopped');

@@ -107,6 +107,25 @@ export class PeerTable {
     }
   }
 
+  /** Resolves true once `endpointId` is held (now or later), false after `ms` or on abort. */
+  whenKnown(endpointId: EndpointId, ms: number, signal: AbortSignal): Promise<boolean> {
+    if (this.records.has(endpointId)) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const finish = (ok: boolean) => {
+        clearTimeout(timer);
+        off();
+        signal.removeEventListener('abort', onAbort);
+        resolve(ok);
+      };
+      const onAbort = () => finish(false);
+      const off = this.onEvent((event) => {
+        if (event.type === 'updated' && event.peer.endpointId === endpointId) finish(true);
+      });
+      const timer = setTimeout(() => finish(false), ms);
+      signal.addEventListener('abort', onAbort);
+    });
+  }
+
   list(): PeerRecord[] {
     return [...this.records.values()];
   }

@@ -37,8 +37,15 @@ export interface PeerAttestationStatus {
   /** The attestation key (base64 SEC1 point), for the operator to pin. */
   publicKey: string | null;
   live: boolean;
+  /** A verification that failed whatever the policy (bad signature, expired, liveness, ...). */
   failureReason: string | null;
+  /** Below what the attestation policy asks (tier, posture, binary hash): a refusal only where
+   * this node enforces the policy (--require-attested-hosts). */
+  policyShortfall: string | null;
 }
+
+/** Verdict codes that are no failed verification: no statement, or one below the local policy. */
+const POLICY_CODES = new Set(['missing', 'tier_below_minimum', 'posture', 'binary_hash']);
 
 export interface AttestationService {
   readonly trust: PeerTrust;
@@ -84,6 +91,8 @@ export async function startAttestationService(options: {
   inferenceKey: () => string | undefined;
   logger: Logger;
   now?: () => number;
+  /** Told the reason code of each failed verification or liveness challenge (metrics). */
+  onFailure?: (code: string) => void;
 }): Promise<AttestationService> {
   const { config, logger } = options;
   const now = options.now ?? Date.now;
@@ -145,6 +154,7 @@ export async function startAttestationService(options: {
     // A different attestation key must prove liveness afresh.
     if (previous?.verdict.sePublicKey !== verdict.sePublicKey) liveness.forget(peer.endpointId);
     if (verdict.code && verdict.code !== 'missing' && verdict.code !== 'tier_below_minimum') {
+      options.onFailure?.(verdict.code);
       logger.warn({ peer: peer.endpointId.slice(0, 12), reason: verdict.code }, 'peer attestation failed');
     }
     if (verdict.sePublicKey && liveness.state(peer.endpointId) === undefined) void challenge(peer.endpointId);
@@ -166,6 +176,7 @@ export async function startAttestationService(options: {
       logger.debug({ peer: endpointId.slice(0, 12), err: describeError(error) }, 'liveness challenge failed');
     }
     liveness.record(endpointId, ok);
+    if (!ok && !stopped) options.onFailure?.('liveness');
   }
 
   function peerStatus(endpointId: string): PeerAttestationStatus | undefined {
@@ -185,7 +196,9 @@ export async function startAttestationService(options: {
       publicKey: v.sePublicKey ?? null,
       live,
       failureReason:
-        v.reason ?? (v.sePublicKey && !live ? `liveness: ${misses} challenge(s) failed or unanswered` : null),
+        (v.code && POLICY_CODES.has(v.code) ? null : v.reason) ??
+        (v.sePublicKey && !live ? `liveness: ${misses} challenge(s) failed or unanswered` : null),
+      policyShortfall: v.code && POLICY_CODES.has(v.code) ? (v.reason ?? v.code) : null,
     };
   }
 

@@ -1,5 +1,6 @@
 import { homedir } from 'node:os';
 import { join } from 'node:path';
+import type { GpuChoice, GpuLayersChoice } from '../backends/llama/gpu-choice.ts';
 import type { LogFormat } from '../log.ts';
 import { type AnswerBounds, DEFAULT_ANSWER_BOUNDS } from '../routing/answer-bounds.ts';
 
@@ -25,8 +26,21 @@ export interface NodeConfig {
   /** Behave like a node behind NAT: reachable only through relays (demo, tests). */
   reachableOnlyViaRelay: boolean;
   client: boolean;
+  /** One in-process model file (the demo's and tests' form); `models` adds more. */
   model?: { path: string; name?: string; contextSize?: number; threads?: number; parallel?: number };
-  backend?: { url: string; model: string; apiKey?: string };
+  /** In-process models (`--model`, repeatable), each served under its own name. */
+  models?: ModelConfig[];
+  /** `--gpu`: default auto (node-llama-cpp's detection, CPU fallback). */
+  gpu?: GpuChoice;
+  /** `--gpu-layers`: default auto (what fits in free VRAM). */
+  gpuLayers?: GpuLayersChoice;
+  /** RAM all in-process models together may use; default: what the OS reports available. */
+  modelMemoryBytes?: number;
+  /**
+   * Pass-through backend. `model`/`models` name what it serves (--backend-model, repeatable);
+   * neither: every model the upstream lists at /v1/models, re-read every `refreshMs`.
+   */
+  backend?: { url: string; model?: string; models?: string[]; apiKey?: string; refreshMs?: number };
   requireEncryption: boolean;
   requireAttestedHosts: boolean;
   attestationPolicyPath?: string;
@@ -42,6 +56,16 @@ export interface NodeConfig {
   answerBounds: AnswerBounds;
   mdns: boolean;
   logFormat: LogFormat;
+}
+
+export interface ModelConfig {
+  /** A GGUF file path (downloaded references are resolved to one before loading). */
+  source: string;
+  /** The name clients use; default: the file name without `.gguf`. */
+  name?: string;
+  contextSize?: number;
+  threads?: number;
+  parallel?: number;
 }
 
 export const DEFAULT_API_PORT = 9337;

@@ -1,12 +1,10 @@
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { create } from '@bufbuild/protobuf';
 import { createConsoleRoutes } from '../api/console-routes.ts';
 import { type ListeningServer, startHttpServer } from '../api/http-server.ts';
 import { withApiIngress } from '../api/ingress-guard.ts';
 import { createOpenAiRoutes } from '../api/openai-routes.ts';
-import { OpenAiCompatibleBackend } from '../backends/openai-compatible.ts';
-import type { InferenceBackend } from '../backends/types.ts';
+import { observeDispatch } from '../api/request-metrics.ts';
 import { ReplayGuard } from '../crypto/envelope.ts';
 import { InferenceKeyring } from '../crypto/inference-keys.ts';
 import { PreparedExchanges } from '../crypto/prepared-exchanges.ts';
@@ -17,7 +15,9 @@ import { loadOrCreateIdentity } from '../mesh/identity.ts';
 import { createLibp2pMesh } from '../mesh/libp2p-mesh.ts';
 import type { LocalAnnouncementFields, MeshService, StreamTapEvent } from '../mesh/types.ts';
 import { PROTOCOL_HTTP } from '../mesh/types.ts';
-import { NodeRole, ServedModelRuntimeSchema } from '../proto/gen/mesh_pb.js';
+import { libp2pMetrics } from '../metrics/libp2p.ts';
+import { NodeMetrics } from '../metrics/node-metrics.ts';
+import { NodeRole } from '../proto/gen/mesh_pb.js';
 import { createInboundHttpHandler } from '../routing/inbound-http.ts';
 import { RemoteTransport } from '../routing/remote-transport.ts';
 import { type HostGate, Router } from '../routing/router.ts';
@@ -26,7 +26,8 @@ import { startAttestationService } from './attestation-service.ts';
 import type { NodeConfig } from './config.ts';
 import { ensureConsoleCredential } from './console-credential.ts';
 import { createHostSecurity, requireAttestationGate, requireEncryptionGate } from './host-security.ts';
-import { buildStatusReport, type StatusReport } from './status.ts';
+import { configuredModels, startHosting } from './hosting.ts';
+import { buildStatusReport, peerSamples, type StatusReport } from './status.ts';
 import { VERSION } from './version.ts';
 
 export interface MeshNodeDeps {
@@ -44,6 +45,7 @@ export interface MeshNode {
   readonly router: Router;
   readonly apiUrl: string;
   readonly consoleUrl: string | undefined;
+  readonly metrics: NodeMetrics;
   status(): StatusReport;
   stop(): Promise<void>;
 }
@@ -55,7 +57,7 @@ export interface MeshNode {
  */
 export async function startMeshNode(config: NodeConfig, deps: MeshNodeDeps): Promise<MeshNode> {
   const logger = deps.logger;
-  if (config.client && (config.model || config.backend)) {
+  if (config.client && (configuredModels(config).length > 0 || config.backend)) {
     throw new ConfigError('--client runs no backend: drop --model/--backend or drop --client');
   }
   const apiOnLoopback = isLoopbackAddress(config.apiHost);
@@ -66,9 +68,11 @@ export async function startMeshNode(config: NodeConfig, deps: MeshNodeDeps): Pro
   }
   await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
   const cleanup: (() => Promise<void> | void)[] = [];
+  const metrics = new NodeMetrics();
   try {
-    const backends = await startBackends(config, logger);
-    cleanup.push(() => Promise.all(backends.map((b) => b.stop())).then(() => undefined));
+    const hosting = await startHosting(config, logger);
+    const backends = hosting.backends;
+    cleanup.push(() => hosting.stop());
 
     const keyring = config.e2e ? new InferenceKeyring({ rotationMs: config.keyRotationMs }) : undefined;
     if (keyring) {
@@ -89,6 +93,7 @@ export async function startMeshNode(config: NodeConfig, deps: MeshNodeDeps): Pro
       hosting: backends.length > 0,
       inferenceKey: () => keyring?.current().publicKeyBase64,
       logger: logger.child({ component: 'attestation' }),
+      onFailure: (reason) => metrics.attestationFailures.inc({ reason }),
     });
     cleanup.push(() => attestation.stop());
 
@@ -96,18 +101,7 @@ export async function startMeshNode(config: NodeConfig, deps: MeshNodeDeps): Pro
       role,
       name: config.name,
       version: VERSION,
-      hostedModels: backends.flatMap((b) => b.models().map((m) => m.name)),
-      hostedModelsKnown: true,
-      servedModelRuntime: backends.flatMap((b) =>
-        b.models().map((m) =>
-          create(ServedModelRuntimeSchema, {
-            modelName: m.name,
-            identityHash: m.identityHash ?? '',
-            contextLength: m.contextLength ?? 0,
-            ready: m.ready,
-          }),
-        ),
-      ),
+      ...hosting.announcementFields(),
       inferencePublicKey: keyring?.current().publicKeyBase64,
       securityPosture: attestation.postureProto(),
       hardwareAttestationBlob: attestation.statementBlob(),
@@ -129,6 +123,7 @@ export async function startMeshNode(config: NodeConfig, deps: MeshNodeDeps): Pro
       version: VERSION,
       logger: logger.child({ component: 'mesh' }),
       streamTap: deps.streamTap,
+      metrics: libp2pMetrics(metrics),
     });
     cleanup.push(() => mesh.stop());
     attestation.attach(mesh);
@@ -141,6 +136,7 @@ export async function startMeshNode(config: NodeConfig, deps: MeshNodeDeps): Pro
       void attestation.refresh().then(reannounce);
     });
     attestation.onStatementRefreshed(reannounce);
+    hosting.onChange(reannounce);
 
     // Senders prepare the next request's key exchange per host while waiting for an answer.
     const exchanges = config.e2e ? new PreparedExchanges() : undefined;
@@ -151,7 +147,12 @@ export async function startMeshNode(config: NodeConfig, deps: MeshNodeDeps): Pro
     const router = new Router({
       backends,
       mesh,
-      transport: new RemoteTransport({ mesh, exchanges, bounds: config.answerBounds }),
+      transport: new RemoteTransport({
+        mesh,
+        exchanges,
+        bounds: config.answerBounds,
+        onE2eFailure: (reason) => metrics.e2eFailures.inc({ reason, side: 'client' }),
+      }),
       security: createHostSecurity(attestation.trust, { e2e: config.e2e }),
       gates,
       logger: logger.child({ component: 'router' }),
@@ -165,6 +166,7 @@ export async function startMeshNode(config: NodeConfig, deps: MeshNodeDeps): Pro
         acceptPlaintext: !config.requireEncryption && !config.requireAttestedHosts,
         maxRequestBytes: config.maxBodyBytes,
         logger: logger.child({ component: 'host' }),
+        onE2eFailure: (reason) => metrics.e2eFailures.inc({ reason, side: 'host' }),
       }),
     );
     await mesh.start();
@@ -172,19 +174,27 @@ export async function startMeshNode(config: NodeConfig, deps: MeshNodeDeps): Pro
     // Remember the mesh (created here or adopted from a token) so a restart stays in it.
     await writeFile(meshIdFile, `${mesh.meshId}\n`, { mode: 0o600 });
 
+    const openAi = createOpenAiRoutes(observeDispatch(router, metrics));
     const api: ListeningServer = await startHttpServer({
       host: config.apiHost,
       port: config.apiPort,
       maxBodyBytes: config.maxBodyBytes,
-      handler: withApiIngress(createOpenAiRoutes(router), {
-        loopbackOnly: apiOnLoopback,
-        apiKeys: config.apiKeys,
-      }),
+      handler: withApiIngress(openAi, { loopbackOnly: apiOnLoopback, apiKeys: config.apiKeys }),
       logger: logger.child({ component: 'api' }),
     });
     cleanup.push(() => api.close());
 
-    const status = () => buildStatusReport({ config, mesh, router, attestation, posture, role });
+    const status = () =>
+      buildStatusReport({
+        config,
+        mesh,
+        router,
+        attestation,
+        posture,
+        role,
+        hosting: hosting.status,
+      });
+    metrics.setPeerSource(() => peerSamples(status()));
     let consoleServer: ListeningServer | undefined;
     if (config.consolePort !== undefined) {
       consoleServer = await startHttpServer({
@@ -195,6 +205,9 @@ export async function startMeshNode(config: NodeConfig, deps: MeshNodeDeps): Pro
           status,
           trust: attestation,
           credential: await ensureConsoleCredential(config.dataDir),
+          metrics,
+          // The playground is one more API client: the same keys apply.
+          inference: withApiIngress(openAi, { loopbackOnly: true, apiKeys: config.apiKeys }),
         }),
         logger: logger.child({ component: 'console' }),
       });
@@ -209,6 +222,7 @@ export async function startMeshNode(config: NodeConfig, deps: MeshNodeDeps): Pro
       router,
       apiUrl: `http://${hostForUrl(config.apiHost)}:${api.port}`,
       consoleUrl: consoleServer ? `http://127.0.0.1:${consoleServer.port}` : undefined,
+      metrics,
       status,
       stop: () => runCleanup(cleanup),
     };
@@ -227,39 +241,6 @@ export async function startMeshNode(config: NodeConfig, deps: MeshNodeDeps): Pro
     await runCleanup(cleanup);
     throw error;
   }
-}
-
-async function startBackends(config: NodeConfig, logger: Logger): Promise<InferenceBackend[]> {
-  const backends: InferenceBackend[] = [];
-  if (config.model) {
-    // Loaded on demand: llama.cpp's bindings cost memory a client or relay should not pay.
-    const { LlamaCppBackend } = await import('../backends/llama-cpp.ts');
-    backends.push(
-      new LlamaCppBackend({
-        modelPath: config.model.path,
-        modelName: config.model.name,
-        contextSize: config.model.contextSize,
-        threads: config.model.threads,
-        parallel: config.model.parallel,
-        logger: logger.child({ component: 'llama-cpp' }),
-      }),
-    );
-  }
-  if (config.backend) {
-    backends.push(
-      new OpenAiCompatibleBackend({
-        baseUrl: config.backend.url,
-        modelName: config.backend.model,
-        apiKey: config.backend.apiKey,
-        logger: logger.child({ component: 'backend' }),
-      }),
-    );
-  }
-  for (const backend of backends) {
-    logger.info({ kind: backend.kind }, 'starting backend');
-    await backend.start();
-  }
-  return backends;
 }
 
 async function runCleanup(steps: (() => Promise<void> | void)[]): Promise<void> {

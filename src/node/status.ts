@@ -1,12 +1,14 @@
 import { ConfigError } from '../errors.ts';
 import { postureFromProto } from '../hardening/posture.ts';
 import type { SecurityPostureFacts } from '../hardening/types.ts';
-import type { MeshService } from '../mesh/types.ts';
+import type { MeshService, PeerRecord } from '../mesh/types.ts';
+import type { PeerSample } from '../metrics/node-metrics.ts';
 import { NodeRole } from '../proto/gen/mesh_pb.js';
 import { hostedModels, type Router } from '../routing/router.ts';
 import type { AttestationService, PeerAttestationStatus } from './attestation-service.ts';
 import type { NodeConfig } from './config.ts';
 import { advertisedInferenceKey } from './host-security.ts';
+import type { HostingStatus } from './hosting.ts';
 import { VERSION } from './version.ts';
 
 export interface PeerStatus {
@@ -22,6 +24,18 @@ export interface PeerStatus {
   e2e: { capable: boolean; inferencePublicKey: string | null };
   attestation: PeerAttestationStatus | null;
   posture: SecurityPostureFacts | null;
+  /** Whether this node's policy refuses to send this host requests (never for non-hosts). */
+  policy: { refused: boolean; reason: string | null };
+  /** What the peer announced about its machine (hosts only). */
+  hardware: PeerHardware | null;
+}
+
+export interface PeerHardware {
+  gpuKind: string;
+  gpuNames: string[];
+  vramBytes: number;
+  memoryBytes: number;
+  cpuCores: number;
 }
 
 export interface StatusReport {
@@ -45,6 +59,8 @@ export interface StatusReport {
       statementAt: string | null;
     };
     posture: SecurityPostureFacts;
+    /** GPU, memory, CPU and the hosted models' runtime; null on a node that hosts nothing. */
+    hosting: HostingStatus | null;
   };
   peers: PeerStatus[];
 }
@@ -61,6 +77,7 @@ export function buildStatusReport(input: {
   attestation: AttestationService;
   posture: SecurityPostureFacts;
   role: NodeRole;
+  hosting?: () => HostingStatus;
 }): StatusReport {
   const { config, mesh, router, attestation } = input;
   const self = attestation.selfStatus();
@@ -88,6 +105,7 @@ export function buildStatusReport(input: {
         statementAt: self.statementAt ?? null,
       },
       posture: input.posture,
+      hosting: input.hosting?.() ?? null,
     },
     peers: mesh.peers().map((peer) => {
       const a = peer.announcement;
@@ -105,9 +123,34 @@ export function buildStatusReport(input: {
         e2e: { capable: key !== undefined, inferencePublicKey: key ? (a.inferencePublicKey ?? null) : null },
         attestation: attestation.peerStatus(peer.endpointId) ?? null,
         posture: a.securityPosture ? postureFromProto(a.securityPosture) : null,
+        policy: policyVerdict(router, peer),
+        hardware: a.hardware
+          ? {
+              gpuKind: a.hardware.gpuKind,
+              gpuNames: a.hardware.gpuNames,
+              vramBytes: Number(a.vramBytes),
+              memoryBytes: Number(a.hardware.memoryBytes),
+              cpuCores: a.hardware.cpuCores,
+            }
+          : null,
       };
     }),
   };
+}
+
+function policyVerdict(router: Router, peer: PeerRecord): PeerStatus['policy'] {
+  const refusal = hostedModels(peer).length > 0 ? router.refusal(peer) : undefined;
+  return { refused: refusal !== undefined, reason: refusal?.reason ?? null };
+}
+
+/** Each peer's tier and link, for the mesh_llm_peers gauge. */
+export function peerSamples(report: StatusReport): PeerSample[] {
+  return report.peers.map((p) => ({ tier: p.attestation?.tier ?? 'none', link: linkKind(p) }));
+}
+
+function linkKind(peer: PeerStatus): string {
+  if (!peer.connected) return peer.transitive ? 'transitive' : 'disconnected';
+  return 'direct';
 }
 
 /** No dialable address yet (e.g. waiting for a relay reservation) is a state to show, not a failure. */

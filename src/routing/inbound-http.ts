@@ -20,6 +20,8 @@ export interface InboundHttpOptions {
   acceptPlaintext: boolean;
   maxRequestBytes: number;
   logger: Logger;
+  /** Told the E2EError code of each encrypted request that could not be opened (metrics). */
+  onE2eFailure?: (code: string) => void;
 }
 
 /** Envelope JSON + base64 + box overhead on top of the plaintext cap. */
@@ -65,6 +67,7 @@ export function createInboundHttpHandler(options: InboundHttpOptions) {
         request = parseRequest(opened.plaintext);
       } catch (error) {
         // Without a valid envelope there is no key to answer with: reset the stream.
+        if (error instanceof E2EError) options.onE2eFailure?.(error.code);
         log.warn(
           { err: error instanceof E2EError ? error.code : describeError(error) },
           'encrypted request rejected',

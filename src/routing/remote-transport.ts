@@ -33,6 +33,8 @@ export interface RemoteTransportOptions {
   mesh: Pick<MeshService, 'openStream' | 'openForwardedStream' | 'peers'>;
   /** Key exchanges prepared ahead for hosts this node sends to; absent = made per request. */
   exchanges?: PreparedExchanges;
+  /** Told the E2EError code whenever an answer fails to open (metrics). */
+  onE2eFailure?: (code: string) => void;
   /** Deadlines and the size cap for answers; defaults in DEFAULT_ANSWER_BOUNDS. */
   bounds?: Partial<AnswerBounds>;
 }
@@ -40,11 +42,16 @@ export interface RemoteTransportOptions {
 export class RemoteTransport {
   readonly #mesh: RemoteTransportOptions['mesh'];
   readonly #exchanges: PreparedExchanges | undefined;
+  readonly #onE2eFailure: (error: unknown) => void;
   readonly #bounds: AnswerBounds;
 
   constructor(options: RemoteTransportOptions) {
     this.#mesh = options.mesh;
     this.#exchanges = options.exchanges;
+    const report = options.onE2eFailure;
+    this.#onE2eFailure = (error) => {
+      if (report && isE2EError(error)) report(error.code);
+    };
     this.#bounds = { ...DEFAULT_ANSWER_BOUNDS, ...options.bounds };
   }
 
@@ -80,8 +87,12 @@ export class RemoteTransport {
       const maxBytes = options.stream === true ? Number.POSITIVE_INFINITY : this.#bounds.maxAnswerBytes;
       return {
         ...response,
-        body: guardBody(boundedBody(response.body, watchdog, maxBytes), stream, watchdog, () =>
-          options.signal.removeEventListener('abort', onAbort),
+        body: guardBody(
+          boundedBody(response.body, watchdog, maxBytes),
+          stream,
+          watchdog,
+          this.#onE2eFailure,
+          () => options.signal.removeEventListener('abort', onAbort),
         ),
         path,
         encrypted: options.inferenceKey !== undefined,
@@ -89,6 +100,7 @@ export class RemoteTransport {
     } catch (error) {
       watchdog.stop();
       options.signal.removeEventListener('abort', onAbort);
+      this.#onE2eFailure(error);
       stream.abort(error instanceof Error ? error : new Error(String(error)));
       throw watchdog.error() ?? asUpstreamError(error);
     }
@@ -130,11 +142,13 @@ async function* guardBody(
   source: AsyncIterable<Uint8Array>,
   stream: ByteStream,
   watchdog: AnswerWatchdog,
+  onFailure: (error: unknown) => void,
   cleanup: () => void,
 ): AsyncGenerator<Uint8Array> {
   try {
     yield* source;
   } catch (error) {
+    onFailure(error);
     stream.abort(error instanceof Error ? error : new Error(String(error)));
     throw watchdog.error() ?? asUpstreamError(error);
   } finally {

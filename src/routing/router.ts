@@ -156,7 +156,7 @@ export class Router {
     const refusals: { host: string; code: string; reason: string }[] = [];
     const local = this.#localBackend(model);
     if (local) candidates.push({ kind: 'local', backend: local });
-    const { security, gates } = this.#options;
+    const { security } = this.#options;
     const remote = this.#options.mesh
       .peers()
       .filter((peer) => hostedModels(peer).includes(model))
@@ -170,12 +170,21 @@ export class Router {
           b.preference - a.preference || Number(b.peer.connected) - Number(a.peer.connected) || a.rtt - b.rtt,
       );
     for (const { peer } of remote) {
-      const key = security.inferenceKey(peer);
-      const refusal = gates.map((gate) => ({ gate, reason: gate.refuse(peer, key) })).find((r) => r.reason);
-      if (refusal) refusals.push({ host: peer.endpointId, code: refusal.gate.code, reason: refusal.reason! });
+      const refusal = this.refusal(peer);
+      if (refusal) refusals.push({ host: peer.endpointId, ...refusal });
       else candidates.push({ kind: 'remote', peer });
     }
     return { candidates, refusals };
+  }
+
+  /** Why this node's security policy would refuse to send requests to `peer`, if it would. */
+  refusal(peer: PeerRecord): { code: string; reason: string } | undefined {
+    const key = this.#options.security.inferenceKey(peer);
+    for (const gate of this.#options.gates) {
+      const reason = gate.refuse(peer, key);
+      if (reason) return { code: gate.code, reason };
+    }
+    return undefined;
   }
 
   async #attempt(

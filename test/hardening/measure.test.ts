@@ -4,7 +4,13 @@ import { cp, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { combineParts, measureCode, sha256File } from '../../src/hardening/measure.ts';
+import {
+  combineParts,
+  type LlamaBinaryKind,
+  llamaBinaryPackages,
+  measureCode,
+  sha256File,
+} from '../../src/hardening/measure.ts';
 
 let dir: string;
 
@@ -136,5 +142,55 @@ describe('measureCode', () => {
       measureCode({ ...options(join(dir, 'one')), execPath: join(dir, 'missing') }),
       /ENOENT/,
     );
+  });
+});
+
+describe('measureCode: the node-llama-cpp binary actually loaded', () => {
+  let root: string;
+  before(async () => {
+    root = await mkdtemp(join(tmpdir(), 'mesh-measure-llama-'));
+    await mkdir(join(root, 'src'), { recursive: true });
+    await writeFile(join(root, 'src', 'a.ts'), 'a');
+    await writeFile(join(root, 'node'), 'node binary');
+    const pkg = async (name: string, file?: string) => {
+      const dir = join(root, 'node_modules', name);
+      await mkdir(join(dir, 'bins'), { recursive: true });
+      await writeFile(join(dir, 'package.json'), '{}');
+      if (file) await writeFile(join(dir, 'bins', file), name);
+    };
+    await pkg('node-llama-cpp');
+    await pkg('@node-llama-cpp/linux-x64', 'llama-addon.node');
+    await pkg('@node-llama-cpp/linux-x64-vulkan', 'llama-addon.node');
+    await pkg('@node-llama-cpp/linux-x64-cuda', 'llama-addon.node');
+    await pkg('@node-llama-cpp/linux-x64-cuda-ext', 'libggml-cuda.so');
+  });
+  after(() => rm(root, { recursive: true, force: true }));
+
+  const addons = async (llamaGpu: LlamaBinaryKind) =>
+    (
+      await measureCode({
+        appRoot: root,
+        execPath: join(root, 'node'),
+        platform: 'linux',
+        arch: 'x64',
+        llamaGpu,
+      })
+    ).parts
+      .filter((p) => p.role === 'native-addon')
+      .map((p) => p.path);
+
+  it('measures the package of the GPU kind in use, not the CPU one', async () => {
+    assert.deepEqual(await addons('cpu'), ['@node-llama-cpp/linux-x64/bins/llama-addon.node']);
+    assert.deepEqual(await addons('vulkan'), ['@node-llama-cpp/linux-x64-vulkan/bins/llama-addon.node']);
+    assert.deepEqual(await addons('cuda'), [
+      '@node-llama-cpp/linux-x64-cuda-ext/bins/libggml-cuda.so',
+      '@node-llama-cpp/linux-x64-cuda/bins/llama-addon.node',
+    ]);
+  });
+
+  it('names packages as node-llama-cpp does', () => {
+    assert.deepEqual(llamaBinaryPackages('darwin', 'arm64', 'metal'), ['@node-llama-cpp/mac-arm64-metal']);
+    assert.deepEqual(llamaBinaryPackages('darwin', 'x64', 'cpu'), ['@node-llama-cpp/mac-x64']);
+    assert.deepEqual(llamaBinaryPackages('win32', 'x64', 'vulkan'), ['@node-llama-cpp/win-x64-vulkan']);
   });
 });

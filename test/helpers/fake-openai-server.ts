@@ -14,6 +14,8 @@ export interface FakeOpenAiOptions {
   tokenDelayMs?: number;
   /** Model id reported by /v1/models and in answers. Default 'fake-model'. */
   model?: string;
+  /** Every model id /v1/models lists (an upstream serving several); default [model]. Mutable. */
+  models?: string[];
   /** Fixed answer text, split into word tokens (tests put a marker in it). */
   reply?: string;
   /** Called with each parsed POST body (and where it went), before answering. */
@@ -52,7 +54,7 @@ export async function startFakeOpenAi(options: FakeOpenAiOptions = {}): Promise<
   const server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0]!;
     if (req.method === 'GET') {
-      if (path === '/v1/models') return sendJson(res, 200, modelsListing(model));
+      if (path === '/v1/models') return sendJson(res, 200, modelsListing(options.models ?? [model]));
       if (path === '/health') return sendJson(res, 200, { status: 'ok' });
       return sendError(res, 404, 'not_found', 'Unknown path');
     }
@@ -237,10 +239,10 @@ function sendError(res: ServerResponse, status: number, code: string, message: s
   });
 }
 
-function modelsListing(model: string) {
+function modelsListing(models: string[]) {
   return {
     object: 'list',
-    data: [{ id: model, object: 'model', created: 0, owned_by: 'fake', context_length: 4096 }],
+    data: models.map((id) => ({ id, object: 'model', created: 0, owned_by: 'fake', context_length: 4096 })),
   };
 }
 

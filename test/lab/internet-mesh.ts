@@ -18,8 +18,8 @@ export interface InternetMesh {
   hostA: LabNode;
   hostC: LabNode;
   clientB: LabNode;
-  /** The token the relay itself hands out. */
-  relayToken: string;
+  /** The token the relay itself hands out (null: it has none). */
+  relayToken: string | null;
   /** The token the others joined with: the relay's, or one naming its public address when the relay's lacks it. */
   joinToken: string;
   close(): Promise<void>;
@@ -38,9 +38,11 @@ export async function startInternetMesh(
     // A relay token without the relay's public address cannot form this mesh; one naming it can,
     // so the scenarios after the token's own still measure their own feature.
     const peerId = /\/p2p\/(\w+)$/.exec(status.node.addresses[0] ?? '')?.[1];
-    const joinToken = decodeInviteToken(relayToken).addrs.some((a) => a.startsWith(`/ip4/${ADDR.relay}/`))
-      ? relayToken
-      : encodeInviteToken(status.node.meshId, [`/ip4/${ADDR.relay}/tcp/${RELAY_PORT}/p2p/${peerId}`]);
+    const joinToken =
+      relayToken !== null &&
+      decodeInviteToken(relayToken).addrs.some((a) => a.startsWith(`/ip4/${ADDR.relay}/`))
+        ? relayToken
+        : encodeInviteToken(status.node.meshId, [`/ip4/${ADDR.relay}/tcp/${RELAY_PORT}/p2p/${peerId}`]);
     const join = ['--join', joinToken];
     const started = await Promise.allSettled([
       LabNode.start(lab, 'pub', join, { model: PUB_MODEL }),

@@ -9,6 +9,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 import { join } from 'node:path';
 import { BIN, NODE_FLAGS } from '../../bench/lib/node-process.ts';
+import { readConsoleCredential } from '../../src/node/console-credential.ts';
 import { agentSocket, LAB_API_PORT, LAB_CONSOLE_PORT } from './agent.ts';
 import type { Lab, LabRole } from './topology.ts';
 
@@ -32,6 +33,7 @@ export interface RequestInit {
   body?: unknown;
   /** Abort (and reject) after this long. Default 30 s. */
   timeoutMs?: number;
+  headers?: Record<string, string>;
 }
 
 /** HTTP over a unix socket (the agent forwards it to the node inside its namespace). */
@@ -43,7 +45,10 @@ export function unixRequest(socketPath: string, path: string, init: RequestInit 
         socketPath,
         path,
         method: init.method ?? (body ? 'POST' : 'GET'),
-        headers: body ? { 'content-type': 'application/json', 'content-length': body.length } : {},
+        headers: {
+          ...init.headers,
+          ...(body ? { 'content-type': 'application/json', 'content-length': body.length } : {}),
+        },
         signal: AbortSignal.timeout(init.timeoutMs ?? 30_000),
         agent: false,
       },
@@ -234,11 +239,23 @@ export class LabNode {
     return unixRequest(this.#consoleSocket, path, init);
   }
 
+  /** GET /api/status as the node's own user (its console credential unlocks the invite token). */
   async status(): Promise<LabStatus> {
-    const res = await this.console('/api/status', { timeoutMs: 10_000 });
+    const credential = await readConsoleCredential(this.dataDir);
+    const res = await this.console('/api/status', {
+      timeoutMs: 10_000,
+      headers: { authorization: `Bearer ${credential}` },
+    });
     const body = await res.json<LabStatus & { error?: { message: string } }>();
     if (res.status !== 200) throw new Error(`${this.role} /api/status ${res.status}: ${body.error?.message}`);
     return body;
+  }
+
+  /** The node's invite token; fails when it has none (no dialable address yet). */
+  async token(): Promise<string> {
+    const token = (await this.status()).node.token;
+    if (token === null) throw new Error(`${this.name} has no invite token (no dialable address)`);
+    return token;
   }
 
   async models(): Promise<string[]> {
@@ -274,7 +291,7 @@ export interface LabPeerStatus {
 }
 
 export interface LabStatus {
-  node: { id: string; name: string; token: string; addresses: string[]; meshId: string };
+  node: { id: string; name: string; token: string | null; addresses: string[]; meshId: string };
   peers: LabPeerStatus[];
 }
 

@@ -4,7 +4,7 @@
  * milliseconds, and generates (gibberish) at hundreds of tokens per second on one thread.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, rename, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { bufferView } from '../../encoding/bytes.ts';
 
@@ -13,6 +13,19 @@ export interface TinyGgufOptions {
   seed?: number;
   /** `llama.context_length` written into the file. Default 2048. */
   contextLength?: number;
+  /** Dimensions other than the tiny default (64 wide, 2 layers, ffn 128). */
+  shape?: GgufShape;
+  /**
+   * Write the header and leave the tensor data a sparse hole: a file of the declared size that
+   * costs no disk, for tests of what happens before weights are read (e.g. the memory check).
+   */
+  headerOnly?: boolean;
+}
+
+export interface GgufShape {
+  embedding: number;
+  layers: number;
+  feedForward: number;
 }
 
 /** The file name the helpers below use inside a directory. */
@@ -35,10 +48,8 @@ export const TINY_CHAT_TEMPLATE =
   "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}{% endfor %}" +
   "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
 
-const N_EMBD = 64;
-const N_LAYER = 2;
+const TINY_SHAPE: GgufShape = { embedding: 64, layers: 2, feedForward: 128 };
 const N_HEAD = 4;
-const N_FF = 128;
 const ALIGNMENT = 32;
 
 // GGUF metadata value types.
@@ -136,7 +147,8 @@ function vocabulary(): { tokens: string[]; scores: number[]; types: number[] } {
   return { tokens, scores, types };
 }
 
-function tensors(nVocab: number): TensorSpec[] {
+function tensors(nVocab: number, shape: GgufShape): TensorSpec[] {
+  const { embedding: N_EMBD, layers: N_LAYER, feedForward: N_FF } = shape;
   const list: TensorSpec[] = [
     { name: 'token_embd.weight', dims: [N_EMBD, nVocab], init: 'embedding' },
     { name: 'output_norm.weight', dims: [N_EMBD], init: 'ones' },
@@ -281,13 +293,20 @@ class Writer {
 
 /** Builds the whole file in memory (it is small). Exported for tests that want the bytes. */
 export function buildTinyGguf(options: TinyGgufOptions = {}): Buffer {
+  return buildGguf(options).bytes;
+}
+
+/** The file's bytes (the header alone with `headerOnly`) and the size it declares. */
+function buildGguf(options: TinyGgufOptions): { bytes: Buffer; fileSize: number } {
   const seed = options.seed ?? 1;
   const contextLength = options.contextLength ?? 2048;
   if (!Number.isInteger(contextLength) || contextLength < 16 || contextLength > 1 << 20) {
     throw new RangeError('contextLength must be an integer between 16 and 1048576');
   }
+  const shape = options.shape ?? TINY_SHAPE;
+  if (shape.embedding % N_HEAD !== 0) throw new RangeError(`shape.embedding must be a multiple of ${N_HEAD}`);
   const vocab = vocabulary();
-  const tensorList = tensors(vocab.tokens.length);
+  const tensorList = tensors(vocab.tokens.length, shape);
 
   const metadata: Array<[string, MetaValue]> = [
     ['general.architecture', { type: 'str', value: 'llama' }],
@@ -295,13 +314,13 @@ export function buildTinyGguf(options: TinyGgufOptions = {}): Buffer {
     ['general.alignment', { type: 'u32', value: ALIGNMENT }],
     ['general.file_type', { type: 'u32', value: 0 }], // ALL_F32
     ['llama.context_length', { type: 'u32', value: contextLength }],
-    ['llama.embedding_length', { type: 'u32', value: N_EMBD }],
-    ['llama.block_count', { type: 'u32', value: N_LAYER }],
-    ['llama.feed_forward_length', { type: 'u32', value: N_FF }],
+    ['llama.embedding_length', { type: 'u32', value: shape.embedding }],
+    ['llama.block_count', { type: 'u32', value: shape.layers }],
+    ['llama.feed_forward_length', { type: 'u32', value: shape.feedForward }],
     ['llama.attention.head_count', { type: 'u32', value: N_HEAD }],
     ['llama.attention.head_count_kv', { type: 'u32', value: N_HEAD }],
     ['llama.attention.layer_norm_rms_epsilon', { type: 'f32', value: 1e-5 }],
-    ['llama.rope.dimension_count', { type: 'u32', value: N_EMBD / N_HEAD }],
+    ['llama.rope.dimension_count', { type: 'u32', value: shape.embedding / N_HEAD }],
     ['llama.rope.freq_base', { type: 'f32', value: 10000 }],
     ['tokenizer.ggml.model', { type: 'str', value: 'llama' }],
     ['tokenizer.ggml.tokens', { type: 'str[]', value: vocab.tokens }],
@@ -337,6 +356,8 @@ export function buildTinyGguf(options: TinyGgufOptions = {}): Buffer {
     w.u64(offsets[i]!);
   });
   w.pad(ALIGNMENT);
+  const fileSize = w.size + offset;
+  if (options.headerOnly) return { bytes: Buffer.concat(w.chunks, w.size), fileSize };
 
   const rand = mulberry32(seed);
   for (const t of tensorList) {
@@ -345,7 +366,7 @@ export function buildTinyGguf(options: TinyGgufOptions = {}): Buffer {
     w.push(bufferView(data));
     w.pad(ALIGNMENT);
   }
-  return Buffer.concat(w.chunks, w.size);
+  return { bytes: Buffer.concat(w.chunks, w.size), fileSize };
 }
 
 /**
@@ -353,11 +374,12 @@ export function buildTinyGguf(options: TinyGgufOptions = {}): Buffer {
  * path never observe a half-written file.
  */
 export async function writeTinyGguf(path: string, options: TinyGgufOptions = {}): Promise<void> {
-  const bytes = buildTinyGguf(options);
+  const { bytes, fileSize } = buildGguf(options);
   await mkdir(dirname(path), { recursive: true });
   const tmp = `${path}.${randomBytes(6).toString('hex')}.tmp`;
   try {
     await writeFile(tmp, bytes);
+    if (fileSize > bytes.byteLength) await truncate(tmp, fileSize);
     await rename(tmp, path);
   } catch (err) {
     await rm(tmp, { force: true });

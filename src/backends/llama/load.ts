@@ -9,7 +9,8 @@ import { stat } from 'node:fs/promises';
 import type { LlamaContext, LlamaContextSequence, LlamaModel } from 'node-llama-cpp';
 import { ConfigError } from '../../errors.ts';
 import type { Logger } from '../../log.ts';
-import { checkModelFits, type GpuLayersChoice, type MemoryEstimate } from './memory.ts';
+import type { GpuLayersChoice } from './gpu-choice.ts';
+import { checkModelFits, type MemoryEstimate } from './memory.ts';
 import { addLlamaLogSink, type LlamaRuntime, removeLlamaLogSink } from './runtime.ts';
 
 export interface LoadModelOptions {

@@ -7,6 +7,7 @@
 import { freemem } from 'node:os';
 import { GgufInsights, type Llama, readGgufFileInfo } from 'node-llama-cpp';
 import { ConfigError } from '../../errors.ts';
+import type { GpuLayersChoice } from './gpu-choice.ts';
 
 export interface MemoryEstimate {
   /** Bytes of RAM (weights not offloaded, CPU side of the context). */
@@ -27,8 +28,6 @@ export class ModelTooLargeError extends ConfigError {
     this.estimate = estimate;
   }
 }
-
-export type GpuLayersChoice = number | 'auto' | 'max';
 
 export interface FitInput {
   llama: Llama;

@@ -6,10 +6,7 @@
 import { getLlama, getLlamaGpuTypes, type Llama, LlamaLogLevel } from 'node-llama-cpp';
 import { ConfigError, describeError } from '../../errors.ts';
 import type { Logger } from '../../log.ts';
-
-/** `--gpu`: auto = node-llama-cpp's own detection; off = CPU only. */
-export type GpuChoice = 'auto' | 'cuda' | 'vulkan' | 'metal' | 'off';
-export const GPU_CHOICES = ['auto', 'cuda', 'vulkan', 'metal', 'off'] as const satisfies readonly GpuChoice[];
+import type { GpuChoice } from './gpu-choice.ts';
 
 /** What the loaded binary computes on. */
 export type GpuKind = 'cuda' | 'vulkan' | 'metal' | 'cpu';

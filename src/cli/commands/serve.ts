@@ -1,7 +1,15 @@
 import { resolve } from 'node:path';
+import { GPU_CHOICES, type GpuLayersChoice } from '../../backends/llama/gpu-choice.ts';
 import { ConfigError } from '../../errors.ts';
 import { createLogger, type LogFormat } from '../../log.ts';
-import { DEFAULT_API_PORT, DEFAULT_CONSOLE_PORT, defaultConfig, type NodeConfig } from '../../node/config.ts';
+import {
+  DEFAULT_API_PORT,
+  DEFAULT_CONSOLE_PORT,
+  defaultConfig,
+  type ModelConfig,
+  type NodeConfig,
+} from '../../node/config.ts';
+import { configuredModels, llamaBinaryKind } from '../../node/hosting.ts';
 import { startMeshNode } from '../../node/mesh-node.ts';
 import { currentPosture } from '../../node/posture.ts';
 import { apiKeysFromFlags } from '../api-keys.ts';
@@ -10,10 +18,15 @@ import type { CliContext } from '../context.ts';
 
 const HELP = `mesh-llm serve [flags]
 
-  --model PATH.gguf          host a GGUF model in-process (node-llama-cpp)
-  --model-name NAME          the name clients use for --model (default: file name)
+  --model [NAME=]SOURCE      host a GGUF model in-process (node-llama-cpp); repeatable, each
+                             served as NAME (default: the file name without .gguf)
+  --model-name NAME          the name for a single --model
+  --gpu KIND                 auto | cuda | vulkan | metal | off (default auto: detect, else CPU)
+  --gpu-layers N|auto|max    layers to offload to the GPU (default auto: what fits)
+  --model-memory SIZE        RAM all models may use, e.g. 12G (default: what is available)
   --backend URL              pass through to an OpenAI-compatible server (llama-server, Ollama, vLLM)
-  --backend-model NAME       the model name served by --backend (required with --backend)
+  --backend-model NAME       serve only this model of --backend (repeatable; default: every
+                             model it lists at /v1/models, re-read every 30 s)
                              (an API key for the backend is read from MESH_LLM_BACKEND_API_KEY)
   --client                   no backend: use the mesh's models
   --join TOKEN               join a mesh (repeatable)
@@ -43,10 +56,13 @@ const HELP = `mesh-llm serve [flags]
   --allow-unsafe-env         do not re-execute when started with LD_PRELOAD/NODE_OPTIONS (posture says so)`;
 
 const FLAGS = {
-  model: { type: 'string' },
+  model: { type: 'string', multiple: true },
   'model-name': { type: 'string' },
+  gpu: { type: 'string' },
+  'gpu-layers': { type: 'string' },
+  'model-memory': { type: 'string' },
   backend: { type: 'string' },
-  'backend-model': { type: 'string' },
+  'backend-model': { type: 'string', multiple: true },
   client: { type: 'boolean' },
   join: { type: 'string', multiple: true },
   name: { type: 'string' },
@@ -86,8 +102,8 @@ export function serveConfigFromArgs(args: string[]): NodeConfig | undefined {
   const { values, positionals } = parseFlags(args, FLAGS);
   if (values.help) return undefined;
   rejectPositionals(positionals);
-  if (values.backend && !values['backend-model'])
-    throw new ConfigError('--backend needs --backend-model NAME');
+  if (values['backend-model'] && !values.backend)
+    throw new ConfigError('--backend-model needs --backend URL');
   if (values.backend) {
     try {
       new URL(values.backend);
@@ -131,11 +147,16 @@ export function serveConfigFromArgs(args: string[]): NodeConfig | undefined {
     relay: values.relay ?? false,
     reachableOnlyViaRelay: values['reachable-only-via-relay'] ?? false,
     client: values.client ?? false,
-    model: values.model
-      ? { path: resolve(values.model), name: values['model-name'], threads, contextSize }
-      : undefined,
+    models: modelFlags(values.model ?? [], values['model-name']).map((m) => ({ ...m, threads, contextSize })),
+    gpu: choiceFlag(values.gpu, '--gpu', GPU_CHOICES, 'auto'),
+    gpuLayers: gpuLayersFlag(values['gpu-layers']),
+    modelMemoryBytes: sizeFlag(values['model-memory'], '--model-memory'),
     backend: values.backend
-      ? { url: values.backend, model: values['backend-model']!, apiKey: process.env.MESH_LLM_BACKEND_API_KEY }
+      ? {
+          url: values.backend,
+          models: values['backend-model'] ?? [],
+          apiKey: process.env.MESH_LLM_BACKEND_API_KEY,
+        }
       : undefined,
     requireEncryption: values['require-encryption'] ?? false,
     requireAttestedHosts: values['require-attested-hosts'] ?? false,
@@ -156,6 +177,47 @@ export function serveConfigFromArgs(args: string[]): NodeConfig | undefined {
   });
 }
 
+/** `--model [NAME=]SOURCE`: a name before `=` only when it cannot be part of a path or URL. */
+export function modelFlags(flags: string[], singleName: string | undefined): ModelConfig[] {
+  if (singleName !== undefined && flags.length !== 1) {
+    throw new ConfigError('--model-name names a single --model; with several use --model NAME=SOURCE');
+  }
+  return flags.map((flag) => {
+    const eq = flag.indexOf('=');
+    const prefix = eq > 0 ? flag.slice(0, eq) : '';
+    const named = /^[\w.:-]{1,128}$/.test(prefix) && !/^[a-z][a-z0-9+.-]*:\/\//i.test(flag);
+    const source = named ? flag.slice(eq + 1) : flag;
+    if (!source) throw new ConfigError(`--model ${flag}: the model source is empty`);
+    return { source: isLocalPath(source) ? resolve(source) : source, name: named ? prefix : singleName };
+  });
+}
+
+function isLocalPath(source: string): boolean {
+  return !/^(https?:|hf:)/i.test(source);
+}
+
+function gpuLayersFlag(value: string | undefined): GpuLayersChoice | undefined {
+  if (value === undefined || value === 'auto' || value === 'max') return value;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0) {
+    throw new ConfigError(`--gpu-layers must be a whole number, auto or max; got '${value}'`);
+  }
+  return n;
+}
+
+const SIZE_UNITS: Record<string, number> = { '': 1, k: 2 ** 10, m: 2 ** 20, g: 2 ** 30, t: 2 ** 40 };
+
+/** A byte count such as 8G, 512M or 1073741824 (binary units). */
+export function sizeFlag(value: string | undefined, flag: string): number | undefined {
+  if (value === undefined) return undefined;
+  const match = /^(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?$/i.exec(value.trim());
+  const bytes = match ? Number(match[1]) * SIZE_UNITS[match[2]!.toLowerCase()]! : Number.NaN;
+  if (!Number.isFinite(bytes) || bytes <= 0) {
+    throw new ConfigError(`${flag} must be a size such as 8G or 512M, got '${value}'`);
+  }
+  return Math.floor(bytes);
+}
+
 function scaled(value: string | undefined, flag: string, unit: number, fallback: number): number {
   const n = positiveIntFlag(value, flag);
   return n === undefined ? fallback : n * unit;
@@ -168,7 +230,9 @@ export async function runServe(args: string[], context: CliContext): Promise<num
     return 0;
   }
   const logger = createLogger({ format: config.logFormat });
-  const posture = await currentPosture(context.hardening, logger);
+  // The GPU binary is chosen before the posture, so the measurement covers the one loaded.
+  const llamaGpu = configuredModels(config).length > 0 ? await llamaBinaryKind(config, logger) : 'cpu';
+  const posture = await currentPosture(context.hardening, logger, llamaGpu);
   const node = await startMeshNode(config, { logger, posture });
   process.stdout.write(`OpenAI API: ${node.apiUrl}/v1   console: ${node.consoleUrl ?? 'off'}\n`);
   await waitForShutdownSignal();

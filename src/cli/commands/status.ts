@@ -41,6 +41,31 @@ function cell(value: unknown): string {
   return value === null || value === undefined || value === '' ? '—' : String(value);
 }
 
+function gib(bytes: number): string {
+  return `${(bytes / 2 ** 30).toFixed(1)} GiB`;
+}
+
+/** The GPU, memory and per-model offload of a hosting node; nothing on a client. */
+function hostingLines(hosting: StatusReport['node']['hosting']): string[] {
+  if (!hosting) return [];
+  const gpu = hosting.gpu;
+  const accelerator = !gpu
+    ? 'no in-process models'
+    : gpu.kind === 'cpu'
+      ? `cpu (--gpu ${gpu.requested}${gpu.fallbackReason ? `: ${gpu.fallbackReason}` : ''})`
+      : `${gpu.kind} ${gpu.names.join(', ') || '?'} vram=${gib(gpu.vramBytes)}`;
+  const models = hosting.models.map((m) =>
+    m.layerCount === null
+      ? `${m.name}(${m.backend})`
+      : `${m.name}(${m.gpuLayers}/${m.layerCount} layers on gpu)`,
+  );
+  return [
+    `gpu    ${accelerator}   memory=${gib(hosting.memoryBytes)} cores=${hosting.cpuCores}`,
+    `hosts  ${models.join('  ') || '—'}`,
+    ...hosting.refused.map((r) => `refused ${r.name}: ${r.reason}`),
+  ];
+}
+
 export function formatStatus(report: StatusReport): string {
   const n = report.node;
   const lines = [
@@ -48,6 +73,7 @@ export function formatStatus(report: StatusReport): string {
     `e2e    ${n.e2e.enabled ? 'on' : 'off'}   attestation key: ${cell(n.attestation.keyStorage)} ${cell(n.attestation.keyFingerprint)}`,
     `policy require-encryption=${n.policy.requireEncryption} require-attested-hosts=${n.policy.requireAttestedHosts}`,
     `posture debugger-blocked=${n.posture.debuggerBlocked} core-dumps-off=${n.posture.coreDumpsDisabled} plaintext=${n.posture.plaintextBoundary} hash=${n.posture.binaryHash.slice(0, 16)}`,
+    ...hostingLines(n.hosting),
     `models ${n.models.map((m) => `${m.name}@${m.hosts.map((h) => (h === 'local' ? 'local' : short(h))).join(',')}`).join('  ') || '—'}`,
     '',
   ];
@@ -77,7 +103,7 @@ export function formatStatus(report: StatusReport): string {
     cell(p.attestation?.pinned),
     cell(p.attestation?.live),
     cell(p.attestation?.verifiedAt),
-    cell(p.attestation?.failureReason),
+    cell(p.attestation?.failureReason ?? (p.policy?.refused ? `refused: ${p.policy.reason}` : null)),
   ]);
   if (rows.length === 0) return `${lines.join('\n')}no peers yet\n`;
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));

@@ -12,7 +12,6 @@ import {
 import type { MeshComponents, MeshContext } from './context.ts';
 import { short } from './context.ts';
 import { STREAM_LIMIT } from './dialer.ts';
-import { awaitMember } from './membership.ts';
 
 export type AppHandler = (stream: ByteStream, remote: EndpointId) => void | Promise<void>;
 
@@ -94,7 +93,7 @@ export class AppStreamsService implements Startable {
     const bytes = this.init.wrap(stream, protocol, remote);
     try {
       // Only members of this mesh (a verified announcement with our mesh id) are served.
-      if (!(await awaitMember(table, remote, this.init.memberWaitMs, stopSignal))) {
+      if (!(await table.whenKnown(remote, this.init.memberWaitMs, stopSignal))) {
         log.info({ protocol, remote: short(remote) }, 'refused stream from a non-member');
         bytes.abort(new Error('not a member of this mesh'));
         return;

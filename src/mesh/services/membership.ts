@@ -1,6 +1,5 @@
 import { KEEP_ALIVE, type PeerId, type Startable } from '@libp2p/interface';
 import { endpointIdFromPeerId, peerIdFromEndpointId } from '../identity.ts';
-import type { PeerTable } from '../peer-table.ts';
 import type { EndpointId } from '../types.ts';
 import { listen, type MeshComponents, type MeshContext } from './context.ts';
 
@@ -94,28 +93,4 @@ export function meshMembership(
   init: MembershipInit,
 ): (components: MeshComponents) => MembershipService {
   return (components) => new MembershipService(context, init, components);
-}
-
-/** Resolves true once `endpointId` is a verified member, false after `waitMs` or on stop. */
-export function awaitMember(
-  table: PeerTable,
-  endpointId: EndpointId,
-  waitMs: number,
-  stopSignal: AbortSignal,
-): Promise<boolean> {
-  if (table.get(endpointId) !== undefined) return Promise.resolve(true);
-  return new Promise((resolve) => {
-    const finish = (ok: boolean) => {
-      clearTimeout(timer);
-      off();
-      stopSignal.removeEventListener('abort', onStop);
-      resolve(ok);
-    };
-    const onStop = () => finish(false);
-    const off = table.onEvent((event) => {
-      if (event.type === 'updated' && event.peer.endpointId === endpointId) finish(true);
-    });
-    const timer = setTimeout(() => finish(false), waitMs);
-    stopSignal.addEventListener('abort', onStop);
-  });
 }

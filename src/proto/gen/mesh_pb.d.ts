@@ -37,6 +37,29 @@ export declare type ServedModelRuntime = Message<"meshllm.node.v1.ServedModelRun
    * @generated from field: bool ready = 4;
    */
   ready: boolean;
+
+  /**
+   * Hosting (5-9): where the model runs.
+   *
+   * layers offloaded to the GPU (0 on the CPU)
+   *
+   * @generated from field: uint32 gpu_layers = 5;
+   */
+  gpuLayers: number;
+
+  /**
+   * the model's layers; 0 when unknown (pass-through backends)
+   *
+   * @generated from field: uint32 layer_count = 6;
+   */
+  layerCount: number;
+
+  /**
+   * "llama-cpp" | "openai-compatible"
+   *
+   * @generated from field: string backend = 7;
+   */
+  backend: string;
 };
 
 /**
@@ -73,6 +96,20 @@ export declare type HardwareInfo = Message<"meshllm.node.v1.HardwareInfo"> & {
    * @generated from field: string platform = 5;
    */
   platform: string;
+
+  /**
+   * Hosting (6-9): the accelerator the in-process backend runs on.
+   *
+   * "cuda" | "vulkan" | "metal" | "cpu"; empty when no model is loaded
+   *
+   * @generated from field: string gpu_kind = 6;
+   */
+  gpuKind: string;
+
+  /**
+   * @generated from field: repeated string gpu_names = 7;
+   */
+  gpuNames: string[];
 };
 
 /**

@@ -1,0 +1,97 @@
+/**
+ * The console's view of GET /api/status and /api/traffic. Every field is optional: the page
+ * renders what the node reports and leaves out what an older or newer node does not send.
+ */
+export interface Posture {
+  debuggerBlocked?: boolean;
+  coreDumpsDisabled?: boolean;
+  inspectorClosed?: boolean;
+  environmentClean?: boolean;
+  secureBootEnabled?: boolean | null;
+  plaintextBoundary?: string;
+  binaryHash?: string;
+  platform?: string;
+}
+
+export interface PeerAttestation {
+  tier?: string;
+  ok?: boolean;
+  keyStorage?: string | null;
+  keyFingerprint?: string | null;
+  verifiedAt?: string;
+  pinned?: boolean;
+  live?: boolean;
+  failureReason?: string | null;
+  policyShortfall?: string | null;
+}
+
+/** net-core's link report: a kind, the relay it goes through, the remote address. */
+export interface LinkInfo {
+  kind?: string;
+  type?: string;
+  via?: string | null;
+  relay?: string | null;
+  address?: string | null;
+  remoteAddr?: string | null;
+}
+
+export interface Peer {
+  id?: string;
+  name?: string;
+  role?: string;
+  models?: unknown[];
+  rttMs?: number | null;
+  version?: string;
+  connected?: boolean;
+  transitive?: boolean;
+  link?: string | LinkInfo | null;
+  e2e?: { capable?: boolean; inferencePublicKey?: string | null };
+  attestation?: PeerAttestation | null;
+  posture?: Posture | null;
+  policy?: { refused?: boolean; reason?: string | null };
+  hardware?: Record<string, unknown> | null;
+}
+
+export interface ModelStatus {
+  name?: string;
+  contextLength?: number | null;
+  hosts?: unknown[];
+  [field: string]: unknown;
+}
+
+export interface NodeStatus {
+  id?: string;
+  name?: string;
+  role?: string;
+  version?: string;
+  models?: ModelStatus[];
+  token?: string | null;
+  addresses?: string[];
+  policy?: { requireEncryption?: boolean; requireAttestedHosts?: boolean };
+  e2e?: { enabled?: boolean; inferencePublicKey?: string | null };
+  attestation?: { keyStorage?: string | null; keyFingerprint?: string | null; statementAt?: string | null };
+  posture?: Posture;
+  hardware?: Record<string, unknown> | null;
+}
+
+export interface Status {
+  node?: NodeStatus;
+  peers?: Peer[];
+}
+
+export interface ModelTraffic {
+  model: string;
+  requests: number;
+  errors: number;
+  latencySecondsSum: number;
+  latencyCount: number;
+  ttftSecondsSum: number;
+  ttftCount: number;
+  completionTokens: number;
+  generationSeconds: number;
+}
+
+export interface Traffic {
+  at: number;
+  models: ModelTraffic[];
+}
