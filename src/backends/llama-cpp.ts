@@ -122,6 +122,7 @@ export class LlamaCppBackend implements InferenceBackend {
           this.#context?.contextSize ?? this.#model?.trainContextSize ?? this.#options.contextSize,
         identityHash: this.#identityHash,
         ready: this.#ready,
+        slots: this.#parallel,
         gpuLayers: this.#loaded?.gpuLayers,
         layerCount: this.#loaded?.totalLayers,
       },

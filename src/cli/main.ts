@@ -12,6 +12,7 @@ Commands:
   invite           print the invite token of a running node
   posture          show this process's hardening and security posture
   measure          print the binary hash and what it covers
+  models           list | pull SOURCE | rm ID: the downloaded model cache
   trust reset ID   forget the pinned attestation key of a peer (re-trust on next sight)
 
 Run 'mesh-llm <command> --help' for the flags of a command.`;
@@ -25,6 +26,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   invite: async () => (await import('./commands/status.ts')).runInvite,
   trust: async () => (await import('./commands/trust.ts')).runTrust,
   posture: async () => (await import('./commands/posture.ts')).runPosture,
+  models: async () => (await import('./commands/models.ts')).runModels,
   measure: async () => {
     const { runMeasure } = await import('./commands/measure.ts');
     return (args) => runMeasure(args);

@@ -346,7 +346,8 @@ export class Libp2pMesh implements MeshService {
   async join(token: string): Promise<void> {
     const invite = decodeInviteToken(token);
     if (invite.mesh !== this.currentMeshId) {
-      this.log.info({ meshId: invite.mesh }, 'adopting the mesh id of the invite');
+      // The mesh id is the members' secret: never logged.
+      this.log.info('joining the mesh of the invite');
       this.currentMeshId = invite.mesh;
       this.table.reset();
       if (this.started) await this.local.resign();

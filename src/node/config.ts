@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import type { GpuChoice, GpuLayersChoice } from '../backends/llama/gpu-choice.ts';
 import type { LogFormat } from '../log.ts';
 import { type AnswerBounds, DEFAULT_ANSWER_BOUNDS } from '../routing/answer-bounds.ts';
+import { DEFAULT_INBOUND_LIMITS, type InboundLimits } from '../routing/inbound-limits.ts';
 
 export type AttestationKeyChoice = 'auto' | 'tpm2' | 'secure-enclave' | 'software';
 
@@ -34,13 +35,23 @@ export interface NodeConfig {
   gpu?: GpuChoice;
   /** `--gpu-layers`: default auto (what fits in free VRAM). */
   gpuLayers?: GpuLayersChoice;
+  /** Replaces https://huggingface.co for `hf:` model sources (--model-mirror). */
+  modelMirror?: string;
   /** RAM all in-process models together may use; default: what the OS reports available. */
   modelMemoryBytes?: number;
   /**
    * Pass-through backend. `model`/`models` name what it serves (--backend-model, repeatable);
    * neither: every model the upstream lists at /v1/models, re-read every `refreshMs`.
    */
-  backend?: { url: string; model?: string; models?: string[]; apiKey?: string; refreshMs?: number };
+  backend?: {
+    url: string;
+    model?: string;
+    models?: string[];
+    apiKey?: string;
+    refreshMs?: number;
+    /** Requests the upstream runs at once (`--slots`); default its /props, else 4. */
+    slots?: number;
+  };
   requireEncryption: boolean;
   requireAttestedHosts: boolean;
   attestationPolicyPath?: string;
@@ -54,12 +65,17 @@ export interface NodeConfig {
   maxBodyBytes: number;
   /** What a remote host can make this node hold or wait for (--max-answer-mb, --first-byte-timeout, --idle-timeout). */
   answerBounds: AnswerBounds;
+  /** What one member can make this host hold: streams per peer, request bytes, read deadlines. */
+  inboundLimits: InboundLimits;
   mdns: boolean;
   logFormat: LogFormat;
+  /** When every host of a model is full: how long a request may wait, and how many may. */
+  queueTimeoutMs: number;
+  maxQueued: number;
 }
 
 export interface ModelConfig {
-  /** A GGUF file path (downloaded references are resolved to one before loading). */
+  /** A GGUF file path, https:// URL, hf:OWNER/REPO/FILE.gguf or hf:OWNER/REPO:QUANT (+ #sha256=HEX). */
   source: string;
   /** The name clients use; default: the file name without `.gguf`. */
   name?: string;
@@ -100,8 +116,11 @@ export function defaultConfig(overrides: Partial<NodeConfig> = {}): NodeConfig {
     keyRotationMs: 24 * 60 * 60 * 1000,
     maxBodyBytes: DEFAULT_MAX_BODY_BYTES,
     answerBounds: { ...DEFAULT_ANSWER_BOUNDS },
+    inboundLimits: { ...DEFAULT_INBOUND_LIMITS },
     mdns: false,
     logFormat: 'pretty',
+    queueTimeoutMs: 30_000,
+    maxQueued: 256,
     ...overrides,
   };
 }

@@ -105,9 +105,6 @@ export async function startHosting(config: NodeConfig, logger: Logger): Promise<
   };
 
   const models = configuredModels(config);
-  const names = models.map(modelNameOf);
-  const duplicate = names.find((n, i) => names.indexOf(n) !== i);
-  if (duplicate) throw new ConfigError(`two models are named '${duplicate}': give one --model NAME=SOURCE`);
 
   let runtime: LlamaRuntime | undefined;
   let gpuNames: string[] = [];
@@ -116,6 +113,8 @@ export async function startHosting(config: NodeConfig, logger: Logger): Promise<
     // Loaded on demand: llama.cpp's bindings cost memory a client or relay should not pay.
     const { llamaRuntime } = await import('../backends/llama/runtime.ts');
     const { LlamaCppBackend } = await import('../backends/llama-cpp.ts');
+    const { resolveModelFile } = await import('../backends/models/store.ts');
+    const { progressReporter } = await import('../backends/models/progress.ts');
     runtime = await llamaRuntime(config.gpu ?? 'auto', logger);
     if (runtime.kind !== 'cpu') {
       gpuNames = await runtime.llama.getGpuDeviceNames().catch(() => []);
@@ -124,14 +123,33 @@ export async function startHosting(config: NodeConfig, logger: Logger): Promise<
     logger.info({ gpu: runtime.kind, devices: gpuNames, vramBytes }, 'llama.cpp runtime ready');
     // Several models share the machine: each checks against what the earlier ones left.
     let committedRam = 0;
-    for (const [i, model] of models.entries()) {
-      const name = names[i]!;
+    const names = new Set<string>();
+    const onProgress = progressReporter({ stream: process.stderr, logger });
+    for (const model of models) {
+      let path: string;
+      try {
+        path = await resolveModelFile(model.source, {
+          dataDir: config.dataDir,
+          mirror: config.modelMirror,
+          logger,
+          onProgress,
+        });
+      } catch (error) {
+        refuse(model.name ?? model.source, error);
+        continue;
+      }
+      const name = modelNameOf({ ...model, source: path });
+      if (names.has(name)) {
+        refuse(name, new ConfigError(`two models are named '${name}': give one --model NAME=SOURCE`));
+        continue;
+      }
+      names.add(name);
       const budget =
         config.modelMemoryBytes === undefined
           ? undefined
           : Math.max(0, config.modelMemoryBytes - committedRam);
       const backend = new LlamaCppBackend({
-        modelPath: model.source,
+        modelPath: path,
         modelName: name,
         contextSize: model.contextSize,
         threads: model.threads,
@@ -163,6 +181,7 @@ export async function startHosting(config: NodeConfig, logger: Logger): Promise<
       models: wanted,
       apiKey: config.backend.apiKey,
       refreshMs: config.backend.refreshMs,
+      slots: config.backend.slots,
       onModelsChanged: changed,
       logger: logger.child({ component: 'backend' }),
     });

@@ -4,7 +4,7 @@
  * backends all answer through here.
  */
 import type { z } from 'zod';
-import { type ErrorKind, InvalidRequestError, MeshError } from '../errors.ts';
+import { AllHostsBusyError, type ErrorKind, InvalidRequestError, MeshError } from '../errors.ts';
 import { jsonResponse, type UpstreamResponse } from '../http/exchange.ts';
 
 const STATUS: Record<ErrorKind, number> = {
@@ -73,7 +73,9 @@ export function errorBody(error: unknown): { status: number; body: OpenAiErrorBo
 
 export function errorResponse(error: unknown): UpstreamResponse {
   const { status, body } = errorBody(error);
-  return jsonResponse(status, body);
+  const headers: Record<string, string> = {};
+  if (error instanceof AllHostsBusyError) headers['retry-after'] = String(error.retryAfterSeconds);
+  return jsonResponse(status, body, headers);
 }
 
 /** An SSE event carrying an error, for a stream that already started when the failure came. */

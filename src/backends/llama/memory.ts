@@ -6,6 +6,7 @@
  */
 import { freemem } from 'node:os';
 import { GgufInsights, type Llama, readGgufFileInfo } from 'node-llama-cpp';
+import { formatBytes } from '../../encoding/bytes.ts';
 import { ConfigError } from '../../errors.ts';
 import type { GpuLayersChoice } from './gpu-choice.ts';
 
@@ -90,15 +91,4 @@ export async function checkModelFits(input: FitInput): Promise<MemoryEstimate> {
     }
   }
   return estimate;
-}
-
-export function formatBytes(bytes: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let value = bytes;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit++;
-  }
-  return `${value.toFixed(unit === 0 ? 0 : 1)} ${units[unit]}`;
 }

@@ -1,5 +1,6 @@
 import { resolve } from 'node:path';
 import { GPU_CHOICES, type GpuLayersChoice } from '../../backends/llama/gpu-choice.ts';
+import { isRemoteSource } from '../../backends/models/source.ts';
 import { ConfigError } from '../../errors.ts';
 import { createLogger, type LogFormat } from '../../log.ts';
 import {
@@ -15,11 +16,16 @@ import { currentPosture } from '../../node/posture.ts';
 import { apiKeysFromFlags } from '../api-keys.ts';
 import { choiceFlag, parseFlags, portFlag, positiveIntFlag, rejectPositionals } from '../args.ts';
 import type { CliContext } from '../context.ts';
+import { joinTokensFromFlags } from '../join-tokens.ts';
 
 const HELP = `mesh-llm serve [flags]
 
   --model [NAME=]SOURCE      host a GGUF model in-process (node-llama-cpp); repeatable, each
-                             served as NAME (default: the file name without .gguf)
+                             served as NAME (default: the file name without .gguf). SOURCE: a
+                             path, https://…/file.gguf, hf:OWNER/REPO/FILE.gguf or
+                             hf:OWNER/REPO:QUANT, optionally #sha256=HEX; downloaded once into
+                             <data-dir>/models/
+  --model-mirror URL         fetch hf: models from this mirror (or $MESH_LLM_MODEL_MIRROR)
   --model-name NAME          the name for a single --model
   --gpu KIND                 auto | cuda | vulkan | metal | off (default auto: detect, else CPU)
   --gpu-layers N|auto|max    layers to offload to the GPU (default auto: what fits)
@@ -29,7 +35,8 @@ const HELP = `mesh-llm serve [flags]
                              model it lists at /v1/models, re-read every 30 s)
                              (an API key for the backend is read from MESH_LLM_BACKEND_API_KEY)
   --client                   no backend: use the mesh's models
-  --join TOKEN               join a mesh (repeatable)
+  --join TOKEN               join a mesh (repeatable; visible to local users in the process list)
+  --join-file FILE           read invite tokens from FILE, one a line (- = standard input)
   --name NAME                a name shown to peers
   --port N                   OpenAI API port (default ${DEFAULT_API_PORT}, loopback)
   --listen-all               bind the API to 0.0.0.0 instead of 127.0.0.1 (needs --api-key)
@@ -52,6 +59,9 @@ const HELP = `mesh-llm serve [flags]
   --attestation-policy FILE  minimum tier, required posture, allowed hashes, pinned keys (JSON)
   --attestation-key KIND     auto | tpm2 | secure-enclave | software (default auto)
   --threads N                llama.cpp threads          --ctx-size N   context size
+  --slots N                  requests the backend runs at once (llama.cpp sequences, default 4;
+                             --backend: its /props total_slots, else 4); advertised to the mesh
+  --queue-wait S             when every host is full, wait up to S seconds (default 30), then 429
   --log-format pretty|json   log output (default pretty)
   --allow-unsafe-env         do not re-execute when started with LD_PRELOAD/NODE_OPTIONS (posture says so)`;
 
@@ -61,10 +71,12 @@ const FLAGS = {
   gpu: { type: 'string' },
   'gpu-layers': { type: 'string' },
   'model-memory': { type: 'string' },
+  'model-mirror': { type: 'string' },
   backend: { type: 'string' },
   'backend-model': { type: 'string', multiple: true },
   client: { type: 'boolean' },
   join: { type: 'string', multiple: true },
+  'join-file': { type: 'string', multiple: true },
   name: { type: 'string' },
   port: { type: 'string' },
   'listen-all': { type: 'boolean' },
@@ -87,6 +99,8 @@ const FLAGS = {
   'attestation-key': { type: 'string' },
   threads: { type: 'string' },
   'ctx-size': { type: 'string' },
+  slots: { type: 'string' },
+  'queue-wait': { type: 'string' },
   'log-format': { type: 'string' },
   'allow-unsafe-env': { type: 'boolean' },
   // For tests, the demo and benchmarks: emulate a NAT'd node, a pre-E2E node, a fast heartbeat,
@@ -115,6 +129,8 @@ export function serveConfigFromArgs(args: string[]): NodeConfig | undefined {
   }
   const threads = positiveIntFlag(values.threads, '--threads');
   const contextSize = positiveIntFlag(values['ctx-size'], '--ctx-size');
+  const slots = positiveIntFlag(values.slots, '--slots');
+  const queueWait = positiveIntFlag(values['queue-wait'], '--queue-wait');
   const base = defaultConfig();
   return defaultConfig({
     dataDir: values['data-dir'] ? resolve(values['data-dir']) : base.dataDir,
@@ -143,19 +159,26 @@ export function serveConfigFromArgs(args: string[]): NodeConfig | undefined {
       : portFlag(values.console, '--console', DEFAULT_CONSOLE_PORT),
     meshPort: portFlag(values['bind-port'], '--bind-port', 0),
     meshHost: values['bind-host'] ?? base.meshHost,
-    join: values.join ?? [],
+    join: joinTokensFromFlags(values.join, values['join-file']),
     relay: values.relay ?? false,
     reachableOnlyViaRelay: values['reachable-only-via-relay'] ?? false,
     client: values.client ?? false,
-    models: modelFlags(values.model ?? [], values['model-name']).map((m) => ({ ...m, threads, contextSize })),
+    models: modelFlags(values.model ?? [], values['model-name']).map((m) => ({
+      ...m,
+      threads,
+      contextSize,
+      parallel: slots,
+    })),
     gpu: choiceFlag(values.gpu, '--gpu', GPU_CHOICES, 'auto'),
     gpuLayers: gpuLayersFlag(values['gpu-layers']),
     modelMemoryBytes: sizeFlag(values['model-memory'], '--model-memory'),
+    modelMirror: values['model-mirror'] ?? (process.env.MESH_LLM_MODEL_MIRROR || undefined),
     backend: values.backend
       ? {
           url: values.backend,
           models: values['backend-model'] ?? [],
           apiKey: process.env.MESH_LLM_BACKEND_API_KEY,
+          slots,
         }
       : undefined,
     requireEncryption: values['require-encryption'] ?? false,
@@ -167,6 +190,7 @@ export function serveConfigFromArgs(args: string[]): NodeConfig | undefined {
       ['auto', 'tpm2', 'secure-enclave', 'software'] as const,
       'auto',
     ),
+    queueTimeoutMs: queueWait === undefined ? base.queueTimeoutMs : queueWait * 1000,
     e2e: !values['no-e2e'],
     heartbeatMs: positiveIntFlag(values['heartbeat-ms'], '--heartbeat-ms') ?? base.heartbeatMs,
     attestationRefreshMs:
@@ -188,12 +212,8 @@ export function modelFlags(flags: string[], singleName: string | undefined): Mod
     const named = /^[\w.:-]{1,128}$/.test(prefix) && !/^[a-z][a-z0-9+.-]*:\/\//i.test(flag);
     const source = named ? flag.slice(eq + 1) : flag;
     if (!source) throw new ConfigError(`--model ${flag}: the model source is empty`);
-    return { source: isLocalPath(source) ? resolve(source) : source, name: named ? prefix : singleName };
+    return { source: isRemoteSource(source) ? source : resolve(source), name: named ? prefix : singleName };
   });
-}
-
-function isLocalPath(source: string): boolean {
-  return !/^(https?:|hf:)/i.test(source);
 }
 
 function gpuLayersFlag(value: string | undefined): GpuLayersChoice | undefined {
