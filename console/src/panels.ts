@@ -74,7 +74,7 @@ export function renderKpis(status: Status, traffic: TrafficTracker): HTMLElement
 }
 
 export function renderPeers(status: Status): HTMLElement {
-  const peers = status.peers ?? [];
+  const peers = [...(status.peers ?? [])].sort((a, b) => peerName(a).localeCompare(peerName(b)));
   if (peers.length === 0)
     return h(
       'p',
