@@ -14,6 +14,7 @@ const scripts = [
   'attested-peers.ts',
   'hardening-startup.ts',
   'lab-latency.ts',
+  'load-wire.ts',
 ];
 const extra = process.argv.slice(2);
 let failed = 0;

@@ -1,9 +1,9 @@
 /** The console's panels: KPIs, peers and their security, models and load, this node. */
 import { h, s } from './dom.ts';
-import { ago, DASH, ms, peerName, plural, present, rate, shortId, text } from './format.ts';
+import { ago, bytes, DASH, machine, ms, peerName, plural, present, rate, shortId, text } from './format.ts';
 import { type Badge, displayHost, LEGEND, LINK_TEXT, linkOf, PLAINTEXT_TEXT, peerBadges } from './model.ts';
 import { lifetimeRates, type TrafficTracker } from './traffic.ts';
-import type { ModelStatus, NodeStatus, Status } from './types.ts';
+import type { HostingStatus, ModelStatus, NodeStatus, Status } from './types.ts';
 
 export function badge(b: Pick<Badge, 'label' | 'tone' | 'title'> & { key?: string }): HTMLElement {
   return h('span', { class: `badge ${b.tone}`, title: b.title, 'data-badge': b.key }, b.label);
@@ -93,7 +93,12 @@ export function renderPeers(status: Status): HTMLElement {
         h('div', { class: 'peer-name' }, peerName(p)),
         h('code', { class: 'muted', title: p.id }, shortId(p.id)),
       ),
-      h('td', null, h('span', { class: `role role-${p.role ?? 'node'}` }, text(p.role))),
+      h(
+        'td',
+        null,
+        h('span', { class: `role role-${p.role ?? 'node'}` }, text(p.role)),
+        machine(p.hardware) ? h('div', { class: 'muted small hw' }, machine(p.hardware)) : null,
+      ),
       h(
         'td',
         null,
@@ -257,7 +262,10 @@ function loadCell(m: ModelStatus): HTMLElement | string {
 export function renderNode(node: NodeStatus | undefined): HTMLElement {
   const n = node ?? {};
   const p = n.posture ?? {};
-  const row = (label: string, ...value: (Node | string)[]) => [h('dt', null, label), h('dd', null, ...value)];
+  const row = (label: string, ...value: (Node | string | null)[]) => [
+    h('dt', null, label),
+    h('dd', null, ...value),
+  ];
   const flag = (label: string, v: boolean | null | undefined) =>
     badge({
       label: `${v ? '✓' : v === false ? '✗' : '?'} ${label}`,
@@ -306,6 +314,7 @@ export function renderNode(node: NodeStatus | undefined): HTMLElement {
       flag('env clean', p.environmentClean),
     ),
     row('Plaintext', PLAINTEXT_TEXT[p.plaintextBoundary ?? ''] ?? text(p.plaintextBoundary)),
+    n.hosting ? row('Hosting', ...hostingFacts(n.hosting)) : null,
     row(
       'Invite token',
       n.token
@@ -317,6 +326,50 @@ export function renderNode(node: NodeStatus | undefined): HTMLElement {
           ),
     ),
   );
+}
+
+function hostingFacts(hosting: HostingStatus): (HTMLElement | string)[] {
+  const gpu = hosting.gpu;
+  const out: (HTMLElement | string)[] = [
+    h(
+      'div',
+      null,
+      gpu?.kind && gpu.kind !== 'cpu'
+        ? `${gpu.names?.join(', ') || gpu.kind} · ${bytes(gpu.vramBytes)} VRAM`
+        : `CPU · ${plural(hosting.cpuCores ?? 0, 'core')} · ${bytes(hosting.memoryBytes)}`,
+      gpu?.fallbackReason ? h('div', { class: 'muted small' }, `on the CPU: ${gpu.fallbackReason}`) : null,
+    ),
+  ];
+  for (const m of hosting.models ?? []) {
+    const offload =
+      typeof m.gpuLayers === 'number' && typeof m.layerCount === 'number' && m.layerCount > 0
+        ? `${m.gpuLayers}/${m.layerCount} layers on the GPU`
+        : (m.backend ?? '');
+    out.push(
+      h(
+        'div',
+        { class: 'small' },
+        h('span', { class: 'pill' }, text(m.name)),
+        badge({
+          label: m.ready ? 'ready' : 'loading',
+          tone: m.ready ? 'ok' : 'warn',
+          title: 'Whether the model answers requests yet',
+        }),
+        h('span', { class: 'muted' }, offload),
+      ),
+    );
+  }
+  for (const r of hosting.refused ?? []) {
+    out.push(
+      h(
+        'div',
+        { class: 'small' },
+        badge({ label: `not loaded: ${text(r.name)}`, tone: 'bad', title: text(r.reason) }),
+        h('span', { class: 'muted' }, text(r.reason)),
+      ),
+    );
+  }
+  return out;
 }
 
 function tokenBox(token: string): HTMLElement {

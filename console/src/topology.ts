@@ -1,6 +1,6 @@
 /** The mesh as an SVG: this node in the middle, peers around it, links drawn by kind. */
 import { s } from './dom.ts';
-import { peerName } from './format.ts';
+import { machine, peerName } from './format.ts';
 import { LINK_TEXT, type Link, type LinkKind, linkOf } from './model.ts';
 import type { Status } from './types.ts';
 
@@ -12,6 +12,7 @@ interface Placed {
   role: string;
   models: string[];
   tier: string;
+  machine?: string;
   x: number;
   y: number;
   self: boolean;
@@ -80,6 +81,7 @@ export function renderTopology(status: Status): SVGElement {
         role: p.role ?? 'node',
         models: modelNames(p.models),
         tier: p.attestation?.tier ?? 'none',
+        machine: machine(p.hardware),
         x: columnX(layer),
         y: (H / (members.length + 1)) * (row + 1) - 16,
         self: false,
@@ -174,11 +176,13 @@ function nodeGlyph(p: Placed): SVGElement {
       p.self ? `${p.role} · this node` : p.role,
     ),
   );
+  const top = p.machine ? r + 48 : r + 38;
+  if (p.machine) g.append(s('text', { class: 'node-hw', y: r + 47, 'text-anchor': 'middle' }, p.machine));
   const shown = p.models.slice(0, 3);
   shown.forEach((m, i) => {
     const label = m.length > 18 ? `${m.slice(0, 17)}…` : m;
     const width = 14 + label.length * 6.4;
-    const y = r + 42 + i * 20;
+    const y = top + 4 + i * 20;
     g.append(s('rect', { class: 'model-pill', x: -width / 2, y, width, height: 16, rx: 8 }));
     g.append(
       s('text', { class: 'model-pill-text', y: y + 11.5, 'text-anchor': 'middle' }, label, s('title', {}, m)),
@@ -188,7 +192,7 @@ function nodeGlyph(p: Placed): SVGElement {
     g.append(
       s(
         'text',
-        { class: 'node-role', y: r + 42 + shown.length * 20 + 11, 'text-anchor': 'middle' },
+        { class: 'node-role', y: top + 4 + shown.length * 20 + 11, 'text-anchor': 'middle' },
         `+${p.models.length - shown.length} more`,
       ),
     );

@@ -43,7 +43,15 @@ export interface NodeConfig {
    * Pass-through backend. `model`/`models` name what it serves (--backend-model, repeatable);
    * neither: every model the upstream lists at /v1/models, re-read every `refreshMs`.
    */
-  backend?: { url: string; model?: string; models?: string[]; apiKey?: string; refreshMs?: number };
+  backend?: {
+    url: string;
+    model?: string;
+    models?: string[];
+    apiKey?: string;
+    refreshMs?: number;
+    /** Requests the upstream runs at once (`--slots`); default its /props, else 4. */
+    slots?: number;
+  };
   requireEncryption: boolean;
   requireAttestedHosts: boolean;
   attestationPolicyPath?: string;
@@ -61,6 +69,9 @@ export interface NodeConfig {
   inboundLimits: InboundLimits;
   mdns: boolean;
   logFormat: LogFormat;
+  /** When every host of a model is full: how long a request may wait, and how many may. */
+  queueTimeoutMs: number;
+  maxQueued: number;
 }
 
 export interface ModelConfig {
@@ -108,6 +119,8 @@ export function defaultConfig(overrides: Partial<NodeConfig> = {}): NodeConfig {
     inboundLimits: { ...DEFAULT_INBOUND_LIMITS },
     mdns: false,
     logFormat: 'pretty',
+    queueTimeoutMs: 30_000,
+    maxQueued: 256,
     ...overrides,
   };
 }

@@ -181,6 +181,7 @@ export async function startHosting(config: NodeConfig, logger: Logger): Promise<
       models: wanted,
       apiKey: config.backend.apiKey,
       refreshMs: config.backend.refreshMs,
+      slots: config.backend.slots,
       onModelsChanged: changed,
       logger: logger.child({ component: 'backend' }),
     });

@@ -331,11 +331,18 @@ export interface ChatResult {
 /** One non-streamed chat completion through `node`, timed. */
 export async function chat(node: LabNode, model: string, timeoutMs = 30_000): Promise<ChatResult> {
   const start = performance.now();
-  const res = await node.api('/v1/chat/completions', {
-    body: { model, messages: [{ role: 'user', content: 'hi' }], max_tokens: 2 },
-    timeoutMs,
-  });
-  const body = await res.json<{ error?: { code?: string; message?: string } }>();
+  let res: LabResponse;
+  let body: { error?: { code?: string; message?: string } };
+  try {
+    res = await node.api('/v1/chat/completions', {
+      body: { model, messages: [{ role: 'user', content: 'hi' }], max_tokens: 2 },
+      timeoutMs,
+    });
+    body = await res.json();
+  } catch (err) {
+    if (performance.now() - start < timeoutMs) throw err;
+    throw new Error(`${node.name} gave no answer for ${model} within ${timeoutMs} ms`);
+  }
   return {
     status: res.status,
     path: res.headers['x-mesh-path'] as string | undefined,
