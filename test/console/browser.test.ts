@@ -130,6 +130,21 @@ describe('the console in a real browser, on a 3-node mesh with a relay-only host
     assert.equal(relayShown.failure, undefined);
   });
 
+  test('the models panel lists each host of a model with the load /api/status reports', async () => {
+    const status = (await (await fetch(`${client.consoleUrl}/api/status`)).json()) as {
+      models: { name: string; hosts: { id: string; slots: number | null }[] }[];
+    };
+    const pool = status.models.find((m) => m.name === 'tiny');
+    assert.ok(pool, 'pooling reports the model');
+    const row = page.locator('table.models tr[data-model="tiny"]');
+    await row.waitFor();
+    for (const host of pool.hosts) {
+      const line = row.locator(`.host-load[data-host="${host.id}"]`);
+      assert.equal(await line.count(), 1);
+      if (host.slots) assert.match((await line.textContent()) ?? '', new RegExp(`/${host.slots} slots`));
+    }
+  });
+
   test('a peer name carrying markup renders as text', async () => {
     const row = page.locator(`table.peers tr[data-peer="${relay.endpointId}"] .peer-name`);
     assert.equal(await row.textContent(), XSS_NAME);
