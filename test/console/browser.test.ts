@@ -83,6 +83,15 @@ describe('the console in a real browser, on a 3-node mesh with a relay-only host
       await page.locator(`table.peers tr[data-peer="${host.endpointId}"] [data-link]`).textContent(),
       'relayed',
     );
+    // The relay the host is reached through is drawn as one, and the link goes through it.
+    assert.match(
+      (await page.locator(`svg.topology g.node[data-id="${relay.endpointId}"]`).getAttribute('class')) ?? '',
+      /role-relay/,
+    );
+    assert.match(
+      (await page.locator(`table.peers tr[data-peer="${host.endpointId}"]`).textContent()) ?? '',
+      /via /,
+    );
   });
 
   test('each peer’s badges match /api/status', async () => {
