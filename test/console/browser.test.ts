@@ -207,7 +207,10 @@ describe('the console in a real browser, on a 3-node mesh with a relay-only host
       await refused.waitFor({ timeout: 30_000 });
       assert.equal(await refused.textContent(), 'refused by policy');
       assert.match((await refused.getAttribute('class')) ?? '', /\bbad\b/);
-      assert.match((await refused.getAttribute('title')) ?? '', /self-signed is below the policy minimum hardware-claimed/);
+      assert.match(
+        (await refused.getAttribute('title')) ?? '',
+        /self-signed is below the policy minimum hardware-claimed/,
+      );
       const status = strict.status().peers.find((p) => p.id === host.endpointId)!;
       assert.equal(status.policy.refused, true);
       await strictPage.screenshot({ path: join(ARTIFACTS, 'console-strict.png'), fullPage: true });
