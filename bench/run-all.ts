@@ -15,6 +15,7 @@ const scripts = [
   'hardening-startup.ts',
   'lab-latency.ts',
   'load-wire.ts',
+  'agent-api.ts',
 ];
 const extra = process.argv.slice(2);
 let failed = 0;
