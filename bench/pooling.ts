@@ -27,6 +27,8 @@ interface Result {
   tokensPerSec: number;
   errors: number;
   perHost: Map<string, number>;
+  /** How answers travelled (x-mesh-path: local, direct, relay, forwarded), counted per answer. */
+  paths: Map<string, number>;
 }
 
 type Pool = { name: string; hosts: { slots: number | null }[] };
@@ -45,7 +47,8 @@ async function run(hosts: number, clientHosts: boolean): Promise<Result> {
     return ['--backend', fake.url, '--backend-model', MODEL, '--slots', String(SLOTS)];
   };
   const start = async (args: string[]) => {
-    const node = await spawnNode([...args, '--heartbeat-ms', '2000']);
+    // A long queue wait: the one-host rows queue ten streams behind two slots by design.
+    const node = await spawnNode([...args, '--heartbeat-ms', '2000', '--queue-wait', '120']);
     nodes.push(node);
     return node;
   };
@@ -68,6 +71,7 @@ async function run(hosts: number, clientHosts: boolean): Promise<Result> {
     let tokens = 0;
     let errors = 0;
     const perHost = new Map<string, number>();
+    const paths = new Map<string, number>();
     const worker = async () => {
       while (running) {
         try {
@@ -82,6 +86,10 @@ async function run(hosts: number, clientHosts: boolean): Promise<Result> {
             continue;
           }
           const host = response.headers.get('x-mesh-host') ?? '?';
+          if (counting) {
+            const path = response.headers.get('x-mesh-path') ?? '?';
+            paths.set(path, (paths.get(path) ?? 0) + 1);
+          }
           const decoder = new TextDecoder();
           let pending = '';
           for await (const chunk of response.body) {
@@ -109,7 +117,7 @@ async function run(hosts: number, clientHosts: boolean): Promise<Result> {
     const seconds = (performance.now() - started) / 1000;
     running = false;
     await Promise.all(workers);
-    return { tokensPerSec: tokens / seconds, errors, perHost };
+    return { tokensPerSec: tokens / seconds, errors, perHost, paths };
   } finally {
     await Promise.all(nodes.map((n) => n.stop()));
     await Promise.all(fakes.map((f) => f.close()));
@@ -134,12 +142,13 @@ for (const clientHosts of [false, true]) {
       String(hosts * SLOTS * (1000 / TOKEN_DELAY_MS)),
       `${(result.tokensPerSec / one).toFixed(2)}×`,
       shares.map((n) => `${Math.round((100 * n) / total)}%`).join(' / '),
+      [...result.paths].map(([path, n]) => `${path} ${n}`).join(', '),
       String(result.errors),
     ]);
   }
 }
 printTable(
   `Pooling: ${STREAMS} streams back to back, ${SLOTS} slots × 20 tokens/s per host, ${WINDOW_MS / 1000} s window`,
-  ['hosts', 'n', 'tok/s', 'ideal tok/s', 'vs 1 host', 'share of tokens per host', 'errors'],
+  ['hosts', 'n', 'tok/s', 'ideal tok/s', 'vs 1 host', 'share of tokens per host', 'paths', 'errors'],
   rows,
 );
