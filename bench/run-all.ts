@@ -17,6 +17,7 @@ const scripts = [
   'load-wire.ts',
   'pooling.ts',
   'affinity-ttft.ts',
+  'agent-api.ts',
 ];
 const extra = process.argv.slice(2);
 let failed = 0;

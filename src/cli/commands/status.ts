@@ -83,6 +83,7 @@ export function formatStatus(report: StatusReport): string {
     'role',
     'models',
     'rtt',
+    'hardware',
     'e2e',
     'tier',
     'key',
@@ -97,6 +98,9 @@ export function formatStatus(report: StatusReport): string {
     p.role,
     p.models.join(',') || '—',
     p.rttMs === null ? '—' : `${Math.round(p.rttMs)}ms`,
+    p.hardware
+      ? `${p.hardware.gpuKind || 'cpu'}${p.hardware.vramBytes > 0 ? ` ${gib(p.hardware.vramBytes)}` : ''} ${gib(p.hardware.memoryBytes)} ${p.hardware.cpuCores}c`
+      : '—',
     p.e2e.capable ? 'yes' : 'no',
     cell(p.attestation?.tier ?? 'none'),
     cell(p.attestation?.keyStorage),
