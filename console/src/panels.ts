@@ -1,7 +1,16 @@
 /** The console's panels: KPIs, peers and their security, models and load, this node. */
 import { h, s } from './dom.ts';
 import { ago, bytes, DASH, machine, ms, peerName, plural, present, rate, shortId, text } from './format.ts';
-import { type Badge, displayHost, LEGEND, LINK_TEXT, linkOf, PLAINTEXT_TEXT, peerBadges } from './model.ts';
+import {
+  type Badge,
+  displayHost,
+  LEGEND,
+  LINK_TEXT,
+  linkOf,
+  PLAINTEXT_TEXT,
+  peerBadges,
+  roleOf,
+} from './model.ts';
 import { lifetimeRates, type TrafficTracker } from './traffic.ts';
 import type { HostingStatus, ModelPool, ModelStatus, NodeStatus, Peer, Status } from './types.ts';
 
@@ -96,7 +105,7 @@ export function renderPeers(status: Status): HTMLElement {
       h(
         'td',
         null,
-        h('span', { class: `role role-${p.role ?? 'node'}` }, text(p.role)),
+        h('span', { class: `role role-${roleOf(p, peers)}` }, roleOf(p, peers)),
         machine(p.hardware) ? h('div', { class: 'muted small hw' }, machine(p.hardware)) : null,
       ),
       h(

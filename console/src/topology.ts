@@ -1,7 +1,7 @@
 /** The mesh as an SVG: this node in the middle, peers around it, links drawn by kind. */
 import { s } from './dom.ts';
 import { machine, peerName } from './format.ts';
-import { LINK_TEXT, type Link, type LinkKind, linkOf } from './model.ts';
+import { LINK_TEXT, type Link, type LinkKind, linkOf, roleOf } from './model.ts';
 import type { Status } from './types.ts';
 
 const W = 760;
@@ -80,7 +80,7 @@ export function renderTopology(status: Status): SVGElement {
       placed.push({
         id: p.id ?? `peer-${index}`,
         name: peerName(p),
-        role: p.role ?? 'node',
+        role: roleOf(p, peers),
         models: modelNames(p.models),
         tier: p.attestation?.tier ?? 'none',
         machine: machine(p.hardware),

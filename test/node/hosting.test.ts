@@ -144,6 +144,21 @@ describe('the GPU choice on this machine', () => {
     }
   });
 
+  test('an explicit GPU kind this machine cannot run is a clear error, not a silent CPU run', async () => {
+    const { llamaRuntime } = await import('../../src/backends/llama/runtime.ts');
+    const auto = await llamaRuntime('auto');
+    for (const kind of ['cuda', 'vulkan', 'metal'] as const) {
+      if (auto.kind === kind) continue; // this machine has it
+      await assert.rejects(
+        llamaRuntime(kind),
+        (err: Error) =>
+          err instanceof ConfigError &&
+          err.message.startsWith(`--gpu ${kind}: `) &&
+          /--gpu auto/.test(err.message),
+      );
+    }
+  });
+
   test('flags: --gpu, --gpu-layers, --model NAME=SOURCE, --model-memory', () => {
     const config = serveConfigFromArgs([
       '--gpu',
