@@ -159,7 +159,7 @@ class Host {
       const bytes = toByteStream(stream);
       respondGossip(bytes, async (theirs) => {
         host.absorb(theirs.announcements);
-        return newsFor(host.fullEntries(), theirs.known);
+        return { announcements: newsFor(host.fullEntries(), theirs.known) };
       }).catch((error: Error) => bytes.abort(error));
     });
     await libp2p.handle(PROTOCOL_ATTEST, (stream) => {

@@ -1,5 +1,5 @@
 import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
-import { GossipMessageSchema, type SignedAnnouncement } from '../proto/gen/mesh_pb.js';
+import { GossipMessageSchema, type OwnerSigned, type SignedAnnouncement } from '../proto/gen/mesh_pb.js';
 import { decodeFrames, encodeFrame, exchangeFrame, FrameError, MAX_FRAME_BYTES } from './framing.ts';
 import { endpointIdFromBytes, endpointIdToBytes } from './identity.ts';
 import type { ByteStream, EndpointId } from './types.ts';
@@ -22,9 +22,22 @@ export class GossipError extends Error {
 /** Origin → newest sequence number the sender holds (field 50, absent from older nodes). */
 export type KnownDigests = ReadonlyMap<EndpointId, bigint>;
 
-export interface GossipContent {
+/** Membership fields of a gossip message (docs/membership.md). */
+export interface GossipExtras {
+  /** Proof of knowing the mesh id, sent instead of an announcement to a non-member. */
+  proof?: Uint8Array;
+  /** Owner-signed revocations. */
+  revocations?: OwnerSigned[];
+}
+
+export interface GossipContent extends GossipExtras {
   announcements: SignedAnnouncement[];
   known?: KnownDigests;
+}
+
+export interface GossipReply {
+  announcements: SignedAnnouncement[];
+  revocations?: OwnerSigned[];
 }
 
 /** An announcement this node can pass on, with the origin and seq it was accepted under. */
@@ -34,7 +47,11 @@ export interface GossipEntry {
   signed: SignedAnnouncement;
 }
 
-export function encodeGossipMessage(announcements: SignedAnnouncement[], known?: KnownDigests): Uint8Array {
+export function encodeGossipMessage(
+  announcements: SignedAnnouncement[],
+  known?: KnownDigests,
+  extras: GossipExtras = {},
+): Uint8Array {
   const digests =
     known === undefined
       ? undefined
@@ -43,7 +60,15 @@ export function encodeGossipMessage(announcements: SignedAnnouncement[], known?:
             .slice(0, MAX_ANNOUNCEMENTS_PER_MESSAGE)
             .map(([id, seq]) => ({ endpointId: endpointIdToBytes(id), seq })),
         };
-  return toBinary(GossipMessageSchema, create(GossipMessageSchema, { announcements, known: digests }));
+  return toBinary(
+    GossipMessageSchema,
+    create(GossipMessageSchema, {
+      announcements,
+      known: digests,
+      membershipProof: extras.proof,
+      revocations: extras.revocations?.slice(0, MAX_ANNOUNCEMENTS_PER_MESSAGE),
+    }),
+  );
 }
 
 export function decodeGossipMessage(bytes: Uint8Array): GossipContent {
@@ -56,14 +81,18 @@ export function decodeGossipMessage(bytes: Uint8Array): GossipContent {
   // Past the cap (a sender from before the bounds), the rest waits for a later exchange.
   const announcements = message.announcements.slice(0, MAX_ANNOUNCEMENTS_PER_MESSAGE);
   const digests = message.known?.digests.slice(0, MAX_ANNOUNCEMENTS_PER_MESSAGE);
-  if (digests === undefined) return { announcements };
+  const extras: GossipExtras = {
+    proof: message.membershipProof.byteLength > 0 ? message.membershipProof : undefined,
+    revocations: message.revocations.slice(0, MAX_ANNOUNCEMENTS_PER_MESSAGE),
+  };
+  if (digests === undefined) return { announcements, ...extras };
   const known = new Map<EndpointId, bigint>();
   for (const digest of digests) {
     if (digest.endpointId.byteLength !== 32)
       throw new GossipError('gossip digest has a malformed endpoint id');
     known.set(endpointIdFromBytes(digest.endpointId), digest.seq);
   }
-  return { announcements, known };
+  return { announcements, known, ...extras };
 }
 
 /**
@@ -106,8 +135,9 @@ export async function requestGossip(
   stream: ByteStream,
   ours: SignedAnnouncement[],
   known?: KnownDigests,
+  extras?: GossipExtras,
 ): Promise<GossipContent> {
-  const reply = await exchangeFrame(stream, encodeGossipMessage(ours, known));
+  const reply = await exchangeFrame(stream, encodeGossipMessage(ours, known, extras));
   return decodeGossipMessage(reply);
 }
 
@@ -117,7 +147,7 @@ export async function requestGossip(
  */
 export async function respondGossip(
   stream: ByteStream,
-  respond: (theirs: GossipContent) => Promise<SignedAnnouncement[]>,
+  respond: (theirs: GossipContent) => Promise<GossipReply>,
 ): Promise<void> {
   let request: Uint8Array | undefined;
   for await (const frame of decodeFrames(stream.source)) {
@@ -126,7 +156,8 @@ export async function respondGossip(
   }
   if (request === undefined) throw new FrameError('gossip stream closed before a message');
   // What does not fit goes in a later exchange: the asker's digests will not list it yet.
-  const reply = splitGossip(await respond(decodeGossipMessage(request)))[0]!;
-  await stream.write(encodeFrame(encodeGossipMessage(reply)));
+  const reply = await respond(decodeGossipMessage(request));
+  const first = splitGossip(reply.announcements)[0]!;
+  await stream.write(encodeFrame(encodeGossipMessage(first, undefined, { revocations: reply.revocations })));
   await stream.closeWrite();
 }

@@ -19,6 +19,7 @@ import {
   PeerAnnouncementSchema,
   type SignedAnnouncement,
 } from '../proto/gen/mesh_pb.js';
+import { Admission, PROTOCOL_ADMIT } from './admission.ts';
 import { signAnnouncement } from './announcements.ts';
 import { pipeBoth, toByteStream } from './byte-stream.ts';
 import { DialGuard } from './dial-guard.ts';
@@ -42,6 +43,13 @@ import {
 import { decodeInviteToken, encodeInviteToken, isValidMeshId } from './invite.ts';
 import { libp2pComponentLogger } from './libp2p-logger.ts';
 import { MemberRelayPolicy, tableMembership } from './member-relay.ts';
+import {
+  checkMembershipProof,
+  decodeSigned,
+  encodeSigned,
+  MeshMembership,
+  membershipProof,
+} from './membership.ts';
 import { noiseCrypto } from './noise-crypto.ts';
 import { PeerTable } from './peer-table.ts';
 import { AnnouncementSequence } from './sequence.ts';
@@ -140,6 +148,12 @@ export async function createLibp2pMesh(options: MeshOptions): Promise<Libp2pMesh
   if (!relayOnly) services.dcutr = dcutr();
   // Members relay without limits; strangers get libp2p's defaults (member-relay.ts).
   const relayPolicy = options.relay === true ? new MemberRelayPolicy(options.relaySlots) : undefined;
+  // Revoked members get no connection either way (docs/membership.md).
+  const membership = new MeshMembership(options.dataDir);
+  const revoked = (peer: PeerId) => {
+    const id = endpointIdFromPeerId(peer);
+    return id !== undefined && membership.isRevoked(id);
+  };
   if (relayPolicy !== undefined) services.relay = relayPolicy.service(STREAM_LIMIT);
   // Every non-relay node also takes a reservation on a mesh relay when one is connected,
   // so a node behind a real NAT stays reachable; direct addresses are still dialed first.
@@ -157,12 +171,15 @@ export async function createLibp2pMesh(options: MeshOptions): Promise<Libp2pMesh
     peerDiscovery: options.mdns === true ? [mdns({ serviceTag: 'mesh-llm.local' })] : [],
     connectionGater: {
       denyInboundRelayReservation: relayPolicy && ((peer) => relayPolicy.holdReservation(peer)),
+      denyDialPeer: revoked,
+      denyInboundEncryptedConnection: revoked,
+      denyOutboundEncryptedConnection: revoked,
     },
     metrics: options.metrics,
     // biome-ignore lint/suspicious/noExplicitAny: the service map is assembled conditionally.
     services: services as any,
   })) as unknown as Libp2p<Services>;
-  return new Libp2pMesh(options, identity, meshId, libp2p, relayPolicy);
+  return new Libp2pMesh(options, identity, meshId, libp2p, relayPolicy, membership);
 }
 
 /** The MeshService over js-libp2p. Extra methods are for status pages and tests. */
@@ -204,6 +221,11 @@ export class Libp2pMesh implements MeshService {
   private readonly warm: WarmStreamPool<OpenedStream>;
   private readonly dialGuard: DialGuard;
   private readonly relayPolicy: MemberRelayPolicy | undefined;
+  private readonly membership: MeshMembership;
+  private readonly createdHere: boolean;
+  private readonly admission: Admission;
+  /** The invite of the token joined with, until the owner has admitted this node. */
+  private pendingInvite: ReturnType<typeof decodeSigned>;
 
   constructor(
     options: MeshOptions,
@@ -211,8 +233,11 @@ export class Libp2pMesh implements MeshService {
     meshId: string,
     libp2p: Libp2p<Services>,
     relayPolicy?: MemberRelayPolicy,
+    membership: MeshMembership = new MeshMembership(options.dataDir),
   ) {
     this.relayPolicy = relayPolicy;
+    this.membership = membership;
+    this.createdHere = options.meshId === undefined;
     this.options = options;
     this.identity = identity;
     this.endpointId = identity.endpointId;
@@ -231,6 +256,15 @@ export class Libp2pMesh implements MeshService {
       clock: this.clock,
       isConnected: (id) => this.isConnected(id),
       leaveRelayMs: this.heartbeatMs * 3,
+      admit: (id, announcement) => this.membership.check(id, announcement.membership),
+    });
+    this.admission = new Admission({
+      membership: this.membership,
+      self: this.endpointId,
+      clock: this.clock,
+      isMember: (id) => this.table.get(id) !== undefined,
+      ownerNode: () => this.table.list().find((r) => r.announcement.meshOwnerNode)?.endpointId,
+      openStream: (id, protocol, signal) => this.openStream(id, protocol, { signal }),
     });
     this.warm = new WarmStreamPool<OpenedStream>({
       size: options.warmStreams ?? WARM_STREAMS_DEFAULT,
@@ -253,6 +287,11 @@ export class Libp2pMesh implements MeshService {
     if (this.started) return;
     if (this.stopping) throw new ConfigError('a stopped mesh node cannot be restarted; create a new one');
     await this.sequence.load();
+    await this.membership.load();
+    // A node that creates a mesh holds its owner key (meshes from before have none).
+    if (this.createdHere && this.bootstraps.size === 0 && this.membership.owner === undefined) {
+      await this.membership.createOwner(this.endpointId, this.clock());
+    }
     try {
       await this.libp2p.start();
     } catch (err) {
@@ -283,6 +322,16 @@ export class Libp2pMesh implements MeshService {
         void this.onGossipStream(stream, connection);
       },
       { runOnLimitedConnection: true, maxInboundStreams: 64, maxOutboundStreams: 64 },
+    );
+    // Joiners are not members yet: admission is served below the member check, rate-limited.
+    await this.libp2p.handle(
+      PROTOCOL_ADMIT,
+      (stream, connection) => {
+        const remote = endpointIdFromPeerId(connection.remotePeer);
+        if (remote === undefined) stream.abort(new Error('peer identity is not Ed25519'));
+        else void this.admission.serve(toByteStream(stream), remote);
+      },
+      { runOnLimitedConnection: true, maxInboundStreams: 4, maxOutboundStreams: 4 },
     );
     await this.registerApp(PROTOCOL_FORWARD);
     for (const protocol of this.handlers.keys()) await this.registerApp(protocol);
@@ -370,23 +419,83 @@ export class Libp2pMesh implements MeshService {
     return this.libp2p.getMultiaddrs().map((ma) => ma.toString());
   }
 
-  inviteToken(): string {
+  inviteToken(options: { expiresInMs?: number } = {}): string {
     const addrs = this.addresses();
     if (addrs.length === 0) {
       throw new ConfigError('this node has no dialable address yet (still waiting for a relay reservation?)');
     }
-    return encodeInviteToken(this.currentMeshId, addrs);
+    const owner = this.membership.owner;
+    if (owner === undefined) {
+      if (options.expiresInMs !== undefined)
+        throw new ConfigError('this mesh has no owner key: its invites cannot expire');
+      return encodeInviteToken(this.currentMeshId, addrs);
+    }
+    const invite = encodeSigned(this.membership.invite(options.expiresInMs, this.clock()));
+    if (invite === undefined)
+      throw new ConfigError('this node holds no invite for its mesh yet (not admitted by its owner)');
+    return encodeInviteToken(this.currentMeshId, addrs, {
+      owner: Buffer.from(owner).toString('hex'),
+      invite,
+    });
+  }
+
+  /** The owner revokes a member: published to every node, enforced by each, kept across restarts. */
+  async revoke(endpointId: EndpointId): Promise<void> {
+    if (!isEndpointId(endpointId)) throw new ConfigError('PEER must be a 64-character hex endpoint id');
+    if (endpointId === this.endpointId) throw new ConfigError('the owner node cannot revoke itself');
+    await this.membership.revoke(endpointId, this.clock());
+    await this.applyRevocation(endpointId);
+    await Promise.allSettled(this.gossipPeers().map((p) => this.exchange(p, [])));
+  }
+
+  /** Membership facts for status pages. */
+  membershipStatus(): { owned: boolean; owner: boolean; admitted: boolean; revoked: number } {
+    return {
+      owned: this.membership.owner !== undefined,
+      owner: this.membership.isOwner,
+      admitted: this.membership.certificate !== undefined,
+      revoked: this.membership.revocations().length,
+    };
+  }
+
+  private async applyRevocation(endpointId: EndpointId): Promise<void> {
+    this.table.forget(endpointId);
+    this.warm.drop(endpointId);
+    this.log.info({ peer: short(endpointId) }, 'peer revoked by the mesh owner');
+    await this.libp2p.hangUp(peerIdFromEndpointId(endpointId)).catch(() => undefined);
+  }
+
+  private async ingestRevocations(
+    list: readonly Parameters<MeshMembership['addRevocation']>[0][],
+  ): Promise<void> {
+    const fresh = list
+      .map((signed) => this.membership.addRevocation(signed))
+      .filter((id) => id !== undefined);
+    if (fresh.length === 0) return;
+    await this.membership
+      .save()
+      .catch((err: Error) => this.log.warn({ err: err.message }, 'could not persist revocations'));
+    for (const id of fresh) await this.applyRevocation(id);
+    // An empty push still carries the revocations.
+    this.schedulePush();
   }
 
   async join(token: string): Promise<void> {
     const invite = decodeInviteToken(token);
-    if (invite.mesh !== this.currentMeshId) {
+    const owner = invite.owner === undefined ? undefined : new Uint8Array(Buffer.from(invite.owner, 'hex'));
+    // A token without an owner for our own mesh never downgrades it (certificates stay required).
+    const ownerChanged =
+      owner !== undefined &&
+      (this.membership.owner === undefined || !Buffer.from(owner).equals(this.membership.owner));
+    if (invite.mesh !== this.currentMeshId || ownerChanged) {
       // The mesh id is the members' secret: never logged.
       this.log.info('joining the mesh of the invite');
       this.currentMeshId = invite.mesh;
       this.table.reset();
+      await this.membership.adopt(owner);
       if (this.started) await this.resign();
     }
+    if (this.membership.needsAdmission) this.pendingInvite = decodeSigned(invite.invite);
     const peers: string[] = [];
     for (const addr of invite.addrs) {
       const ma = multiaddr(addr);
@@ -403,6 +512,9 @@ export class Libp2pMesh implements MeshService {
   private async connectBootstraps(peers: string[]): Promise<void> {
     const results = await Promise.allSettled(peers.map((p) => this.connectBootstrap(p)));
     if (!results.some((r) => r.status === 'fulfilled')) {
+      // The mesh refused the invite (expired, revoked): retrying cannot help; say why.
+      const refusal = results.find((r) => r.status === 'rejected' && r.reason instanceof ConfigError);
+      if (refusal !== undefined) throw (refusal as PromiseRejectedResult).reason;
       this.log.warn(
         { peers: peers.length },
         'could not reach any invite address yet; retrying in the background',
@@ -415,7 +527,22 @@ export class Libp2pMesh implements MeshService {
     const addrs = this.bootstraps.get(peer);
     if (addrs === undefined) return;
     const connection = await this.libp2p.dial(addrs, { signal: this.timeoutSignal(DIAL_TIMEOUT_MS) });
+    await this.admitVia(connection.remotePeer);
     await this.exchange(connection.remotePeer);
+  }
+
+  /** In a mesh with an owner, trades the token's invite for a certificate through `peer`. */
+  private async admitVia(peer: PeerId): Promise<void> {
+    const invite = this.pendingInvite;
+    if (!this.membership.needsAdmission || invite === undefined) return;
+    const stream = await this.libp2p.dialProtocol(peer, PROTOCOL_ADMIT, {
+      signal: this.timeoutSignal(GOSSIP_TIMEOUT_MS),
+      runOnLimitedConnection: true,
+    });
+    await this.admission.request(toByteStream(stream), invite);
+    this.pendingInvite = undefined;
+    this.log.info('admitted to the mesh by its owner');
+    await this.resign();
   }
 
   peers(): PeerRecord[] {
@@ -693,10 +820,26 @@ export class Libp2pMesh implements MeshService {
     try {
       await raceTimeout(
         respondGossip(bytes, async (theirs) => {
+          if (this.table.get(remote) !== undefined) await this.ingestRevocations(theirs.revocations ?? []);
           await this.ingestAll(theirs.announcements, remote);
           // Only a member (its own announcement, with our mesh id, accepted) learns anything,
-          // and only what it does not hold yet.
-          return this.table.get(remote) !== undefined ? newsFor(this.fullEntries(), theirs.known) : [];
+          // and only what it does not hold yet; a peer that proved it knows the mesh id (mDNS)
+          // gets our own announcement, so it can send its own.
+          if (this.table.get(remote) !== undefined) {
+            return {
+              announcements: newsFor(this.fullEntries(), theirs.known),
+              revocations: this.membership.revocations(),
+            };
+          }
+          const proven =
+            theirs.proof !== undefined &&
+            checkMembershipProof(
+              this.currentMeshId,
+              endpointIdToBytes(remote),
+              endpointIdToBytes(this.endpointId),
+              theirs.proof,
+            );
+          return { announcements: proven ? this.ownSet() : [] };
         }),
         GOSSIP_TIMEOUT_MS,
       );
@@ -744,10 +887,29 @@ export class Libp2pMesh implements MeshService {
       });
       bytes = toByteStream(stream);
       const member = this.table.get(remote) !== undefined;
+      // A peer not known as a member learns nothing secret: our announcement (it carries the
+      // mesh id) goes only to an invite's address; anyone else (mDNS) gets a proof instead.
+      const invited = this.bootstraps.has(peerId.toString());
+      const ours = member ? (push ?? this.fullSet()) : invited ? this.ownSet() : [];
+      const extras = member
+        ? { revocations: this.membership.revocations() }
+        : invited
+          ? {}
+          : {
+              proof: membershipProof(
+                this.currentMeshId,
+                endpointIdToBytes(this.endpointId),
+                endpointIdToBytes(remote),
+              ),
+            };
       // More than one message holds goes in several exchanges, one stream each.
-      const [first, ...rest] = splitGossip(member ? (push ?? this.fullSet()) : this.ownSet());
+      const [first, ...rest] = splitGossip(ours);
       // What we hold goes along, so the reply carries only what is new to us.
-      const theirs = await raceTimeout(requestGossip(bytes, first!, this.knownDigests()), GOSSIP_TIMEOUT_MS);
+      const theirs = await raceTimeout(
+        requestGossip(bytes, first!, this.knownDigests(), extras),
+        GOSSIP_TIMEOUT_MS,
+      );
+      if (member) await this.ingestRevocations(theirs.revocations ?? []);
       await this.ingestAll(theirs.announcements, remote);
       for (const batch of rest) {
         bytes = toByteStream(
@@ -905,6 +1067,8 @@ export class Libp2pMesh implements MeshService {
         version: fields.version || this.options.version,
         endpointId: endpointIdToBytes(this.endpointId),
         meshId: this.currentMeshId,
+        membership: this.membership.certificate,
+        meshOwnerNode: this.membership.isOwner,
         listenAddrs: this.addresses(),
         issuedAtMs: BigInt(Math.floor(this.clock())),
         announcementSeq: this.sequence.next(),

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach } from 'node:test';
 import type { Connection, PeerId, PeerStore } from '@libp2p/interface';
+import type { Multiaddr } from '@multiformats/multiaddr';
 import { createLogger, silentLogger } from '../../src/log.ts';
 import { generateIdentity, loadOrCreateIdentity, type MeshIdentity } from '../../src/mesh/identity.ts';
 import { createLibp2pMesh, type Libp2pMesh, type MeshOptions } from '../../src/mesh/libp2p-mesh.ts';
@@ -86,6 +87,7 @@ export async function readAll(source: AsyncIterable<Uint8Array>): Promise<Buffer
 export function libp2pOf(node: Libp2pMesh): {
   peerStore: PeerStore;
   getConnections(peer?: PeerId): Connection[];
+  dial(addr: Multiaddr): Promise<Connection>;
 } {
   return (node as unknown as { libp2p: ReturnType<typeof libp2pOf> }).libp2p;
 }
