@@ -14,6 +14,8 @@ const scripts = [
   'attested-peers.ts',
   'hardening-startup.ts',
   'lab-latency.ts',
+  'load-wire.ts',
+  'agent-api.ts',
 ];
 const extra = process.argv.slice(2);
 let failed = 0;

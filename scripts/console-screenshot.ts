@@ -3,7 +3,9 @@
  * reachable directly, and a client), sends a few requests through the client, and saves a
  * screenshot of the client's console (the README's docs/console.png). Needs Chromium.
  *
- *   node scripts/console-screenshot.ts [--out FILE] [--width 1440]
+ *   node scripts/console-screenshot.ts [--out FILE] [--width 1440] [--height 1240]
+ *
+ * The README's copy is then reduced to 256 colours: pngquant --force --output FILE FILE
  */
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -15,6 +17,7 @@ const { values } = parseArgs({
   options: {
     out: { type: 'string', default: 'docs/console.png' },
     width: { type: 'string', default: '1440' },
+    height: { type: 'string', default: '1240' },
   },
 });
 await buildConsole();
@@ -38,7 +41,7 @@ try {
   });
   try {
     const page = await browser.newPage({
-      viewport: { width: Number(values.width), height: 900 },
+      viewport: { width: Number(values.width), height: Number(values.height) },
       colorScheme: 'dark',
     });
     await page.goto(client.consoleUrl!);
@@ -60,7 +63,7 @@ try {
     await page.click('#pg-send');
     await page.locator('#pg-meta [data-key="done"]').waitFor({ timeout: 60_000 });
     await new Promise((r) => setTimeout(r, 2500));
-    await page.screenshot({ path: resolve(values.out), fullPage: true });
+    await page.screenshot({ path: resolve(values.out) });
     process.stdout.write(`saved ${resolve(values.out)}\n`);
   } finally {
     await browser.close();

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system tools the test suite drives for real: a software TPM (swtpm) with
 # tpm2-tools for the attestation tests, gdb for the debugger-attach hardening tests,
-# iproute2/iptables/conntrack/tcpdump for the network-namespace lab, and Debian's chromium
+# iproute2/iptables/conntrack/procps (sysctl)/tcpdump for the network-namespace lab, and Debian's chromium
 # for the console's browser tests.
 set -euo pipefail
 missing=()
@@ -11,6 +11,7 @@ command -v gdb >/dev/null 2>&1 || missing+=(gdb)
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 command -v iptables >/dev/null 2>&1 || missing+=(iptables)
 command -v conntrack >/dev/null 2>&1 || missing+=(conntrack)
+command -v sysctl >/dev/null 2>&1 || missing+=(procps)
 command -v tcpdump >/dev/null 2>&1 || missing+=(tcpdump)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 [ ${#missing[@]} -eq 0 ] && exit 0

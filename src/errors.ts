@@ -91,6 +91,18 @@ export class RateLimitedError extends MeshError {
   }
 }
 
+/**
+ * Every host of the model stayed full for the whole bounded wait (or the wait queue is full):
+ * 429 with a Retry-After hint.
+ */
+export class AllHostsBusyError extends RateLimitedError {
+  readonly retryAfterSeconds: number;
+  constructor(message: string, retryAfterSeconds: number) {
+    super(message, 'all_hosts_busy');
+    this.retryAfterSeconds = retryAfterSeconds;
+  }
+}
+
 /** A user-facing configuration problem (bad flag, unreadable file). Printed by the CLI, exit 2. */
 export class ConfigError extends Error {
   constructor(message: string, options?: ErrorOptions) {

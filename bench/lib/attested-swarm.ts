@@ -34,7 +34,7 @@ import { create, fromBinary } from '@bufbuild/protobuf';
 import { noise } from '@chainsafe/libp2p-noise';
 import { yamux } from '@chainsafe/libp2p-yamux';
 import { identify } from '@libp2p/identify';
-import type { Libp2p, PeerId } from '@libp2p/interface';
+import type { Libp2p, PeerId, Stream } from '@libp2p/interface';
 import { type Ping, ping } from '@libp2p/ping';
 import { type TCPSocketOptions, tcp } from '@libp2p/tcp';
 import { multiaddr } from '@multiformats/multiaddr';
@@ -156,11 +156,10 @@ class Host {
     })) as unknown as Libp2p<{ ping: Ping }>;
     const host = new Host(name, identity, provider, libp2p);
     await libp2p.handle(PROTOCOL_GOSSIP, (stream) => {
-      const bytes = toByteStream(stream);
-      respondGossip(bytes, async (theirs) => {
+      respondGossip(stream, async (theirs) => {
         host.absorb(theirs.announcements);
         return { announcements: newsFor(host.fullEntries(), theirs.known) };
-      }).catch((error: Error) => bytes.abort(error));
+      }).catch((error: Error) => stream.abort(error));
     });
     await libp2p.handle(PROTOCOL_ATTEST, (stream) => {
       stats.challengesReceived++;
@@ -254,17 +253,16 @@ class Host {
     this.exchanging = (async () => {
       do {
         this.again = false;
-        let bytes: ReturnType<typeof toByteStream> | undefined;
+        let stream: Stream | undefined;
         try {
-          const stream = await this.libp2p.dialProtocol(this.hub!, PROTOCOL_GOSSIP, {
+          stream = await this.libp2p.dialProtocol(this.hub!, PROTOCOL_GOSSIP, {
             signal: AbortSignal.timeout(TIMEOUT_MS),
           });
-          bytes = toByteStream(stream);
           const ours = push ?? this.fullEntries().map((e) => e.signed);
           push = undefined;
-          this.absorb((await requestGossip(bytes, ours, this.digests())).announcements);
+          this.absorb((await requestGossip(stream, ours, this.digests())).announcements);
         } catch (error) {
-          bytes?.abort(error as Error); // the next beat or refresh tries again
+          stream?.abort(error as Error); // the next beat or refresh tries again
         }
       } while (this.again);
     })().finally(() => {

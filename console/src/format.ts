@@ -43,3 +43,23 @@ export function peerName(p: { name?: string; id?: string }): string {
 export function plural(n: number, noun: string): string {
   return `${n} ${noun}${n === 1 ? '' : 's'}`;
 }
+
+export function bytes(n: number | undefined): string {
+  if (n === undefined || !Number.isFinite(n) || n <= 0) return DASH;
+  const gib = n / 2 ** 30;
+  return gib >= 1 ? `${gib >= 10 ? Math.round(gib) : gib.toFixed(1)} GiB` : `${Math.round(n / 2 ** 20)} MiB`;
+}
+
+/** One line about a machine: its GPU and VRAM, else its CPU cores and memory. */
+export function machine(
+  hw:
+    | { gpuKind?: string; gpuNames?: string[]; vramBytes?: number; memoryBytes?: number; cpuCores?: number }
+    | null
+    | undefined,
+): string | undefined {
+  if (!hw) return undefined;
+  const gpu = hw.gpuKind && hw.gpuKind !== 'cpu' && hw.gpuKind !== 'none';
+  if (gpu) return `${hw.gpuNames?.[0] ?? hw.gpuKind} · ${bytes(hw.vramBytes)} VRAM`;
+  const cores = hw.cpuCores ? `${hw.cpuCores} cores` : 'CPU';
+  return hw.memoryBytes ? `${cores} · ${bytes(hw.memoryBytes)}` : cores;
+}

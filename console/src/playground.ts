@@ -172,7 +172,13 @@ export function createPlayground(): Playground {
         chip('first token', firstAt !== undefined ? ms((firstAt - started) / 1000) : '—', '', 'ttft'),
         chip(done ? 'total' : 'elapsed', ms((now - started) / 1000), '', 'total'),
         chip('tokens', String(tokens), '', 'tokens'),
-        chip('tokens/s', genS > 0 ? rate(tokens / genS) : '—', '', 'tps'),
+        // A burst (everything in one read) has no generation window: use the whole request then.
+        chip(
+          'tokens/s',
+          tokens > 0 ? rate(tokens / (genS >= 0.1 ? genS : (now - started) / 1000)) : '—',
+          '',
+          'tps',
+        ),
         done ? chip('status', 'done', 'ok', 'done') : chip('status', 'streaming…', 'info'),
       );
     }

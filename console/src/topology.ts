@@ -1,10 +1,12 @@
 /** The mesh as an SVG: this node in the middle, peers around it, links drawn by kind. */
 import { s } from './dom.ts';
-import { peerName } from './format.ts';
-import { LINK_TEXT, type Link, type LinkKind, linkOf } from './model.ts';
+import { machine, peerName } from './format.ts';
+import { LINK_TEXT, type Link, type LinkKind, linkOf, roleOf } from './model.ts';
 import type { Status } from './types.ts';
 
 const W = 760;
+/** Vertical room per node: the disc above its centre, name, role, machine and models below. */
+const ROW = 150;
 
 interface Placed {
   id: string;
@@ -12,6 +14,7 @@ interface Placed {
   role: string;
   models: string[];
   tier: string;
+  machine?: string;
   x: number;
   y: number;
   self: boolean;
@@ -66,10 +69,10 @@ export function renderTopology(status: Status): SVGElement {
   if (layers[1]!.length === 0 && layers[2]!.length > 0) layers.splice(1, 1);
   const used = layers.filter((l, i) => i === 0 || l.length > 0).length;
   const rows = Math.max(1, ...layers.map((l) => l.length));
-  H = Math.max(320, rows * 150 + 30);
+  H = Math.max(320, rows * ROW + 40);
   const columnX = (layer: number) => (used <= 1 ? W / 2 : 110 + ((W - 220) * layer) / Math.max(1, used - 1));
   self.x = columnX(0);
-  self.y = H / 2 - 16;
+  self.y = H / 2 - 24;
   const placed: Placed[] = [];
   layers.forEach((members, layer) => {
     members.forEach((index, row) => {
@@ -77,11 +80,12 @@ export function renderTopology(status: Status): SVGElement {
       placed.push({
         id: p.id ?? `peer-${index}`,
         name: peerName(p),
-        role: p.role ?? 'node',
+        role: roleOf(p, peers),
         models: modelNames(p.models),
         tier: p.attestation?.tier ?? 'none',
+        machine: machine(p.hardware),
         x: columnX(layer),
-        y: (H / (members.length + 1)) * (row + 1) - 16,
+        y: (H - members.length * ROW) / 2 + ROW * (row + 0.5) - 24,
         self: false,
         link: links[index],
       });
@@ -174,11 +178,13 @@ function nodeGlyph(p: Placed): SVGElement {
       p.self ? `${p.role} · this node` : p.role,
     ),
   );
+  const top = p.machine ? r + 48 : r + 38;
+  if (p.machine) g.append(s('text', { class: 'node-hw', y: r + 47, 'text-anchor': 'middle' }, p.machine));
   const shown = p.models.slice(0, 3);
   shown.forEach((m, i) => {
     const label = m.length > 18 ? `${m.slice(0, 17)}…` : m;
     const width = 14 + label.length * 6.4;
-    const y = r + 42 + i * 20;
+    const y = top + 4 + i * 20;
     g.append(s('rect', { class: 'model-pill', x: -width / 2, y, width, height: 16, rx: 8 }));
     g.append(
       s('text', { class: 'model-pill-text', y: y + 11.5, 'text-anchor': 'middle' }, label, s('title', {}, m)),
@@ -188,7 +194,7 @@ function nodeGlyph(p: Placed): SVGElement {
     g.append(
       s(
         'text',
-        { class: 'node-role', y: r + 42 + shown.length * 20 + 11, 'text-anchor': 'middle' },
+        { class: 'node-role', y: top + 4 + shown.length * 20 + 11, 'text-anchor': 'middle' },
         `+${p.models.length - shown.length} more`,
       ),
     );

@@ -49,7 +49,38 @@ export interface Peer {
   attestation?: PeerAttestation | null;
   posture?: Posture | null;
   policy?: { refused?: boolean; reason?: string | null };
-  hardware?: Record<string, unknown> | null;
+  hardware?: Hardware | null;
+}
+
+/** hosting's machine report for a peer. */
+export interface Hardware {
+  gpuKind?: string;
+  gpuNames?: string[];
+  vramBytes?: number;
+  memoryBytes?: number;
+  cpuCores?: number;
+}
+
+/** hosting's report for this node. */
+export interface HostingStatus {
+  gpu?: {
+    requested?: string;
+    kind?: string;
+    names?: string[];
+    vramBytes?: number;
+    fallbackReason?: string | null;
+  } | null;
+  memoryBytes?: number;
+  cpuCores?: number;
+  models?: {
+    name?: string;
+    backend?: string;
+    ready?: boolean;
+    contextLength?: number | null;
+    gpuLayers?: number | null;
+    layerCount?: number | null;
+  }[];
+  refused?: { name?: string; reason?: string }[];
 }
 
 export interface ModelStatus {
@@ -71,12 +102,26 @@ export interface NodeStatus {
   e2e?: { enabled?: boolean; inferencePublicKey?: string | null };
   attestation?: { keyStorage?: string | null; keyFingerprint?: string | null; statementAt?: string | null };
   posture?: Posture;
-  hardware?: Record<string, unknown> | null;
+  hosting?: HostingStatus | null;
+}
+
+/** pooling's per-model view: every host with its slots and load. */
+export interface ModelPool {
+  name?: string;
+  waiting?: number;
+  hosts?: {
+    id?: string;
+    slots?: number | null;
+    inFlight?: number;
+    queued?: number;
+    servedPerMinute?: number | null;
+  }[];
 }
 
 export interface Status {
   node?: NodeStatus;
   peers?: Peer[];
+  models?: ModelPool[];
 }
 
 export interface ModelTraffic {

@@ -35,9 +35,17 @@ export interface OpenAiCompatibleBackendOptions {
   logger: Logger;
   /** For the health probe and /v1/models only; requests go over Http1Client. */
   fetch?: typeof fetch;
+  /**
+   * Requests the upstream runs at once; default: its `/props` `total_slots` (llama-server) when
+   * it answers at start, else 4.
+   */
+  slots?: number;
   /** Health probe timeout. Default 2000 ms. */
   healthTimeoutMs?: number;
 }
+
+/** Slots assumed for an upstream that states none (llama-server's and Ollama's usual default). */
+const DEFAULT_SLOTS = 4;
 
 /** A hostile or broken upstream cannot make this node announce an unbounded list. */
 const MAX_UPSTREAM_MODELS = 256;
@@ -86,6 +94,8 @@ export class OpenAiCompatibleBackend implements InferenceBackend {
   readonly #pathPrefix: string;
   readonly #log: Logger;
   #ready = false;
+  /** The upstream's parallel slots from its /props, when it states them. */
+  #slots: number | undefined;
   /** Fixed names (--backend-model), or undefined to serve whatever the upstream lists. */
   readonly #fixed: string[] | undefined;
   /** What the upstream listed last (name → context length), undefined before a listing. */
@@ -106,6 +116,7 @@ export class OpenAiCompatibleBackend implements InferenceBackend {
   }
 
   models(): ModelInfo[] {
+    const slots = this.#options.slots ?? this.#slots ?? DEFAULT_SLOTS;
     const listed = this.#listed;
     if (this.#fixed) {
       return this.#fixed.map((name) => {
@@ -115,6 +126,7 @@ export class OpenAiCompatibleBackend implements InferenceBackend {
           contextLength: listed?.get(upstream) ?? (listed?.size === 1 ? [...listed.values()][0] : undefined),
           // Served even when the upstream does not list it (some servers list nothing useful).
           ready: this.#ready,
+          slots,
         };
       });
     }
@@ -122,6 +134,7 @@ export class OpenAiCompatibleBackend implements InferenceBackend {
       name,
       contextLength,
       ready: this.#ready,
+      slots,
     }));
   }
 
@@ -131,8 +144,21 @@ export class OpenAiCompatibleBackend implements InferenceBackend {
    */
   async start(): Promise<void> {
     this.#ready = true;
-    if (!(await this.#refreshModels())) {
+    const reachable = await this.#refreshModels();
+    if (!reachable) {
       this.#log.warn({ url: this.#base }, 'OpenAI-compatible backend not reachable yet');
+    }
+    if (this.#options.slots === undefined && reachable) {
+      const props = await this.#probe('/props');
+      const total = props?.ok
+        ? ((await props.json().catch(() => undefined)) as { total_slots?: unknown })
+        : undefined;
+      if (
+        typeof total?.total_slots === 'number' &&
+        Number.isInteger(total.total_slots) &&
+        total.total_slots > 0
+      )
+        this.#slots = total.total_slots;
     }
     const every = this.#options.refreshMs ?? 30_000;
     this.#refresh = setInterval(() => void this.#refreshModels(), every);

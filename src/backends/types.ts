@@ -8,6 +8,8 @@ export interface ModelInfo {
   /** Stable identity of the weights (e.g. SHA-256 of the GGUF header+size), when known. */
   identityHash?: string;
   ready: boolean;
+  /** Requests it runs at once (llama.cpp sequences, the upstream server's parallel slots). */
+  slots?: number;
   /** In-process models: layers offloaded to the GPU, and the model's layer count. */
   gpuLayers?: number;
   layerCount?: number;

@@ -25,8 +25,14 @@ export function encodeFrame(payload: Uint8Array): Uint8Array {
   return out;
 }
 
-/** Yields whole frames from a byte source; throws FrameError on an oversize or truncated frame. */
-export async function* decodeFrames(source: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
+/**
+ * Yields whole frames from a byte source; throws FrameError on a frame over `maxFrameBytes`
+ * (default 8 MiB) or a truncated one.
+ */
+export async function* decodeFrames(
+  source: AsyncIterable<Uint8Array>,
+  maxFrameBytes = MAX_FRAME_BYTES,
+): AsyncGenerator<Uint8Array> {
   let buffer: Buffer = Buffer.alloc(0);
   for await (const chunk of source) {
     buffer = buffer.byteLength === 0 ? Buffer.from(chunk) : Buffer.concat([buffer, chunk]);
@@ -34,7 +40,7 @@ export async function* decodeFrames(source: AsyncIterable<Uint8Array>): AsyncGen
       const header = readVarint(buffer);
       if (header === undefined) break;
       const [length, headerBytes] = header;
-      if (length > MAX_FRAME_BYTES) throw new FrameError('frame exceeds 8 MiB');
+      if (length > maxFrameBytes) throw new FrameError(`frame exceeds ${maxFrameBytes} bytes`);
       if (buffer.byteLength < headerBytes + length) break;
       yield new Uint8Array(buffer.subarray(headerBytes, headerBytes + length));
       buffer = buffer.subarray(headerBytes + length);

@@ -1,8 +1,10 @@
 import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
+import type { AbortOptions, Stream } from '@libp2p/interface';
+import { lpStream } from '@libp2p/utils';
 import { GossipMessageSchema, type OwnerSigned, type SignedAnnouncement } from '../proto/gen/mesh_pb.js';
-import { decodeFrames, encodeFrame, exchangeFrame, FrameError, MAX_FRAME_BYTES } from './framing.ts';
+import { MAX_FRAME_BYTES } from './framing.ts';
 import { endpointIdFromBytes, endpointIdToBytes } from './identity.ts';
-import type { ByteStream, EndpointId } from './types.ts';
+import type { EndpointId } from './types.ts';
 
 /**
  * Entries (announcements, digests) one message carries at most. A sender splits or trims to
@@ -132,13 +134,16 @@ export function splitGossip(announcements: readonly SignedAnnouncement[]): Signe
 
 /** Initiator side of one anti-entropy exchange: send ours (and what we hold), read theirs. */
 export async function requestGossip(
-  stream: ByteStream,
+  stream: Stream,
   ours: SignedAnnouncement[],
   known?: KnownDigests,
-  extras?: GossipExtras,
+  options: AbortOptions & GossipExtras = {},
 ): Promise<GossipContent> {
-  const reply = await exchangeFrame(stream, encodeGossipMessage(ours, known, extras));
-  return decodeGossipMessage(reply);
+  const lp = lpStream(stream, { maxDataLength: MAX_FRAME_BYTES });
+  await lp.write(encodeGossipMessage(ours, known, options), options);
+  await stream.close(options);
+  const reply = await lp.read(options);
+  return decodeGossipMessage(reply.subarray());
 }
 
 /**
@@ -146,18 +151,15 @@ export async function requestGossip(
  * what to send back, then reply and half-close.
  */
 export async function respondGossip(
-  stream: ByteStream,
+  stream: Stream,
   respond: (theirs: GossipContent) => Promise<GossipReply>,
+  options: AbortOptions = {},
 ): Promise<void> {
-  let request: Uint8Array | undefined;
-  for await (const frame of decodeFrames(stream.source)) {
-    request = frame;
-    break;
-  }
-  if (request === undefined) throw new FrameError('gossip stream closed before a message');
+  const lp = lpStream(stream, { maxDataLength: MAX_FRAME_BYTES });
+  const request = await lp.read(options);
   // What does not fit goes in a later exchange: the asker's digests will not list it yet.
-  const reply = await respond(decodeGossipMessage(request));
+  const reply = await respond(decodeGossipMessage(request.subarray()));
   const first = splitGossip(reply.announcements)[0]!;
-  await stream.write(encodeFrame(encodeGossipMessage(first, undefined, { revocations: reply.revocations })));
-  await stream.closeWrite();
+  await lp.write(encodeGossipMessage(first, undefined, { revocations: reply.revocations }), options);
+  await stream.close(options);
 }

@@ -1,38 +1,20 @@
 import { randomBytes } from 'node:crypto';
-import { create } from '@bufbuild/protobuf';
 import { noise } from '@chainsafe/libp2p-noise';
 import { yamux } from '@chainsafe/libp2p-yamux';
-import { circuitRelayTransport, RELAY_V2_HOP_CODEC } from '@libp2p/circuit-relay-v2';
+import { circuitRelayTransport } from '@libp2p/circuit-relay-v2';
 import { dcutr } from '@libp2p/dcutr';
 import { type Identify, identify } from '@libp2p/identify';
-import type { Connection, IdentifyResult, Libp2p, PeerId, PrivateKey, Stream } from '@libp2p/interface';
+import type { Libp2p, PeerId, PrivateKey, Stream } from '@libp2p/interface';
 import { mdns } from '@libp2p/mdns';
-import { peerIdFromString } from '@libp2p/peer-id';
 import { type Ping, ping } from '@libp2p/ping';
 import { tcp } from '@libp2p/tcp';
-import { type Multiaddr, multiaddr } from '@multiformats/multiaddr';
 import { createLibp2p, type Libp2pInit } from 'libp2p';
 import { ConfigError, UpstreamError } from '../errors.ts';
 import type { Logger } from '../log.ts';
-import {
-  type PeerAnnouncement,
-  PeerAnnouncementSchema,
-  type SignedAnnouncement,
-} from '../proto/gen/mesh_pb.js';
+import type { OwnerSigned, PeerAnnouncement } from '../proto/gen/mesh_pb.js';
 import { Admission, PROTOCOL_ADMIT } from './admission.ts';
-import { signAnnouncement } from './announcements.ts';
-import { pipeBoth, toByteStream } from './byte-stream.ts';
-import { DialGuard } from './dial-guard.ts';
+import { toByteStream } from './byte-stream.ts';
 import {
-  type GossipEntry,
-  GossipError,
-  newsFor,
-  requestGossip,
-  respondGossip,
-  splitGossip,
-} from './gossip.ts';
-import {
-  endpointIdFromBytes,
   endpointIdFromPeerId,
   endpointIdToBytes,
   identityFromPrivateKey,
@@ -42,17 +24,18 @@ import {
 } from './identity.ts';
 import { decodeInviteToken, encodeInviteToken, isValidMeshId } from './invite.ts';
 import { libp2pComponentLogger } from './libp2p-logger.ts';
+import { LocalAnnouncement } from './local-announcement.ts';
 import { MemberRelayPolicy, tableMembership } from './member-relay.ts';
-import {
-  checkMembershipProof,
-  decodeSigned,
-  encodeSigned,
-  MeshMembership,
-  membershipProof,
-} from './membership.ts';
+import { decodeSigned, encodeSigned, MeshMembership } from './membership.ts';
 import { noiseCrypto } from './noise-crypto.ts';
 import { PeerTable } from './peer-table.ts';
 import { AnnouncementSequence } from './sequence.ts';
+import { type AppHandler, type AppStreamsService, meshAppStreams } from './services/app-streams.ts';
+import { type BootstrapService, meshBootstrap } from './services/bootstrap.ts';
+import { anySignal, type MeshContext, short } from './services/context.ts';
+import { type DialerService, meshDialer, type OpenedStream, STREAM_LIMIT } from './services/dialer.ts';
+import { type GossipService, meshGossip } from './services/gossip-service.ts';
+import { type MembershipService, meshMembership } from './services/membership.ts';
 import { coalesceTurnWrites } from './turn-coalescing.ts';
 import {
   type ByteStream,
@@ -105,25 +88,22 @@ export interface MeshOptions {
   metrics?: Libp2pInit['metrics'];
 }
 
-type Services = { identify: Identify; ping: Ping };
-type AppHandler = (stream: ByteStream, remote: EndpointId) => void | Promise<void>;
+/** The mesh's own services inside libp2p, beside libp2p's identify and ping. */
+type Services = {
+  identify: Identify;
+  ping: Ping;
+  meshGossip: GossipService;
+  meshMembership: MembershipService;
+  meshBootstrap: BootstrapService;
+  meshDialer: DialerService;
+  meshAppStreams: AppStreamsService;
+};
 
-const STREAM_LIMIT = 1024;
-const GOSSIP_TIMEOUT_MS = 10_000;
-const DIAL_TIMEOUT_MS = 10_000;
-const FORWARD_HEADER_TIMEOUT_MS = 30_000;
-const LEAVE_TIMEOUT_MS = 2_000;
-const PUSH_DEBOUNCE_MS = 20;
 // Window ≤ half of libp2p's 4 MiB read buffer, so a paused reader is never reset.
 const YAMUX_MAX_WINDOW = 2 * 1024 * 1024;
 const WARM_STREAMS_DEFAULT = 8;
 const WARM_STREAMS_REFILL_AT = 2;
 const WARM_STREAM_IDLE_MS = 60_000;
-
-interface OpenedStream {
-  stream: Stream;
-  path: 'direct' | 'relay';
-}
 
 export async function createLibp2pMesh(options: MeshOptions): Promise<Libp2pMesh> {
   const identity =
@@ -138,145 +118,178 @@ export async function createLibp2pMesh(options: MeshOptions): Promise<Libp2pMesh
   }
   const port = options.listenPort ?? 0;
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new ConfigError(`invalid mesh port ${port}`);
-
-  const relayOnly = options.reachableOnlyViaRelay === true;
-  const services: Record<string, unknown> = {
-    identify: identify(),
-    ping: ping({ runOnLimitedConnection: true }),
-  };
-  // A NATed node cannot be dialed directly, so hole punching must not "fix" the test setup.
-  if (!relayOnly) services.dcutr = dcutr();
-  // Members relay without limits; strangers get libp2p's defaults (member-relay.ts).
-  const relayPolicy = options.relay === true ? new MemberRelayPolicy(options.relaySlots) : undefined;
-  // Revoked members get no connection either way (docs/membership.md).
-  const membership = new MeshMembership(options.dataDir);
-  const revoked = (peer: PeerId) => {
-    const id = endpointIdFromPeerId(peer);
-    return id !== undefined && membership.isRevoked(id);
-  };
-  if (relayPolicy !== undefined) services.relay = relayPolicy.service(STREAM_LIMIT);
-  // Every non-relay node also takes a reservation on a mesh relay when one is connected,
-  // so a node behind a real NAT stays reachable; direct addresses are still dialed first.
-  const listenAddrs = relayOnly ? ['/p2p-circuit'] : [`/ip4/${host}/tcp/${port}`];
-  if (!relayOnly && options.relay !== true && options.relayReservation !== false)
-    listenAddrs.push('/p2p-circuit');
-  const libp2p = (await createLibp2p({
-    privateKey: identity.privateKey,
-    logger: libp2pComponentLogger(),
-    start: false,
-    addresses: { listen: listenAddrs },
-    transports: [tcp(), circuitRelayTransport({ maxInboundStopStreams: STREAM_LIMIT })],
-    connectionEncrypters: [noise({ crypto: noiseCrypto })],
-    streamMuxers: [yamux({ streamOptions: { maxStreamWindowSize: YAMUX_MAX_WINDOW } })],
-    peerDiscovery: options.mdns === true ? [mdns({ serviceTag: 'mesh-llm.local' })] : [],
-    connectionGater: {
-      denyInboundRelayReservation: relayPolicy && ((peer) => relayPolicy.holdReservation(peer)),
-      denyDialPeer: revoked,
-      denyInboundEncryptedConnection: revoked,
-      denyOutboundEncryptedConnection: revoked,
-    },
-    metrics: options.metrics,
-    // biome-ignore lint/suspicious/noExplicitAny: the service map is assembled conditionally.
-    services: services as any,
-  })) as unknown as Libp2p<Services>;
-  return new Libp2pMesh(options, identity, meshId, libp2p, relayPolicy, membership);
+  return new Libp2pMesh(options, identity, meshId, host, port).build();
 }
 
-/** The MeshService over js-libp2p. Extra methods are for status pages and tests. */
+/**
+ * The MeshService over js-libp2p: a facade over the mesh's libp2p services (gossip,
+ * membership, bootstrap, dialer, app streams) and the state they share. Extra methods are
+ * for status pages and tests.
+ */
 export class Libp2pMesh implements MeshService {
   readonly endpointId: EndpointId;
   readonly peerId: string;
   private currentMeshId: string;
   private readonly options: MeshOptions;
-  private readonly identity: MeshIdentity;
-  private readonly libp2p: Libp2p<Services>;
+  private readonly host: string;
+  private readonly port: number;
   private readonly log: Logger;
-  private readonly clock: () => number;
   private readonly heartbeatMs: number;
   private readonly table: PeerTable;
   private readonly sequence: AnnouncementSequence;
-  private readonly handlers = new Map<string, AppHandler>();
-  private readonly registered = new Set<string>();
-  private localFields: LocalAnnouncementFields;
-  private selfSigned: SignedAnnouncement | undefined;
-  private selfAnnouncement: PeerAnnouncement | undefined;
-  private leaving = false;
+  private readonly local: LocalAnnouncement;
+  private readonly context: MeshContext;
+  private readonly stopController = new AbortController();
+  private readonly warm: WarmStreamPool<OpenedStream>;
+  // Set by build(), before anyone else sees the instance.
+  private libp2p!: Libp2p<Services>;
   private started = false;
   private stopping = false;
-  private readonly stopController = new AbortController();
-  private heartbeatTimer: NodeJS.Timeout | undefined;
-  private pushTimer: NodeJS.Timeout | undefined;
   private reannounceTimer: NodeJS.Timeout | undefined;
-  private resignChain: Promise<void> = Promise.resolve();
-  private readonly inflight = new Map<string, Promise<void>>();
-  private readonly rerun = new Map<string, Promise<void>>();
-  /** Origins whose announcement changed (or left) since the last push. */
-  private readonly news = new Set<EndpointId>();
-  private readonly gossipCapable = new Set<string>();
-  private readonly relayPeers = new Set<string>();
-  /** Peer id string → multiaddrs from invite tokens: redialed whenever they drop. */
-  private readonly bootstraps = new Map<string, Multiaddr[]>();
-  private readonly redials = new Map<string, NodeJS.Timeout>();
-  private readonly detachers: Array<() => void> = [];
-  private readonly warm: WarmStreamPool<OpenedStream>;
-  private readonly dialGuard: DialGuard;
-  private readonly relayPolicy: MemberRelayPolicy | undefined;
+  private detachOpen: (() => void) | undefined;
+  private detachSelfUpdate: (() => void) | undefined;
+  private detachRelayPolicy: (() => void) | undefined;
   private readonly membership: MeshMembership;
-  private readonly createdHere: boolean;
   private readonly admission: Admission;
+  /** A node that creates a mesh (no mesh id given) holds its owner key. */
+  private readonly createdHere: boolean;
   /** The invite of the token joined with, until the owner has admitted this node. */
-  private pendingInvite: ReturnType<typeof decodeSigned>;
+  private pendingInvite: OwnerSigned | undefined;
 
-  constructor(
-    options: MeshOptions,
-    identity: MeshIdentity,
-    meshId: string,
-    libp2p: Libp2p<Services>,
-    relayPolicy?: MemberRelayPolicy,
-    membership: MeshMembership = new MeshMembership(options.dataDir),
-  ) {
-    this.relayPolicy = relayPolicy;
-    this.membership = membership;
-    this.createdHere = options.meshId === undefined;
+  constructor(options: MeshOptions, identity: MeshIdentity, meshId: string, host: string, port: number) {
     this.options = options;
-    this.identity = identity;
     this.endpointId = identity.endpointId;
     this.peerId = identity.peerId.toString();
     this.currentMeshId = meshId;
-    this.libp2p = libp2p;
+    this.host = host;
+    this.port = port;
     this.log = options.logger;
-    this.clock = options.clock ?? Date.now;
     this.heartbeatMs = options.heartbeatMs ?? 60_000;
-    this.localFields = { ...(options.announcement ?? {}) };
-    this.dialGuard = new DialGuard(this.clock);
-    this.sequence = new AnnouncementSequence({ dataDir: options.dataDir, clock: this.clock });
+    const clock = options.clock ?? Date.now;
+    this.membership = new MeshMembership(options.dataDir);
+    this.createdHere = options.meshId === undefined;
+    this.sequence = new AnnouncementSequence({ dataDir: options.dataDir, clock });
     this.table = new PeerTable({
       selfEndpointId: this.endpointId,
       meshId: () => this.currentMeshId,
-      clock: this.clock,
+      clock,
       isConnected: (id) => this.isConnected(id),
       leaveRelayMs: this.heartbeatMs * 3,
       admit: (id, announcement) => this.membership.check(id, announcement.membership),
     });
+    this.local = new LocalAnnouncement({
+      identity,
+      sequence: this.sequence,
+      fields: options.announcement ?? {},
+      version: options.version,
+      clock,
+      meshId: () => this.currentMeshId,
+      addresses: () => this.addresses(),
+    });
+    this.context = {
+      identity,
+      endpointId: this.endpointId,
+      table: this.table,
+      local: this.local,
+      log: this.log,
+      heartbeatMs: this.heartbeatMs,
+      clock,
+      stopSignal: this.stopController.signal,
+      membership: this.membership,
+      meshId: () => this.currentMeshId,
+      invited: (peer) => this.libp2p.services.meshBootstrap.has(peer),
+      ingestRevocations: (list) => this.ingestRevocations(list),
+    };
     this.admission = new Admission({
       membership: this.membership,
       self: this.endpointId,
-      clock: this.clock,
+      clock,
       isMember: (id) => this.table.get(id) !== undefined,
       ownerNode: () => this.table.list().find((r) => r.announcement.meshOwnerNode)?.endpointId,
       openStream: (id, protocol, signal) => this.openStream(id, protocol, { signal }),
     });
+    const warmStreams = options.warmStreams ?? WARM_STREAMS_DEFAULT;
     this.warm = new WarmStreamPool<OpenedStream>({
-      size: options.warmStreams ?? WARM_STREAMS_DEFAULT,
-      refillAt: Math.min(WARM_STREAMS_REFILL_AT, (options.warmStreams ?? WARM_STREAMS_DEFAULT) - 1),
+      size: warmStreams,
+      refillAt: Math.min(WARM_STREAMS_REFILL_AT, warmStreams - 1),
       idleMs: WARM_STREAM_IDLE_MS,
-      open: (endpointId) => this.negotiate(endpointId, PROTOCOL_HTTP, this.stopController.signal),
+      open: (endpointId) =>
+        this.libp2p.services.meshDialer.negotiate(endpointId, PROTOCOL_HTTP, this.stopController.signal),
       usable: ({ stream }) => isFresh(stream),
       // A plain close reaches the host as an empty request, which it ends quietly.
       discard: ({ stream }) => void stream.close().catch(() => stream.abort(new Error('discarded'))),
       onOpenError: (endpointId, err) =>
         this.log.debug({ peer: short(endpointId), err: (err as Error).message }, 'warm stream open failed'),
     });
+  }
+
+  /** Creates the libp2p node with the mesh's services (not started). */
+  async build(): Promise<this> {
+    const { options, context } = this;
+    const relayOnly = options.reachableOnlyViaRelay === true;
+    const services: Record<string, unknown> = {
+      identify: identify(),
+      ping: ping({ runOnLimitedConnection: true }),
+      meshGossip: meshGossip(context),
+      meshMembership: meshMembership(context, {
+        redialMembers: !relayOnly,
+        onDisconnect: (id) => this.warm.drop(id),
+      }),
+      meshBootstrap: meshBootstrap(context, {
+        mdns: options.mdns === true,
+        onConnected: async (peer) => {
+          await this.admitVia(peer);
+          await this.libp2p.services.meshGossip.exchange(peer);
+        },
+      }),
+      meshDialer: meshDialer(context),
+      meshAppStreams: meshAppStreams(context, {
+        memberWaitMs: options.memberWaitMs ?? 5_000,
+        wrap: (stream, protocol, remote) => this.wrap(stream, protocol, remote),
+        openStream: (target, protocol, signal) => this.openStream(target, protocol, { signal }),
+      }),
+    };
+    // A NATed node cannot be dialed directly, so hole punching must not "fix" the test setup.
+    if (!relayOnly) services.dcutr = dcutr();
+    // Members relay without limits; strangers get libp2p's defaults (member-relay.ts).
+    const relayPolicy = options.relay === true ? new MemberRelayPolicy(options.relaySlots) : undefined;
+    if (relayPolicy !== undefined) {
+      services.relay = relayPolicy.service(STREAM_LIMIT);
+      this.detachRelayPolicy = relayPolicy.attach(tableMembership(this.table, this.stopController.signal));
+    }
+    // Every non-relay node also takes a reservation on a mesh relay when one is connected,
+    // so a node behind a real NAT stays reachable; direct addresses are still dialed first.
+    const listenAddrs = relayOnly ? ['/p2p-circuit'] : [`/ip4/${this.host}/tcp/${this.port}`];
+    if (!relayOnly && options.relay !== true && options.relayReservation !== false)
+      listenAddrs.push('/p2p-circuit');
+    this.libp2p = (await createLibp2p({
+      privateKey: context.identity.privateKey,
+      logger: libp2pComponentLogger(),
+      metrics: options.metrics,
+      start: false,
+      addresses: { listen: listenAddrs },
+      transports: [tcp(), circuitRelayTransport({ maxInboundStopStreams: STREAM_LIMIT })],
+      connectionEncrypters: [noise({ crypto: noiseCrypto })],
+      streamMuxers: [yamux({ streamOptions: { maxStreamWindowSize: YAMUX_MAX_WINDOW } })],
+      peerDiscovery: options.mdns === true ? [mdns({ serviceTag: 'mesh-llm.local' })] : [],
+      connectionGater: {
+        denyInboundRelayReservation: relayPolicy && ((peer) => relayPolicy.holdReservation(peer)),
+        // A revoked member gets no connection either way (docs/membership.md).
+        denyDialPeer: (peer) => this.isRevoked(peer),
+        denyInboundEncryptedConnection: (peer) => this.isRevoked(peer),
+        denyOutboundEncryptedConnection: (peer) => this.isRevoked(peer),
+      },
+      connectionManager: {
+        // Members and invite peers carry KEEP_ALIVE tags: libp2p redials them when they drop
+        // (1 s, then ×1.5 each try: about three minutes of tries before it gives up).
+        reconnectRetries: 12,
+        reconnectRetryInterval: 1_000,
+        reconnectBackoffFactor: 1.5,
+      },
+      // biome-ignore lint/suspicious/noExplicitAny: the service map is assembled conditionally.
+      services: services as any,
+    })) as unknown as Libp2p<Services>;
+    return this;
   }
 
   get meshId(): string {
@@ -288,10 +301,14 @@ export class Libp2pMesh implements MeshService {
     if (this.stopping) throw new ConfigError('a stopped mesh node cannot be restarted; create a new one');
     await this.sequence.load();
     await this.membership.load();
-    // A node that creates a mesh holds its owner key (meshes from before have none).
-    if (this.createdHere && this.bootstraps.size === 0 && this.membership.owner === undefined) {
-      await this.membership.createOwner(this.endpointId, this.clock());
+    if (
+      this.createdHere &&
+      this.libp2p.services.meshBootstrap.all().length === 0 &&
+      this.membership.owner === undefined
+    ) {
+      await this.membership.createOwner(this.endpointId, this.context.clock());
     }
+    this.local.merge(this.membershipFields());
     try {
       await this.libp2p.start();
     } catch (err) {
@@ -299,30 +316,6 @@ export class Libp2pMesh implements MeshService {
       throw new ConfigError(`cannot start the mesh listener: ${(err as Error).message}`, { cause: err });
     }
     this.started = true;
-    this.listen('connection:open', (evt) => coalesceTurnWrites(evt.detail));
-    this.listen('peer:connect', (evt) => this.onPeerConnect(evt.detail));
-    this.listen('peer:disconnect', (evt) => this.onPeerDisconnect(evt.detail));
-    this.listen('peer:identify', (evt) => this.onIdentify(evt.detail));
-    this.listen('self:peer:update', () => this.scheduleReannounce());
-    if (this.relayPolicy !== undefined) {
-      this.detachers.push(this.relayPolicy.attach(tableMembership(this.table, this.stopController.signal)));
-    }
-    if (this.options.mdns === true) {
-      this.listen('peer:discovery', (evt) => {
-        const id = evt.detail.id;
-        if (this.libp2p.getConnections(id).length > 0 || this.stopping) return;
-        this.libp2p.dial(id, { signal: AbortSignal.timeout(DIAL_TIMEOUT_MS) }).catch((err: Error) => {
-          this.log.debug({ peer: id.toString(), err: err.message }, 'mdns dial failed');
-        });
-      });
-    }
-    await this.libp2p.handle(
-      PROTOCOL_GOSSIP,
-      (stream, connection) => {
-        void this.onGossipStream(stream, connection);
-      },
-      { runOnLimitedConnection: true, maxInboundStreams: 64, maxOutboundStreams: 64 },
-    );
     // Joiners are not members yet: admission is served below the member check, rate-limited.
     await this.libp2p.handle(
       PROTOCOL_ADMIT,
@@ -333,29 +326,32 @@ export class Libp2pMesh implements MeshService {
       },
       { runOnLimitedConnection: true, maxInboundStreams: 4, maxOutboundStreams: 4 },
     );
-    await this.registerApp(PROTOCOL_FORWARD);
-    for (const protocol of this.handlers.keys()) await this.registerApp(protocol);
-    await this.resign();
-    this.heartbeatTimer = setInterval(() => void this.tick(), this.heartbeatMs);
-    this.heartbeatTimer.unref();
+    const onOpen = (evt: CustomEvent<Parameters<typeof coalesceTurnWrites>[0]>) =>
+      coalesceTurnWrites(evt.detail);
+    const onSelfUpdate = () => this.scheduleReannounce();
+    this.libp2p.addEventListener('connection:open', onOpen);
+    this.libp2p.addEventListener('self:peer:update', onSelfUpdate);
+    this.detachOpen = () => this.libp2p.removeEventListener('connection:open', onOpen);
+    this.detachSelfUpdate = () => this.libp2p.removeEventListener('self:peer:update', onSelfUpdate);
+    await this.local.resign();
     this.log.info(
       { endpointId: this.endpointId, peerId: this.peerId, addrs: this.addresses().length },
       'mesh node started',
     );
-    const boots = [...this.bootstraps.keys()];
-    if (boots.length > 0) await this.connectBootstraps(boots);
+    const bootstrap = this.libp2p.services.meshBootstrap;
+    const boots = bootstrap.all();
+    if (boots.length > 0) await bootstrap.connect(boots);
   }
 
   async stop(): Promise<void> {
     if (!this.started || this.stopping) return;
     this.stopping = true;
-    this.clearTimers();
+    clearTimeout(this.reannounceTimer);
     try {
       // Say goodbye: a final announcement with leaving=true reaches every neighbour.
-      this.leaving = true;
-      await this.resign();
-      const peers = this.gossipPeers();
-      await raceTimeout(Promise.allSettled(peers.map((p) => this.exchange(p))), LEAVE_TIMEOUT_MS);
+      this.local.markLeaving();
+      await this.local.resign();
+      await this.libp2p.services.meshGossip.broadcastFinal();
     } catch (err) {
       this.log.debug({ err: (err as Error).message }, 'leave announcement failed');
     }
@@ -366,7 +362,7 @@ export class Libp2pMesh implements MeshService {
   async abort(): Promise<void> {
     if (!this.started || this.stopping) return;
     this.stopping = true;
-    this.clearTimers();
+    clearTimeout(this.reannounceTimer);
     await this.shutdown();
   }
 
@@ -376,42 +372,12 @@ export class Libp2pMesh implements MeshService {
     await this.sequence.persist().catch((err: Error) => {
       this.log.warn({ err: err.message }, 'could not persist the announcement sequence');
     });
-    for (const detach of this.detachers.splice(0)) detach();
+    this.detachOpen?.();
+    this.detachSelfUpdate?.();
+    this.detachRelayPolicy?.();
     await this.libp2p.stop();
     this.started = false;
     this.log.info({ endpointId: this.endpointId }, 'mesh node stopped');
-  }
-
-  private clearTimers(): void {
-    clearInterval(this.heartbeatTimer);
-    clearTimeout(this.pushTimer);
-    clearTimeout(this.reannounceTimer);
-    for (const timer of this.redials.values()) clearTimeout(timer);
-    this.redials.clear();
-  }
-
-  private listen<
-    K extends
-      | 'connection:open'
-      | 'peer:connect'
-      | 'peer:disconnect'
-      | 'peer:identify'
-      | 'self:peer:update'
-      | 'peer:discovery',
-  >(
-    type: K,
-    // biome-ignore lint/suspicious/noExplicitAny: libp2p's typed event map varies per event.
-    handler: (evt: any) => void,
-  ): void {
-    const wrapped = (evt: unknown) => {
-      try {
-        handler(evt);
-      } catch (err) {
-        this.log.warn({ event: type, err: (err as Error).message }, 'mesh event handler failed');
-      }
-    };
-    this.libp2p.addEventListener(type, wrapped);
-    this.detachers.push(() => this.libp2p.removeEventListener(type, wrapped));
   }
 
   addresses(): string[] {
@@ -426,13 +392,15 @@ export class Libp2pMesh implements MeshService {
     }
     const owner = this.membership.owner;
     if (owner === undefined) {
-      if (options.expiresInMs !== undefined)
+      if (options.expiresInMs !== undefined) {
         throw new ConfigError('this mesh has no owner key: its invites cannot expire');
+      }
       return encodeInviteToken(this.currentMeshId, addrs);
     }
-    const invite = encodeSigned(this.membership.invite(options.expiresInMs, this.clock()));
-    if (invite === undefined)
+    const invite = encodeSigned(this.membership.invite(options.expiresInMs, this.context.clock()));
+    if (invite === undefined) {
       throw new ConfigError('this node holds no invite for its mesh yet (not admitted by its owner)');
+    }
     return encodeInviteToken(this.currentMeshId, addrs, {
       owner: Buffer.from(owner).toString('hex'),
       invite,
@@ -443,12 +411,12 @@ export class Libp2pMesh implements MeshService {
   async revoke(endpointId: EndpointId): Promise<void> {
     if (!isEndpointId(endpointId)) throw new ConfigError('PEER must be a 64-character hex endpoint id');
     if (endpointId === this.endpointId) throw new ConfigError('the owner node cannot revoke itself');
-    await this.membership.revoke(endpointId, this.clock());
+    await this.membership.revoke(endpointId, this.context.clock());
     await this.applyRevocation(endpointId);
-    await Promise.allSettled(this.gossipPeers().map((p) => this.exchange(p, [])));
+    if (this.started) await this.libp2p.services.meshGossip.pushRevocations();
   }
 
-  /** Membership facts for status pages. */
+  /** Membership facts for status pages and tests. */
   membershipStatus(): { owned: boolean; owner: boolean; admitted: boolean; revoked: number } {
     return {
       owned: this.membership.owner !== undefined,
@@ -458,26 +426,50 @@ export class Libp2pMesh implements MeshService {
     };
   }
 
+  private isRevoked(peer: PeerId): boolean {
+    const id = endpointIdFromPeerId(peer);
+    return id !== undefined && this.membership.isRevoked(id);
+  }
+
+  private membershipFields(): LocalAnnouncementFields {
+    return { membership: this.membership.certificate, meshOwnerNode: this.membership.isOwner };
+  }
+
   private async applyRevocation(endpointId: EndpointId): Promise<void> {
     this.table.forget(endpointId);
     this.warm.drop(endpointId);
     this.log.info({ peer: short(endpointId) }, 'peer revoked by the mesh owner');
-    await this.libp2p.hangUp(peerIdFromEndpointId(endpointId)).catch(() => undefined);
+    if (this.started) await this.libp2p.hangUp(peerIdFromEndpointId(endpointId)).catch(() => undefined);
   }
 
-  private async ingestRevocations(
-    list: readonly Parameters<MeshMembership['addRevocation']>[0][],
-  ): Promise<void> {
-    const fresh = list
-      .map((signed) => this.membership.addRevocation(signed))
-      .filter((id) => id !== undefined);
+  private async ingestRevocations(list: readonly OwnerSigned[]): Promise<void> {
+    const fresh: EndpointId[] = [];
+    for (const signed of list) {
+      const id = this.membership.addRevocation(signed);
+      if (id !== undefined) fresh.push(id);
+    }
     if (fresh.length === 0) return;
-    await this.membership
-      .save()
-      .catch((err: Error) => this.log.warn({ err: err.message }, 'could not persist revocations'));
+    await this.membership.save().catch((err: Error) => {
+      this.log.warn({ err: err.message }, 'could not persist revocations');
+    });
     for (const id of fresh) await this.applyRevocation(id);
-    // An empty push still carries the revocations.
-    this.schedulePush();
+    // Passed on at once; the heartbeat's exchanges repair any miss.
+    void this.libp2p.services.meshGossip.pushRevocations();
+  }
+
+  /** In a mesh with an owner, trades the token's invite for a certificate through `peer`. */
+  private async admitVia(peer: PeerId): Promise<void> {
+    const invite = this.pendingInvite;
+    if (!this.membership.needsAdmission || invite === undefined) return;
+    const stream = await this.libp2p.dialProtocol(peer, PROTOCOL_ADMIT, {
+      signal: AbortSignal.any([AbortSignal.timeout(10_000), this.stopController.signal]),
+      runOnLimitedConnection: true,
+    });
+    await this.admission.request(toByteStream(stream), invite);
+    this.pendingInvite = undefined;
+    this.log.info('admitted to the mesh by its owner');
+    this.local.merge(this.membershipFields());
+    await this.local.resign();
   }
 
   async join(token: string): Promise<void> {
@@ -493,56 +485,13 @@ export class Libp2pMesh implements MeshService {
       this.currentMeshId = invite.mesh;
       this.table.reset();
       await this.membership.adopt(owner);
-      if (this.started) await this.resign();
+      this.local.merge(this.membershipFields());
+      if (this.started) await this.local.resign();
     }
     if (this.membership.needsAdmission) this.pendingInvite = decodeSigned(invite.invite);
-    const peers: string[] = [];
-    for (const addr of invite.addrs) {
-      const ma = multiaddr(addr);
-      const peer = ma.getComponents().at(-1)?.value;
-      if (peer === undefined || peer === this.peerId) continue;
-      const list = this.bootstraps.get(peer) ?? [];
-      if (!list.some((m) => m.equals(ma))) list.push(ma);
-      this.bootstraps.set(peer, list);
-      if (!peers.includes(peer)) peers.push(peer);
-    }
-    if (this.started && peers.length > 0) await this.connectBootstraps(peers);
-  }
-
-  private async connectBootstraps(peers: string[]): Promise<void> {
-    const results = await Promise.allSettled(peers.map((p) => this.connectBootstrap(p)));
-    if (!results.some((r) => r.status === 'fulfilled')) {
-      // The mesh refused the invite (expired, revoked): retrying cannot help; say why.
-      const refusal = results.find((r) => r.status === 'rejected' && r.reason instanceof ConfigError);
-      if (refusal !== undefined) throw (refusal as PromiseRejectedResult).reason;
-      this.log.warn(
-        { peers: peers.length },
-        'could not reach any invite address yet; retrying in the background',
-      );
-      for (const peer of peers) this.scheduleRedial(peer);
-    }
-  }
-
-  private async connectBootstrap(peer: string): Promise<void> {
-    const addrs = this.bootstraps.get(peer);
-    if (addrs === undefined) return;
-    const connection = await this.libp2p.dial(addrs, { signal: this.timeoutSignal(DIAL_TIMEOUT_MS) });
-    await this.admitVia(connection.remotePeer);
-    await this.exchange(connection.remotePeer);
-  }
-
-  /** In a mesh with an owner, trades the token's invite for a certificate through `peer`. */
-  private async admitVia(peer: PeerId): Promise<void> {
-    const invite = this.pendingInvite;
-    if (!this.membership.needsAdmission || invite === undefined) return;
-    const stream = await this.libp2p.dialProtocol(peer, PROTOCOL_ADMIT, {
-      signal: this.timeoutSignal(GOSSIP_TIMEOUT_MS),
-      runOnLimitedConnection: true,
-    });
-    await this.admission.request(toByteStream(stream), invite);
-    this.pendingInvite = undefined;
-    this.log.info('admitted to the mesh by its owner');
-    await this.resign();
+    const bootstrap = this.libp2p.services.meshBootstrap;
+    const peers = bootstrap.add(invite.addrs, this.peerId);
+    if (this.started && peers.length > 0) await bootstrap.connect(peers);
   }
 
   peers(): PeerRecord[] {
@@ -558,16 +507,15 @@ export class Libp2pMesh implements MeshService {
   }
 
   async updateAnnouncement(fields: LocalAnnouncementFields): Promise<void> {
-    this.localFields = { ...this.localFields, ...fields };
+    this.local.merge(fields);
     if (!this.started || this.stopping) return;
-    await this.resign();
-    const own = this.ownSet();
-    await Promise.allSettled(this.gossipPeers().map((p) => this.exchange(p, own)));
+    await this.local.resign();
+    await this.libp2p.services.meshGossip.pushOwn();
   }
 
   /** The latest signed local announcement (for status and tests). */
   localAnnouncement(): PeerAnnouncement | undefined {
-    return this.selfAnnouncement;
+    return this.local.announcement;
   }
 
   /** Open libp2p connections to a peer, for status pages and tests. */
@@ -581,15 +529,7 @@ export class Libp2pMesh implements MeshService {
   }
 
   handle(protocol: string, handler: AppHandler): void {
-    if (protocol === PROTOCOL_GOSSIP || protocol === PROTOCOL_FORWARD) {
-      throw new ConfigError(`${protocol} is handled by the mesh itself`);
-    }
-    this.handlers.set(protocol, handler);
-    if (this.started && !this.registered.has(protocol)) {
-      this.registerApp(protocol).catch((err: Error) => {
-        this.log.error({ protocol, err: err.message }, 'could not register protocol handler');
-      });
-    }
+    this.libp2p.services.meshAppStreams.handle(protocol, handler);
   }
 
   async openStream(
@@ -605,7 +545,11 @@ export class Libp2pMesh implements MeshService {
     // The combined signal is built only for a negotiation: a warm stream needs none.
     const opened =
       (pooled ? this.warm.take(endpointId) : undefined) ??
-      (await this.negotiate(endpointId, protocol, anySignal(options.signal, this.stopController.signal)));
+      (await this.libp2p.services.meshDialer.negotiate(
+        endpointId,
+        protocol,
+        anySignal(options.signal, this.stopController.signal),
+      ));
     if (pooled) opened.stream.addEventListener('close', () => this.warm.refill(endpointId), { once: true });
     return { ...this.wrap(opened.stream, protocol, endpointId), path: opened.path };
   }
@@ -613,40 +557,6 @@ export class Libp2pMesh implements MeshService {
   /** Pre-negotiated HTTP streams ready for `endpointId` (tests, diagnostics). */
   warmStreamCount(endpointId: EndpointId): number {
     return this.warm.size(endpointId);
-  }
-
-  /** A new outbound stream: over the existing or a fresh connection, else through a relay. */
-  private async negotiate(
-    endpointId: EndpointId,
-    protocol: string,
-    signal: AbortSignal,
-  ): Promise<OpenedStream> {
-    const peerId = peerIdFromEndpointId(endpointId);
-    const record = this.table.get(endpointId);
-    const connected = this.libp2p.getConnections(peerId).length > 0;
-    if (record === undefined && !connected) {
-      throw new UpstreamError(`peer ${short(endpointId)} is not known in this mesh`, 'peer_unknown');
-    }
-    const streamOptions = { signal, runOnLimitedConnection: true, maxOutboundStreams: STREAM_LIMIT };
-    try {
-      // Not connected: only the announced addresses still within their dial budgets.
-      const target = connected
-        ? peerId
-        : this.dialGuard.admit(endpointId, peerId.toString(), record!.announcement.listenAddrs);
-      if (Array.isArray(target) && target.length === 0)
-        throw new UpstreamError('dial budget spent', 'dial_limited');
-      const connection = await this.libp2p.dial(target, { signal });
-      const stream = await connection.newStream(protocol, streamOptions);
-      return { stream, path: isRelayed(connection) ? 'relay' : 'direct' };
-    } catch (err) {
-      if (signal.aborted) throw new UpstreamError('stream open aborted', 'aborted', { cause: err });
-      // Its own addresses failed: try a circuit through each relay we are connected to.
-      const viaRelay = await this.dialViaRelays(peerId, protocol, streamOptions);
-      if (viaRelay === undefined) {
-        throw new UpstreamError(`cannot reach peer ${short(endpointId)}`, 'peer_unreachable', { cause: err });
-      }
-      return { stream: viaRelay, path: 'relay' };
-    }
   }
 
   async openForwardedStream(
@@ -665,8 +575,6 @@ export class Libp2pMesh implements MeshService {
     return stream;
   }
 
-  // ---- streams -------------------------------------------------------------------
-
   private wrap(stream: Stream, protocol: string, remote: EndpointId): ByteStream {
     const tap = this.options.streamTap;
     if (tap === undefined || protocol === PROTOCOL_GOSSIP) return toByteStream(stream);
@@ -679,413 +587,11 @@ export class Libp2pMesh implements MeshService {
     });
   }
 
-  private async dialViaRelays(
-    peerId: PeerId,
-    protocol: string,
-    streamOptions: { signal: AbortSignal; runOnLimitedConnection: boolean; maxOutboundStreams: number },
-  ): Promise<Stream | undefined> {
-    for (const relay of this.relayPeers) {
-      if (relay === peerId.toString() || streamOptions.signal.aborted) continue;
-      try {
-        const circuit = multiaddr(`/p2p/${relay}/p2p-circuit/p2p/${peerId.toString()}`);
-        return await this.libp2p.dialProtocol(circuit, protocol, streamOptions);
-      } catch (err) {
-        this.log.debug({ relay, err: (err as Error).message }, 'relay circuit dial failed');
-      }
-    }
-    return undefined;
-  }
-
-  /** Puts a peer's announced addresses (signed by it) into the peer store for dialing. */
-  private async rememberAddrs(peerId: PeerId, record: PeerRecord): Promise<void> {
-    const target = peerId.toString();
-    const addrs: Multiaddr[] = [];
-    for (const text of record.announcement.listenAddrs) {
-      try {
-        const ma = multiaddr(text);
-        const last = ma.getComponents().at(-1);
-        if (last?.name !== 'p2p' || last.value !== target) continue;
-        addrs.push(ma.decapsulateCode(last.code));
-      } catch {
-        // An unparsable address is skipped; the rest may work.
-      }
-    }
-    if (addrs.length === 0) return;
-    try {
-      await this.libp2p.peerStore.merge(peerId, { multiaddrs: addrs });
-    } catch (err) {
-      this.log.debug({ peer: target, err: (err as Error).message }, 'peer store merge failed');
-    }
-  }
-
-  private async registerApp(protocol: string): Promise<void> {
-    this.registered.add(protocol);
-    await this.libp2p.handle(
-      protocol,
-      (stream, connection) => {
-        void this.onAppStream(protocol, stream, connection);
-      },
-      {
-        runOnLimitedConnection: true,
-        maxInboundStreams: STREAM_LIMIT,
-        maxOutboundStreams: STREAM_LIMIT,
-        force: true,
-      },
-    );
-  }
-
-  private async onAppStream(protocol: string, stream: Stream, connection: Connection): Promise<void> {
-    const remote = endpointIdFromPeerId(connection.remotePeer);
-    if (remote === undefined) {
-      stream.abort(new Error('peer identity is not Ed25519'));
-      return;
-    }
-    const bytes = this.wrap(stream, protocol, remote);
-    try {
-      // Only members of this mesh (a verified announcement with our mesh id) are served.
-      if (!(await this.awaitMember(remote))) {
-        this.log.info({ protocol, remote: short(remote) }, 'refused stream from a non-member');
-        bytes.abort(new Error('not a member of this mesh'));
-        return;
-      }
-      if (protocol === PROTOCOL_FORWARD) {
-        await this.onForward(bytes, remote);
-        return;
-      }
-      const handler = this.handlers.get(protocol);
-      if (handler === undefined) {
-        bytes.abort(new Error('protocol not handled'));
-        return;
-      }
-      await handler(bytes, remote);
-    } catch (err) {
-      const error = err instanceof Error ? err : new Error(String(err));
-      this.log.warn(
-        { protocol, remote: short(remote), err: error.name, msg: error.message },
-        'stream handler failed',
-      );
-      bytes.abort(error);
-    }
-  }
-
-  /** Middle node of a forward: read the 32-byte target, then only pipe bytes. */
-  private async onForward(inbound: ByteStream, remote: EndpointId): Promise<void> {
-    const iterator = inbound.source[Symbol.asyncIterator]();
-    let head: Uint8Array = new Uint8Array(0);
-    const timer = setTimeout(
-      () => inbound.abort(new Error('forward header timeout')),
-      FORWARD_HEADER_TIMEOUT_MS,
-    );
-    try {
-      while (head.byteLength < 32) {
-        const next = await iterator.next();
-        if (next.done === true) throw new Error('forward stream ended before the target id');
-        head = concatBytes(head, next.value);
-      }
-    } finally {
-      clearTimeout(timer);
-    }
-    const target = endpointIdFromBytes(head.subarray(0, 32));
-    if (target === this.endpointId || target === remote || this.table.get(target) === undefined) {
-      this.log.info({ from: short(remote), target: short(target) }, 'refused forward to an unknown target');
-      inbound.abort(new Error('unknown forward target'));
-      return;
-    }
-    const outbound = await this.openStream(target, PROTOCOL_HTTP, { signal: this.stopController.signal });
-    const rest = head.subarray(32);
-    if (rest.byteLength > 0) await outbound.write(rest);
-    const remainder: ByteStream = {
-      source: { [Symbol.asyncIterator]: () => iterator },
-      write: (chunk) => inbound.write(chunk),
-      closeWrite: () => inbound.closeWrite(),
-      abort: (error) => inbound.abort(error),
-    };
-    this.log.debug({ from: short(remote), target: short(target) }, 'forwarding stream');
-    await pipeBoth(remainder, outbound);
-  }
-
-  private awaitMember(endpointId: EndpointId): Promise<boolean> {
-    return this.table.whenKnown(endpointId, this.options.memberWaitMs ?? 5_000, this.stopController.signal);
-  }
-
-  // ---- gossip --------------------------------------------------------------------
-
-  private async onGossipStream(stream: Stream, connection: Connection): Promise<void> {
-    const remote = endpointIdFromPeerId(connection.remotePeer);
-    if (remote === undefined) {
-      stream.abort(new Error('peer identity is not Ed25519'));
-      return;
-    }
-    const bytes = toByteStream(stream);
-    try {
-      await raceTimeout(
-        respondGossip(bytes, async (theirs) => {
-          if (this.table.get(remote) !== undefined) await this.ingestRevocations(theirs.revocations ?? []);
-          await this.ingestAll(theirs.announcements, remote);
-          // Only a member (its own announcement, with our mesh id, accepted) learns anything,
-          // and only what it does not hold yet; a peer that proved it knows the mesh id (mDNS)
-          // gets our own announcement, so it can send its own.
-          if (this.table.get(remote) !== undefined) {
-            return {
-              announcements: newsFor(this.fullEntries(), theirs.known),
-              revocations: this.membership.revocations(),
-            };
-          }
-          const proven =
-            theirs.proof !== undefined &&
-            checkMembershipProof(
-              this.currentMeshId,
-              endpointIdToBytes(remote),
-              endpointIdToBytes(this.endpointId),
-              theirs.proof,
-            );
-          return { announcements: proven ? this.ownSet() : [] };
-        }),
-        GOSSIP_TIMEOUT_MS,
-      );
-    } catch (err) {
-      this.logGossipFailure(remote, err);
-      bytes.abort(err instanceof Error ? err : new Error(String(err)));
-    }
-  }
-
-  /**
-   * One exchange with a connected peer: our full set (anti-entropy), or only `push` (news to
-   * spread). Overlapping calls coalesce into one full rerun.
-   */
-  private exchange(peerId: PeerId, push?: SignedAnnouncement[]): Promise<void> {
-    const key = peerId.toString();
-    const running = this.inflight.get(key);
-    if (running !== undefined) {
-      // Run once more after the current one so newer local state is delivered too.
-      let rerun = this.rerun.get(key);
-      if (rerun === undefined) {
-        rerun = running.then(() => {
-          this.rerun.delete(key);
-          return this.exchange(peerId);
-        });
-        this.rerun.set(key, rerun);
-      }
-      return rerun;
-    }
-    const run = this.runExchange(peerId, push).finally(() => {
-      if (this.inflight.get(key) === run) this.inflight.delete(key);
-    });
-    this.inflight.set(key, run);
-    return run;
-  }
-
-  private async runExchange(peerId: PeerId, push?: SignedAnnouncement[]): Promise<void> {
-    const remote = endpointIdFromPeerId(peerId);
-    if (remote === undefined || this.libp2p.getConnections(peerId).length === 0) return;
-    let bytes: ByteStream | undefined;
-    try {
-      const signal = this.timeoutSignal(GOSSIP_TIMEOUT_MS);
-      const stream = await this.libp2p.dialProtocol(peerId, PROTOCOL_GOSSIP, {
-        signal,
-        runOnLimitedConnection: true,
-      });
-      bytes = toByteStream(stream);
-      const member = this.table.get(remote) !== undefined;
-      // A peer not known as a member learns nothing secret: our announcement (it carries the
-      // mesh id) goes only to an invite's address; anyone else (mDNS) gets a proof instead.
-      const invited = this.bootstraps.has(peerId.toString());
-      const ours = member ? (push ?? this.fullSet()) : invited ? this.ownSet() : [];
-      const extras = member
-        ? { revocations: this.membership.revocations() }
-        : invited
-          ? {}
-          : {
-              proof: membershipProof(
-                this.currentMeshId,
-                endpointIdToBytes(this.endpointId),
-                endpointIdToBytes(remote),
-              ),
-            };
-      // More than one message holds goes in several exchanges, one stream each.
-      const [first, ...rest] = splitGossip(ours);
-      // What we hold goes along, so the reply carries only what is new to us.
-      const theirs = await raceTimeout(
-        requestGossip(bytes, first!, this.knownDigests(), extras),
-        GOSSIP_TIMEOUT_MS,
-      );
-      if (member) await this.ingestRevocations(theirs.revocations ?? []);
-      await this.ingestAll(theirs.announcements, remote);
-      for (const batch of rest) {
-        bytes = toByteStream(
-          await this.libp2p.dialProtocol(peerId, PROTOCOL_GOSSIP, { signal, runOnLimitedConnection: true }),
-        );
-        await this.ingestAll(
-          (await raceTimeout(requestGossip(bytes, batch, this.knownDigests()), GOSSIP_TIMEOUT_MS))
-            .announcements,
-          remote,
-        );
-      }
-    } catch (err) {
-      bytes?.abort(err instanceof Error ? err : new Error(String(err)));
-      if (!this.stopping) this.logGossipFailure(remote, err);
-    }
-  }
-
-  private logGossipFailure(remote: EndpointId, err: unknown): void {
-    const error = err instanceof Error ? err : new Error(String(err));
-    const malformed = error instanceof GossipError || error.name === 'FrameError';
-    // Peer id and reason only: gossip content is never logged.
-    this.log[malformed ? 'warn' : 'debug'](
-      { peer: short(remote), reason: error.message },
-      'gossip exchange failed',
-    );
-  }
-
-  /** Our own signed announcement with its seq, once signed. */
-  private ownEntries(): GossipEntry[] {
-    if (this.selfSigned === undefined || this.selfAnnouncement === undefined) return [];
-    return [
-      { endpointId: this.endpointId, seq: this.selfAnnouncement.announcementSeq, signed: this.selfSigned },
-    ];
-  }
-
-  private ownSet(): SignedAnnouncement[] {
-    return this.ownEntries().map((e) => e.signed);
-  }
-
-  private fullSet(): SignedAnnouncement[] {
-    return this.fullEntries().map((e) => e.signed);
-  }
-
-  private fullEntries(): GossipEntry[] {
-    return [...this.ownEntries(), ...this.table.relayEntries()];
-  }
-
-  /** Origin → newest seq we hold, ourselves included. */
-  private knownDigests(): Map<EndpointId, bigint> {
-    const known = this.table.knownDigests();
-    for (const own of this.ownEntries()) known.set(own.endpointId, own.seq);
-    return known;
-  }
-
-  private async ingestAll(list: SignedAnnouncement[], from: EndpointId): Promise<void> {
-    let urgent = false;
-    let deferred = 0;
-    for (const signed of list) {
-      const result = await this.table.ingest(signed, from);
-      if (result.status === 'accepted') {
-        if (result.changed) {
-          urgent = true;
-          this.news.add(result.record.endpointId);
-        }
-        if (result.isNew) {
-          this.log.info(
-            { peer: short(result.record.endpointId), via: short(from), transitive: result.record.transitive },
-            'peer joined',
-          );
-        }
-      } else if (result.status === 'left') {
-        urgent = true;
-        this.news.add(result.endpointId);
-        this.log.info({ peer: short(result.endpointId) }, 'peer left');
-      } else if (result.reason === 'rate_limited' || result.reason === 'table_full') {
-        deferred++;
-      } else if (result.reason !== 'stale_seq' && result.reason !== 'self') {
-        this.log.warn(
-          {
-            from: short(from),
-            origin: result.endpointId ? short(result.endpointId) : undefined,
-            reason: result.reason,
-          },
-          'announcement rejected',
-        );
-      }
-    }
-    if (deferred > 0) this.log.debug({ from: short(from), deferred }, 'new origins deferred (gossip bounds)');
-    // New peers, leaves and content changes spread at once; plain refreshes wait a heartbeat.
-    if (urgent) this.schedulePush();
-  }
-
-  private schedulePush(): void {
-    if (this.pushTimer !== undefined || this.stopping) return;
-    this.pushTimer = setTimeout(() => {
-      this.pushTimer = undefined;
-      if (this.stopping) return;
-      // Only the announcements that changed: the heartbeat's full exchange repairs any miss.
-      const push = this.table.relayEntries(this.news).map((e) => e.signed);
-      this.news.clear();
-      for (const peer of this.gossipPeers()) void this.exchange(peer, push);
-    }, PUSH_DEBOUNCE_MS);
-    this.pushTimer.unref();
-  }
-
-  /**
-   * Peers to gossip with: connected members, plus gossip-capable peers we dialed
-   * ourselves (invite, mDNS). A stranger that dials us must reveal a same-mesh
-   * announcement first; it is not sent ours unasked.
-   */
-  private gossipPeers(): PeerId[] {
-    return this.libp2p.getPeers().filter((peer) => this.shouldGossipWith(peer));
-  }
-
-  private shouldGossipWith(peer: PeerId): boolean {
-    const id = endpointIdFromPeerId(peer);
-    if (id !== undefined && this.table.get(id) !== undefined) return true;
-    if (!this.gossipCapable.has(peer.toString())) return false;
-    return this.libp2p.getConnections(peer).some((c) => c.direction === 'outbound');
-  }
-
-  private async tick(): Promise<void> {
-    if (this.stopping) return;
-    try {
-      await this.resign();
-      const removed = this.table.sweep(this.heartbeatMs * 2.5);
-      for (const id of removed) this.log.info({ peer: short(id) }, 'peer silent, removed');
-      const peers = this.gossipPeers();
-      await Promise.allSettled(peers.flatMap((p) => [this.exchange(p), this.measureRtt(p)]));
-    } catch (err) {
-      this.log.warn({ err: (err as Error).message }, 'heartbeat failed');
-    }
-  }
-
-  private async measureRtt(peerId: PeerId): Promise<void> {
-    const id = endpointIdFromPeerId(peerId);
-    if (id === undefined || this.table.get(id) === undefined) return;
-    try {
-      const rtt = await this.libp2p.services.ping.ping(peerId, {
-        signal: this.timeoutSignal(Math.min(this.heartbeatMs, 5_000)),
-        runOnLimitedConnection: true,
-      });
-      this.table.setRtt(id, rtt);
-    } catch (err) {
-      this.log.debug({ peer: short(id), err: (err as Error).message }, 'ping failed');
-    }
-  }
-
-  /** Re-signs the local announcement with the next sequence number (serialised). */
-  private resign(): Promise<void> {
-    const run = this.resignChain.then(async () => {
-      const fields = this.localFields;
-      const announcement = create(PeerAnnouncementSchema, {
-        ...fields,
-        version: fields.version || this.options.version,
-        endpointId: endpointIdToBytes(this.endpointId),
-        meshId: this.currentMeshId,
-        membership: this.membership.certificate,
-        meshOwnerNode: this.membership.isOwner,
-        listenAddrs: this.addresses(),
-        issuedAtMs: BigInt(Math.floor(this.clock())),
-        announcementSeq: this.sequence.next(),
-        leaving: this.leaving,
-      });
-      this.selfSigned = await signAnnouncement(this.identity.privateKey, announcement);
-      this.selfAnnouncement = announcement;
-    });
-    this.resignChain = run.catch(() => undefined);
-    return run;
-  }
-
   private scheduleReannounce(): void {
     if (this.stopping || this.reannounceTimer !== undefined) return;
     this.reannounceTimer = setTimeout(() => {
       this.reannounceTimer = undefined;
-      const current = this.selfAnnouncement?.listenAddrs ?? [];
+      const current = this.local.announcement?.listenAddrs ?? [];
       const now = this.addresses();
       if (now.length === current.length && now.every((a, i) => a === current[i])) return;
       this.log.info({ addrs: now.length }, 'listen addresses changed');
@@ -1094,113 +600,9 @@ export class Libp2pMesh implements MeshService {
     this.reannounceTimer.unref();
   }
 
-  // ---- connections ---------------------------------------------------------------
-
   private isConnected(endpointId: EndpointId): boolean {
     if (!this.started) return false;
     return this.libp2p.getConnections(peerIdFromEndpointId(endpointId)).length > 0;
-  }
-
-  private onPeerConnect(peerId: PeerId): void {
-    const id = endpointIdFromPeerId(peerId);
-    const timer = this.redials.get(peerId.toString());
-    if (timer !== undefined) {
-      clearTimeout(timer);
-      this.redials.delete(peerId.toString());
-    }
-    if (id !== undefined) this.table.setConnected(id, true);
-  }
-
-  private onPeerDisconnect(peerId: PeerId): void {
-    const key = peerId.toString();
-    this.gossipCapable.delete(key);
-    this.relayPeers.delete(key);
-    const id = endpointIdFromPeerId(peerId);
-    if (id !== undefined) {
-      this.table.setConnected(id, false);
-      this.warm.drop(id);
-    }
-    if (!this.stopping) this.scheduleRedial(key);
-  }
-
-  private onIdentify(result: IdentifyResult): void {
-    const key = result.peerId.toString();
-    if (result.protocols.includes(RELAY_V2_HOP_CODEC)) this.relayPeers.add(key);
-    if (!result.protocols.includes(PROTOCOL_GOSSIP)) return;
-    this.gossipCapable.add(key);
-    if (this.shouldGossipWith(result.peerId)) void this.exchange(result.peerId);
-  }
-
-  /**
-   * Redials a dropped bootstrap peer (always) or known member (while it is still in the
-   * table) with capped exponential backoff. A NATed node only redials its bootstraps.
-   */
-  private scheduleRedial(peer: string, attempt = 0): void {
-    if (this.stopping || (attempt === 0 && this.redials.has(peer))) return;
-    const base = Math.min(1_000, this.heartbeatMs);
-    const cap = Math.max(base, Math.min(30_000, this.heartbeatMs * 10));
-    const delay = Math.min(cap, base * 2 ** attempt) * (0.75 + Math.random() * 0.5);
-    const timer = setTimeout(() => void this.redial(peer, attempt), delay);
-    timer.unref();
-    this.redials.set(peer, timer);
-  }
-
-  private async redial(peer: string, attempt: number): Promise<void> {
-    this.redials.delete(peer);
-    if (this.stopping) return;
-    const boot = this.bootstraps.get(peer);
-    let peerId: PeerId;
-    try {
-      peerId = peerIdFromString(peer);
-    } catch {
-      return;
-    }
-    if (this.libp2p.getConnections(peerId).length > 0) return;
-    const id = endpointIdFromPeerId(peerId);
-    const record = id === undefined ? undefined : this.table.get(id);
-    const member = record !== undefined && this.options.reachableOnlyViaRelay !== true;
-    if (boot === undefined && !member) return;
-    try {
-      if (record !== undefined) await this.rememberAddrs(peerId, record);
-      await this.libp2p.dial(boot ?? peerId, { signal: this.timeoutSignal(DIAL_TIMEOUT_MS) });
-      this.log.info({ peer: id ? short(id) : peer, attempt }, 'reconnected');
-    } catch (err) {
-      if (this.stopping) return;
-      this.log.debug({ peer: id ? short(id) : peer, attempt, err: (err as Error).message }, 'redial failed');
-      this.scheduleRedial(peer, Math.min(attempt + 1, 16));
-    }
-  }
-
-  private timeoutSignal(ms: number): AbortSignal {
-    return anySignal(AbortSignal.timeout(ms), this.stopController.signal);
-  }
-}
-
-function anySignal(...signals: Array<AbortSignal | undefined>): AbortSignal {
-  return AbortSignal.any(signals.filter((s): s is AbortSignal => s !== undefined));
-}
-
-function short(endpointId: EndpointId): string {
-  return endpointId.slice(0, 12);
-}
-
-function concatBytes(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const out = new Uint8Array(a.byteLength + b.byteLength);
-  out.set(a, 0);
-  out.set(b, a.byteLength);
-  return out;
-}
-
-async function raceTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms);
-    timer.unref();
-  });
-  try {
-    return await Promise.race([promise, timeout]);
-  } finally {
-    clearTimeout(timer);
   }
 }
 
@@ -1213,9 +615,4 @@ function isFresh(stream: Stream): boolean {
     stream.remoteWriteStatus === 'writable' &&
     stream.remoteReadStatus === 'readable'
   );
-}
-
-/** A circuit-relay connection (limited, or dialled through /p2p-circuit). */
-function isRelayed(connection: { limits?: unknown; remoteAddr: { toString(): string } }): boolean {
-  return connection.limits !== undefined || connection.remoteAddr.toString().includes('/p2p-circuit');
 }

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import type { GpuChoice, GpuLayersChoice } from '../backends/llama/gpu-choice.ts';
 import type { LogFormat } from '../log.ts';
 import { type AnswerBounds, DEFAULT_ANSWER_BOUNDS } from '../routing/answer-bounds.ts';
+import { DEFAULT_INBOUND_LIMITS, type InboundLimits } from '../routing/inbound-limits.ts';
 
 export type AttestationKeyChoice = 'auto' | 'tpm2' | 'secure-enclave' | 'software';
 
@@ -42,7 +43,15 @@ export interface NodeConfig {
    * Pass-through backend. `model`/`models` name what it serves (--backend-model, repeatable);
    * neither: every model the upstream lists at /v1/models, re-read every `refreshMs`.
    */
-  backend?: { url: string; model?: string; models?: string[]; apiKey?: string; refreshMs?: number };
+  backend?: {
+    url: string;
+    model?: string;
+    models?: string[];
+    apiKey?: string;
+    refreshMs?: number;
+    /** Requests the upstream runs at once (`--slots`); default its /props, else 4. */
+    slots?: number;
+  };
   requireEncryption: boolean;
   requireAttestedHosts: boolean;
   attestationPolicyPath?: string;
@@ -56,8 +65,13 @@ export interface NodeConfig {
   maxBodyBytes: number;
   /** What a remote host can make this node hold or wait for (--max-answer-mb, --first-byte-timeout, --idle-timeout). */
   answerBounds: AnswerBounds;
+  /** What one member can make this host hold: streams per peer, request bytes, read deadlines. */
+  inboundLimits: InboundLimits;
   mdns: boolean;
   logFormat: LogFormat;
+  /** When every host of a model is full: how long a request may wait, and how many may. */
+  queueTimeoutMs: number;
+  maxQueued: number;
 }
 
 export interface ModelConfig {
@@ -102,8 +116,11 @@ export function defaultConfig(overrides: Partial<NodeConfig> = {}): NodeConfig {
     keyRotationMs: 24 * 60 * 60 * 1000,
     maxBodyBytes: DEFAULT_MAX_BODY_BYTES,
     answerBounds: { ...DEFAULT_ANSWER_BOUNDS },
+    inboundLimits: { ...DEFAULT_INBOUND_LIMITS },
     mdns: false,
     logFormat: 'pretty',
+    queueTimeoutMs: 30_000,
+    maxQueued: 256,
     ...overrides,
   };
 }

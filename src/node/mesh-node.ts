@@ -1,5 +1,6 @@
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { create } from '@bufbuild/protobuf';
 import { createConsoleRoutes } from '../api/console-routes.ts';
 import { type ListeningServer, startHttpServer } from '../api/http-server.ts';
 import { withApiIngress } from '../api/ingress-guard.ts';
@@ -17,8 +18,10 @@ import type { LocalAnnouncementFields, MeshService, StreamTapEvent } from '../me
 import { PROTOCOL_HTTP } from '../mesh/types.ts';
 import { libp2pMetrics } from '../metrics/libp2p.ts';
 import { NodeMetrics } from '../metrics/node-metrics.ts';
-import { NodeRole } from '../proto/gen/mesh_pb.js';
+import { ModelCapacitySchema, NodeRole } from '../proto/gen/mesh_pb.js';
+import { CapacityQueue } from '../routing/capacity-queue.ts';
 import { createInboundHttpHandler } from '../routing/inbound-http.ts';
+import { LoadPublisher, LoadSubscriptions, PROTOCOL_LOAD } from '../routing/load-reports.ts';
 import { RemoteTransport } from '../routing/remote-transport.ts';
 import { type HostGate, Router } from '../routing/router.ts';
 import type { AttestationService } from './attestation-service.ts';
@@ -102,6 +105,13 @@ export async function startMeshNode(config: NodeConfig, deps: MeshNodeDeps): Pro
       name: config.name,
       version: VERSION,
       ...hosting.announcementFields(),
+      // Pooling: how many requests each model runs at once (live load goes on PROTOCOL_LOAD).
+      modelCapacity: backends.flatMap((b) =>
+        b
+          .models()
+          .filter((m) => m.slots !== undefined)
+          .map((m) => create(ModelCapacitySchema, { modelName: m.name, slots: m.slots })),
+      ),
       inferencePublicKey: keyring?.current().publicKeyBase64,
       securityPosture: attestation.postureProto(),
       hardwareAttestationBlob: attestation.statementBlob(),
@@ -156,7 +166,23 @@ export async function startMeshNode(config: NodeConfig, deps: MeshNodeDeps): Pro
       security: createHostSecurity(attestation.trust, { e2e: config.e2e }),
       gates,
       logger: logger.child({ component: 'router' }),
+      queue: new CapacityQueue({ maxWaiting: config.maxQueued, timeoutMs: config.queueTimeoutMs }),
     });
+    cleanup.push(() => router.queue.close());
+
+    // Pooling: hosts stream their load to whoever follows them; this node follows every host.
+    const loadLog = logger.child({ component: 'load' });
+    if (backends.length > 0) {
+      const publisher = new LoadPublisher({
+        snapshot: () => router.localLoad.snapshot(),
+        onChange: (listener) => router.localLoad.onChange(listener),
+        logger: loadLog,
+      });
+      publisher.start();
+      cleanup.push(() => publisher.stop());
+      mesh.handle(PROTOCOL_LOAD, (stream) => publisher.serve(stream));
+    }
+    const subscriptions = new LoadSubscriptions({ mesh, board: router.load, logger: loadLog });
 
     mesh.handle(
       PROTOCOL_HTTP,
@@ -165,11 +191,14 @@ export async function startMeshNode(config: NodeConfig, deps: MeshNodeDeps): Pro
         e2e: keyring ? { keyring, replayGuard: new ReplayGuard() } : undefined,
         acceptPlaintext: !config.requireEncryption && !config.requireAttestedHosts,
         maxRequestBytes: config.maxBodyBytes,
+        limits: config.inboundLimits,
         logger: logger.child({ component: 'host' }),
         onE2eFailure: (reason) => metrics.e2eFailures.inc({ reason, side: 'host' }),
       }),
     );
     await mesh.start();
+    subscriptions.start();
+    cleanup.push(() => subscriptions.stop());
     for (const token of config.join) await mesh.join(token);
     // Remember the mesh (created here or adopted from a token) so a restart stays in it.
     await writeFile(meshIdFile, `${mesh.meshId}\n`, { mode: 0o600 });

@@ -4,7 +4,7 @@ import type { SecurityPostureFacts } from '../hardening/types.ts';
 import type { MeshService, PeerRecord } from '../mesh/types.ts';
 import type { PeerSample } from '../metrics/node-metrics.ts';
 import { NodeRole } from '../proto/gen/mesh_pb.js';
-import { hostedModels, type Router } from '../routing/router.ts';
+import { hostedModels, type ModelPool, type Router } from '../routing/router.ts';
 import type { AttestationService, PeerAttestationStatus } from './attestation-service.ts';
 import type { NodeConfig } from './config.ts';
 import { advertisedInferenceKey } from './host-security.ts';
@@ -63,6 +63,8 @@ export interface StatusReport {
     hosting: HostingStatus | null;
   };
   peers: PeerStatus[];
+  /** Pooling, per model: every host with its slots and load as this node sees them. */
+  models: ModelPool[];
 }
 
 export function roleName(role: NodeRole): string {
@@ -135,6 +137,7 @@ export function buildStatusReport(input: {
           : null,
       };
     }),
+    models: router.pools(),
   };
 }
 

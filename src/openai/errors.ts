@@ -4,7 +4,7 @@
  * backends all answer through here.
  */
 import type { z } from 'zod';
-import { type ErrorKind, InvalidRequestError, MeshError } from '../errors.ts';
+import { AllHostsBusyError, type ErrorKind, InvalidRequestError, MeshError } from '../errors.ts';
 import { jsonResponse, type UpstreamResponse } from '../http/exchange.ts';
 
 const STATUS: Record<ErrorKind, number> = {
@@ -46,7 +46,7 @@ export interface OpenAiErrorBody {
 /** A parameter this backend cannot honour: refused by name rather than silently ignored. */
 export class UnsupportedParameterError extends InvalidRequestError {
   constructor(param: string, why: string) {
-    super(`Unsupported parameter: '${param}' ${why}`, 'unsupported_parameter', param);
+    super(`Unsupported parameter '${param}': ${why}`, 'unsupported_parameter', param);
   }
 }
 
@@ -73,7 +73,9 @@ export function errorBody(error: unknown): { status: number; body: OpenAiErrorBo
 
 export function errorResponse(error: unknown): UpstreamResponse {
   const { status, body } = errorBody(error);
-  return jsonResponse(status, body);
+  const headers: Record<string, string> = {};
+  if (error instanceof AllHostsBusyError) headers['retry-after'] = String(error.retryAfterSeconds);
+  return jsonResponse(status, body, headers);
 }
 
 /** An SSE event carrying an error, for a stream that already started when the failure came. */
@@ -125,7 +127,7 @@ export function invalidRequestFrom(error: z.ZodError): InvalidRequestError {
   }
   if (issue.code === 'custom' && issue.params?.unsupported === true) {
     return new InvalidRequestError(
-      `Unsupported parameter: '${param}': ${issue.message}`,
+      `Unsupported parameter '${param}': ${issue.message}`,
       'unsupported_parameter',
       param,
     );

@@ -2,14 +2,27 @@ import { E2E_MAGIC, openRequest, type ReplayGuard } from '../crypto/envelope.ts'
 import { E2EError } from '../crypto/errors.ts';
 import type { InferenceKeyring } from '../crypto/inference-keys.ts';
 import { ResponseSealer } from '../crypto/response-frames.ts';
-import { describeError, InvalidRequestError, MeshError } from '../errors.ts';
-import { type ApiRequest, readAll, type UpstreamResponse } from '../http/exchange.ts';
+import {
+  BodyTooLargeError,
+  describeError,
+  InvalidRequestError,
+  MeshError,
+  UpstreamTimeoutError,
+} from '../errors.ts';
+import type { ApiRequest, UpstreamResponse } from '../http/exchange.ts';
 import { HttpWireError, parseRequest, serializeResponseHead } from '../http/http1.ts';
 import type { Logger } from '../log.ts';
 import { joinBatch, TurnBatcher } from '../mesh/turn-batcher.ts';
 import type { ByteStream, EndpointId } from '../mesh/types.ts';
 import { errorResponse } from '../openai/errors.ts';
 import { parseOpenAiRequest } from '../openai/request.ts';
+import {
+  DEFAULT_INBOUND_LIMITS,
+  InboundLimiter,
+  type InboundLimits,
+  type InboundTicket,
+  readBoundedRequest,
+} from './inbound-limits.ts';
 import type { Router } from './router.ts';
 
 export interface InboundHttpOptions {
@@ -19,10 +32,15 @@ export interface InboundHttpOptions {
   /** False under --require-encryption: plaintext requests from old peers are refused. */
   acceptPlaintext: boolean;
   maxRequestBytes: number;
+  /** What one member may make this host hold; defaults in DEFAULT_INBOUND_LIMITS. */
+  limits?: Partial<InboundLimits>;
   logger: Logger;
   /** Told the E2EError code of each encrypted request that could not be opened (metrics). */
   onE2eFailure?: (code: string) => void;
 }
+
+/** How long a refused stream stays open for the sender to read the refusal. */
+const REFUSED_STREAM_GRACE_MS = 5_000;
 
 /** Envelope JSON + base64 + box overhead on top of the plaintext cap. */
 const ENVELOPE_OVERHEAD = (bytes: number) => Math.ceil(bytes / 3) * 4 + 4096;
@@ -34,17 +52,42 @@ const ENVELOPE_OVERHEAD = (bytes: number) => Math.ceil(bytes / 3) * 4 + 4096;
  */
 export function createInboundHttpHandler(options: InboundHttpOptions) {
   const { logger } = options;
+  const maxRawBytes = ENVELOPE_OVERHEAD(options.maxRequestBytes);
+  const limiter = new InboundLimiter({ ...DEFAULT_INBOUND_LIMITS, ...options.limits }, maxRawBytes);
   return async (stream: ByteStream, remote: EndpointId): Promise<void> => {
-    const controller = new AbortController();
     const log = logger.child({ peer: remote.slice(0, 12) });
+    let ticket: InboundTicket;
+    try {
+      ticket = limiter.admit(remote);
+    } catch (error) {
+      await refuse(stream, error, log);
+      return;
+    }
+    try {
+      await handleStream(stream, remote, ticket, log);
+    } finally {
+      ticket.release();
+    }
+  };
+
+  async function handleStream(stream: ByteStream, remote: EndpointId, ticket: InboundTicket, log: Logger) {
+    const controller = new AbortController();
     let raw: Uint8Array;
     try {
-      raw = await readAll(stream.source, ENVELOPE_OVERHEAD(options.maxRequestBytes));
+      raw = await readBoundedRequest(stream.source, {
+        ticket,
+        maxBytes: maxRawBytes,
+        limits: limiter.limits,
+        abort: (error) => stream.abort(error),
+        tooLarge: () => new BodyTooLargeError(maxRawBytes),
+      });
     } catch (error) {
-      log.warn({ err: describeError(error) }, 'inbound request refused');
-      await writeResponse(stream, errorResponse(error), PLAIN_FRAMING).catch(() =>
-        stream.abort(asError(error)),
-      );
+      if (error instanceof UpstreamTimeoutError) {
+        // The deadline already reset the stream: nothing can be written to it.
+        log.warn({ err: describeError(error) }, 'inbound request refused');
+        return;
+      }
+      await refuse(stream, error, log);
       return;
     }
     // A sender's unused warm stream, closed without a request: nothing to answer.
@@ -103,7 +146,20 @@ export function createInboundHttpHandler(options: InboundHttpOptions) {
       return;
     }
     await serve(request, stream, controller, log, PLAIN_FRAMING);
-  };
+  }
+
+  /**
+   * A refusal before any request was opened is a plaintext HTTP error, even to an encrypted
+   * request (there is no key to answer with yet): the sender takes it as a refusal only.
+   */
+  async function refuse(stream: ByteStream, error: unknown, log: Logger): Promise<void> {
+    log.warn({ err: describeError(error) }, 'inbound request refused');
+    await writeResponse(stream, errorResponse(error), PLAIN_FRAMING).catch(() =>
+      stream.abort(asError(error)),
+    );
+    // A sender that keeps writing into a refused stream does not keep it.
+    setTimeout(() => stream.abort(asError(error)), REFUSED_STREAM_GRACE_MS).unref();
+  }
 
   async function serve(
     request: ApiRequest,

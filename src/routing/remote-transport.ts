@@ -1,9 +1,9 @@
-import { sealRequest } from '../crypto/envelope.ts';
+import { E2E_MAGIC, sealRequest } from '../crypto/envelope.ts';
 import { isE2EError } from '../crypto/errors.ts';
 import type { PreparedExchanges } from '../crypto/prepared-exchanges.ts';
 import { openResponse } from '../crypto/response-frames.ts';
 import { describeError, MeshError, UpstreamError } from '../errors.ts';
-import type { ApiRequest, UpstreamResponse } from '../http/exchange.ts';
+import { type ApiRequest, bodyOf, readAll, type UpstreamResponse } from '../http/exchange.ts';
 import { parseResponse, serializeRequest } from '../http/http1.ts';
 import type { ByteStream, EndpointId, MeshService } from '../mesh/types.ts';
 import { PROTOCOL_HTTP } from '../mesh/types.ts';
@@ -68,7 +68,7 @@ export class RemoteTransport {
         const plaintext = serializeRequest(request, { 'x-mesh-sent-at': String(Date.now()) });
         const { envelope, session } = sealRequest(plaintext, key, this.#exchanges?.take(key));
         // openResponse owns the session from here and wipes it when the answer ends.
-        source = openResponse(stream.source, session);
+        source = openResponse(refusalOrSealed(stream.source, session), session);
         await stream.write(envelope).catch((error) => {
           session.dispose();
           throw error;
@@ -83,7 +83,10 @@ export class RemoteTransport {
         const exchanges = this.#exchanges;
         setImmediate(() => exchanges.prepare(key));
       }
-      const response = await parseResponse(source);
+      const response = await parseResponse(source).catch((error) => {
+        if (error instanceof HostRefusal) return error.response;
+        throw error;
+      });
       const maxBytes = options.stream === true ? Number.POSITIVE_INFINITY : this.#bounds.maxAnswerBytes;
       return {
         ...response,
@@ -125,6 +128,47 @@ export class RemoteTransport {
     }
   }
 }
+
+/** A host's plaintext refusal of an encrypted request, carried out of the E2E opener. */
+class HostRefusal extends Error {
+  readonly response: UpstreamResponse;
+  constructor(response: UpstreamResponse) {
+    super('the host refused the request');
+    this.response = response;
+  }
+}
+
+/**
+ * A host that cannot take a request (over a per-peer or global limit) refuses it before it
+ * opens anything, so in plaintext. Such an answer is accepted as an error status only: a
+ * 2xx in plaintext to a sealed request is a wire error, never content.
+ */
+async function* refusalOrSealed(
+  source: AsyncIterable<Uint8Array>,
+  session: { dispose(): void },
+): AsyncGenerator<Uint8Array> {
+  const iterator = source[Symbol.asyncIterator]();
+  const first = await iterator.next();
+  const rest = (async function* () {
+    if (!first.done) yield first.value;
+    for (;;) {
+      const next = await iterator.next();
+      if (next.done) return;
+      yield next.value;
+    }
+  })();
+  if (first.done || first.value[0] === E2E_MAGIC) {
+    yield* rest;
+    return;
+  }
+  session.dispose();
+  const refusal = await parseResponse(rest);
+  if (refusal.status < 400) throw new UpstreamError('the host answered an encrypted request in plaintext');
+  const body = await readAll(refusal.body, MAX_REFUSAL_BYTES);
+  throw new HostRefusal({ ...refusal, body: bodyOf(body) });
+}
+
+const MAX_REFUSAL_BYTES = 64 * 1024;
 
 /** E2E and wire failures become typed upstream errors (never a generic 500). */
 function asUpstreamError(error: unknown): MeshError {

@@ -68,7 +68,8 @@ describe('OpenAiCompatibleBackend against the fake server', () => {
   it('describes itself and learns the context length from /v1/models', () => {
     assert.equal(backend.kind, 'openai-compatible');
     assert.equal(backend.plaintextBoundary, 'external-backend');
-    assert.deepEqual(backend.models(), [{ name: 'public-name', contextLength: 4096, ready: true }]);
+    // No `/props` on this server and no `slots` option: the usual default of 4.
+    assert.deepEqual(backend.models(), [{ name: 'public-name', contextLength: 4096, ready: true, slots: 4 }]);
   });
 
   it('passes a non-streamed chat through, rewriting the model and adding the API key', async () => {

@@ -18,6 +18,14 @@ export interface FakeOpenAiOptions {
   models?: string[];
   /** Fixed answer text, split into word tokens (tests put a marker in it). */
   reply?: string;
+  /**
+   * Answers generated at once, like llama-server's parallel slots: more wait in a FIFO until
+   * one frees (its wait counts toward their time to first token). Default: no limit.
+   * GET /props then reports it as `total_slots`.
+   */
+  slots?: number;
+  /** With `slots`: answer 429 (with this Retry-After, in seconds) instead of queueing when every slot is busy. */
+  rejectWhenFull?: number;
   /** Called with each parsed POST body (and where it went), before answering. */
   onRequest?: (body: unknown, info: { path: string; headers: IncomingMessage['headers'] }) => void;
 }
@@ -27,6 +35,9 @@ export interface FakeOpenAiServer {
   port: number;
   /** POST requests served so far. */
   readonly requests: number;
+  /** Answers being generated now, and the most at once so far. */
+  readonly active: number;
+  readonly maxActive: number;
   close(): Promise<void>;
 }
 
@@ -40,6 +51,31 @@ export async function startFakeOpenAi(options: FakeOpenAiOptions = {}): Promise<
   const timers = new Set<NodeJS.Timeout>();
   let requests = 0;
   let seq = 0;
+  const slots = options.slots ?? Number.POSITIVE_INFINITY;
+  let active = 0;
+  let maxActive = 0;
+  const waiting: (() => void)[] = [];
+  /** Runs `start` once a slot is free; the slot frees when the response closes. */
+  const withSlot = (res: ServerResponse, start: () => void) => {
+    const run = () => {
+      if (res.destroyed) return next();
+      active++;
+      maxActive = Math.max(maxActive, active);
+      res.once('close', () => {
+        active--;
+        next();
+      });
+      start();
+    };
+    if (active < slots && waiting.length === 0) run();
+    else if (options.rejectWhenFull !== undefined) {
+      res.setHeader('retry-after', String(options.rejectWhenFull));
+      sendError(res, 429, 'no_capacity', 'Every slot is busy');
+    } else waiting.push(run);
+  };
+  const next = () => {
+    if (active < slots) waiting.shift()?.();
+  };
 
   const pieces = (maxTokens: unknown): string[] => {
     if (replyPieces) return replyPieces;
@@ -56,6 +92,8 @@ export async function startFakeOpenAi(options: FakeOpenAiOptions = {}): Promise<
     if (req.method === 'GET') {
       if (path === '/v1/models') return sendJson(res, 200, modelsListing(options.models ?? [model]));
       if (path === '/health') return sendJson(res, 200, { status: 'ok' });
+      if (path === '/props' && options.slots !== undefined)
+        return sendJson(res, 200, { total_slots: options.slots });
       return sendError(res, 404, 'not_found', 'Unknown path');
     }
     if (req.method !== 'POST') return sendError(res, 405, 'method_not_allowed', 'Method not allowed');
@@ -82,23 +120,27 @@ export async function startFakeOpenAi(options: FakeOpenAiOptions = {}): Promise<
             return sendError(res, 400, 'missing_messages', "'messages' must be a non-empty array");
           }
           const promptTokens = countWords(JSON.stringify(body.messages));
-          return answer(res, body, pieces(body.max_completion_tokens ?? body.max_tokens), promptTokens, {
-            id,
-            created,
-            model: answerModel,
-            chat: true,
-          });
+          return withSlot(res, () =>
+            answer(res, body, pieces(body.max_completion_tokens ?? body.max_tokens), promptTokens, {
+              id,
+              created,
+              model: answerModel,
+              chat: true,
+            }),
+          );
         }
         case '/v1/completions': {
           if (typeof body.prompt !== 'string' && !Array.isArray(body.prompt)) {
             return sendError(res, 400, 'invalid_prompt', "'prompt' is required");
           }
-          return answer(res, body, pieces(body.max_tokens), countWords(JSON.stringify(body.prompt)), {
-            id,
-            created,
-            model: answerModel,
-            chat: false,
-          });
+          return withSlot(res, () =>
+            answer(res, body, pieces(body.max_tokens), countWords(JSON.stringify(body.prompt)), {
+              id,
+              created,
+              model: answerModel,
+              chat: false,
+            }),
+          );
         }
         case '/v1/embeddings': {
           const inputs = typeof body.input === 'string' ? [body.input] : body.input;
@@ -216,6 +258,12 @@ export async function startFakeOpenAi(options: FakeOpenAiOptions = {}): Promise<
     port,
     get requests() {
       return requests;
+    },
+    get active() {
+      return active;
+    },
+    get maxActive() {
+      return maxActive;
     },
     close: () =>
       new Promise<void>((resolve) => {

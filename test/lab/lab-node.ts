@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { BIN, NODE_FLAGS } from '../../bench/lib/node-process.ts';
 import { readConsoleCredential } from '../../src/node/console-credential.ts';
 import { agentSocket, LAB_API_PORT, LAB_CONSOLE_PORT } from './agent.ts';
+import { inNs } from './netns.ts';
 import type { Lab, LabRole } from './topology.ts';
 
 const AGENT = new URL('./agent.ts', import.meta.url).pathname;
@@ -251,11 +252,22 @@ export class LabNode {
     return body;
   }
 
-  /** The node's invite token; fails when it has none (no dialable address yet). */
+  /** `mesh-llm invite` run in the node's namespace, as its operator would: the token, or the CLI's error. */
   async token(): Promise<string> {
-    const token = (await this.status()).node.token;
-    if (token === null) throw new Error(`${this.name} has no invite token (no dialable address)`);
-    return token;
+    const args = [
+      ...NODE_FLAGS,
+      BIN,
+      'invite',
+      '--console',
+      String(LAB_CONSOLE_PORT),
+      '--data-dir',
+      this.dataDir,
+    ];
+    try {
+      return (await inNs(this.ns, process.execPath, args)).trim();
+    } catch (err) {
+      throw new Error(`mesh-llm invite on ${this.name} failed: ${(err as Error).message.split(': ').at(-1)}`);
+    }
   }
 
   async models(): Promise<string[]> {
@@ -331,11 +343,18 @@ export interface ChatResult {
 /** One non-streamed chat completion through `node`, timed. */
 export async function chat(node: LabNode, model: string, timeoutMs = 30_000): Promise<ChatResult> {
   const start = performance.now();
-  const res = await node.api('/v1/chat/completions', {
-    body: { model, messages: [{ role: 'user', content: 'hi' }], max_tokens: 2 },
-    timeoutMs,
-  });
-  const body = await res.json<{ error?: { code?: string; message?: string } }>();
+  let res: LabResponse;
+  let body: { error?: { code?: string; message?: string } };
+  try {
+    res = await node.api('/v1/chat/completions', {
+      body: { model, messages: [{ role: 'user', content: 'hi' }], max_tokens: 2 },
+      timeoutMs,
+    });
+    body = await res.json();
+  } catch (err) {
+    if (performance.now() - start < timeoutMs) throw err;
+    throw new Error(`${node.name} gave no answer for ${model} within ${timeoutMs} ms`);
+  }
   return {
     status: res.status,
     path: res.headers['x-mesh-path'] as string | undefined,

@@ -84,6 +84,29 @@ describe('network-namespace lab wiring', { skip: unavailable }, () => {
     }
   });
 
+  test('UDP hole punching works between cone NATs and fails through the symmetric one', async () => {
+    const punch = async (role: LabRole, localPort: number, host: string, port: number) => {
+      const probe = spawnInNs(
+        lab.ns(role),
+        [PROBE, 'punch', `${localPort}`, host, `${port}`, '4000'],
+        nodeEnv(),
+      );
+      await probe.exited;
+      return probe.output.text.trim();
+    };
+    // MASQUERADE keeps the source port when it is free: each side aims at the other's mapping.
+    const cone = await Promise.all([
+      punch('hostA', 5000, ADDR.natB.wan, 5000),
+      punch('clientB', 5000, ADDR.natA.wan, 5000),
+    ]);
+    assert.deepEqual(cone, ['received', 'received']);
+    const symmetric = await Promise.all([
+      punch('hostC', 5001, ADDR.natB.wan, 5001),
+      punch('clientB', 5001, ADDR.natC.wan, 5001),
+    ]);
+    assert.deepEqual(symmetric, ['timeout', 'timeout']);
+  });
+
   test('the IPv6 LAN carries TCP between its two machines', async () => {
     const server = await listenIn('v6B', '::', 4103);
     try {

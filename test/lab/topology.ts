@@ -9,6 +9,7 @@
  *                                         lan 192.168.1.1   lan 192.168.2.1    symmetric) lan 192.168.3.1
  *                                      hostA 192.168.1.10  clientB 192.168.2.10   hostC 192.168.3.10
  *                 + docker0 172.17.0.1, wg0 10.8.0.2, virbr0 192.168.122.1 (lead nowhere)
+ *   and home D like home B: natD wan 24.0.6.2 (gateway 24.0.6.1), lan 192.168.4.1, clientD 192.168.4.10
  *
  *   lan  (a switch): lanA 10.10.0.2, lanB 10.10.0.3        lan6 (a switch, IPv6 only): v6A fd00:6::2, v6B fd00:6::3
  *
@@ -34,17 +35,27 @@ import {
 } from './netns.ts';
 
 export const ADDR = {
-  inet: { relay: '7.0.1.1', pub: '11.0.2.1', natA: '21.0.3.1', natB: '22.0.4.1', natC: '23.0.5.1' },
+  inet: {
+    relay: '7.0.1.1',
+    pub: '11.0.2.1',
+    natA: '21.0.3.1',
+    natB: '22.0.4.1',
+    natC: '23.0.5.1',
+    natD: '24.0.6.1',
+  },
   relay: '7.0.1.2',
   pub: '11.0.2.2',
   natA: { wan: '21.0.3.2', renumbered: '21.0.3.3', lan: '192.168.1.1' },
   natB: { wan: '22.0.4.2', lan: '192.168.2.1' },
   natC: { wan: '23.0.5.2', lan: '192.168.3.1' },
+  natD: { wan: '24.0.6.2', lan: '192.168.4.1' },
   hostA: '192.168.1.10',
   /** Interfaces of hostA that lead nowhere anyone else can reach (a container bridge, a VPN, a VM bridge). */
   hostAExtra: { docker0: '172.17.0.1/16', wg0: '10.8.0.2/24', virbr0: '192.168.122.1/24' },
   clientB: '192.168.2.10',
   hostC: '192.168.3.10',
+  /** A newcomer in a fourth home, joining with a token printed by hostA. */
+  clientD: '192.168.4.10',
   lanA: '10.10.0.2',
   lanB: '10.10.0.3',
   v6A: 'fd00:6::2',
@@ -54,22 +65,26 @@ export const ADDR = {
 /** Destinations the "internet" router drops, as the real one does. */
 const NON_ROUTABLE = ['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', '100.64.0.0/10'];
 
-export type InternetRole =
-  | 'inet'
-  | 'relay'
-  | 'pub'
-  | 'natA'
-  | 'hostA'
-  | 'natB'
-  | 'clientB'
-  | 'natC'
-  | 'hostC';
+const INTERNET_ROLES = [
+  'inet',
+  'relay',
+  'pub',
+  'natA',
+  'hostA',
+  'natB',
+  'clientB',
+  'natC',
+  'hostC',
+  'natD',
+  'clientD',
+] as const;
+export type InternetRole = (typeof INTERNET_ROLES)[number];
 export type LanRole = 'lan' | 'lanA' | 'lanB';
 export type Lan6Role = 'lan6' | 'v6A' | 'v6B';
 export type LabRole = InternetRole | LanRole | Lan6Role;
 
 export interface LabParts {
-  /** relay, public host, three homes behind NAT (one symmetric). */
+  /** relay, public host, four homes behind NAT (one symmetric). */
   internet?: boolean;
   /** A plain IPv4 LAN with two machines. */
   lan?: boolean;
@@ -184,15 +199,18 @@ export class Lab {
   }
 
   async buildInternet(): Promise<void> {
-    for (const role of ['inet', 'relay', 'pub', 'natA', 'hostA', 'natB', 'clientB', 'natC', 'hostC'] as const)
-      await this.addNamespace(role);
+    for (const role of INTERNET_ROLES) await this.addNamespace(role);
     await this.sysctl('inet', 'net.ipv4.ip_forward=1');
     for (const range of NON_ROUTABLE) await ip(['-n', this.ns('inet'), 'route', 'add', 'blackhole', range]);
     await this.link('inet', 'torelay', `${ADDR.inet.relay}/24`, 'relay', 'eth0', `${ADDR.relay}/24`);
     await this.defaultRoute('relay', ADDR.inet.relay);
     await this.link('inet', 'topub', `${ADDR.inet.pub}/24`, 'pub', 'eth0', `${ADDR.pub}/24`);
     await this.defaultRoute('pub', ADDR.inet.pub);
-    const home = (nat: 'natA' | 'natB' | 'natC', inside: 'hostA' | 'clientB' | 'hostC', symmetric: boolean) =>
+    const home = (
+      nat: 'natA' | 'natB' | 'natC' | 'natD',
+      inside: 'hostA' | 'clientB' | 'hostC' | 'clientD',
+      symmetric: boolean,
+    ) =>
       this.natRouter(
         nat,
         inside,
@@ -202,6 +220,7 @@ export class Lab {
     await home('natA', 'hostA', false);
     await home('natB', 'clientB', false);
     await home('natC', 'hostC', true);
+    await home('natD', 'clientD', false);
     for (const [name, cidr] of Object.entries(ADDR.hostAExtra)) await this.deadEnd('hostA', name, cidr);
   }
 

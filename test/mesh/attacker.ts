@@ -1,7 +1,6 @@
 import { create } from '@bufbuild/protobuf';
 import type { Libp2p } from '@libp2p/interface';
 import { signAnnouncement } from '../../src/mesh/announcements.ts';
-import { toByteStream } from '../../src/mesh/byte-stream.ts';
 import { requestGossip } from '../../src/mesh/gossip.ts';
 import {
   endpointIdToBytes,
@@ -55,5 +54,5 @@ export async function pushGossip(
     signal: AbortSignal.timeout(30_000),
     runOnLimitedConnection: true,
   });
-  await requestGossip(toByteStream(stream), announcements).catch(() => undefined);
+  await requestGossip(stream, announcements).catch(() => undefined);
 }

@@ -12,14 +12,13 @@ import {
   splitGossip,
 } from '../../src/mesh/gossip.ts';
 import { endpointIdFromBytes } from '../../src/mesh/identity.ts';
-import { PROTOCOL_GOSSIP } from '../../src/mesh/types.ts';
 import {
   GossipMessageSchema,
   PeerAnnouncementSchema,
   type SignedAnnouncement,
   SignedAnnouncementSchema,
 } from '../../src/proto/gen/mesh_pb.js';
-import { clusterPerTest, waitFor } from './helpers.ts';
+import { clusterPerTest, gossipStream, waitFor } from './helpers.ts';
 
 const id = (n: number) => n.toString(16).padStart(2, '0').repeat(32);
 const entry = (n: number, seq: bigint): GossipEntry => ({
@@ -128,7 +127,7 @@ describe('a node answers gossip with what the asker lacks', () => {
         .map((s) => endpointIdFromBytes(fromBinary(PeerAnnouncementSchema, s.announcement).endpointId))
         .sort();
     const ask = async (known?: Map<string, bigint>) => {
-      const stream = await asker.openStream(responder.endpointId, PROTOCOL_GOSSIP);
+      const stream = await gossipStream(asker, responder);
       return (await requestGossip(stream, [], known)).announcements;
     };
     // Far ahead of any seq: heartbeats re-sign while the test runs.

@@ -2,11 +2,17 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach } from 'node:test';
-import type { Connection, PeerId, PeerStore } from '@libp2p/interface';
+import type { Connection, PeerId, PeerStore, Stream } from '@libp2p/interface';
 import type { Multiaddr } from '@multiformats/multiaddr';
 import { createLogger, silentLogger } from '../../src/log.ts';
-import { generateIdentity, loadOrCreateIdentity, type MeshIdentity } from '../../src/mesh/identity.ts';
+import {
+  generateIdentity,
+  loadOrCreateIdentity,
+  type MeshIdentity,
+  peerIdFromEndpointId,
+} from '../../src/mesh/identity.ts';
 import { createLibp2pMesh, type Libp2pMesh, type MeshOptions } from '../../src/mesh/libp2p-mesh.ts';
+import { PROTOCOL_GOSSIP } from '../../src/mesh/types.ts';
 
 export const HEARTBEAT_MS = 300;
 
@@ -88,6 +94,18 @@ export function libp2pOf(node: Libp2pMesh): {
   peerStore: PeerStore;
   getConnections(peer?: PeerId): Connection[];
   dial(addr: Multiaddr): Promise<Connection>;
+  dialProtocol(
+    peer: PeerId,
+    protocol: string,
+    options?: { runOnLimitedConnection?: boolean },
+  ): Promise<Stream>;
 } {
   return (node as unknown as { libp2p: ReturnType<typeof libp2pOf> }).libp2p;
+}
+
+/** A raw libp2p gossip stream from `from` to `to` (gossip speaks lpStream on the libp2p stream). */
+export function gossipStream(from: Libp2pMesh, to: Libp2pMesh): Promise<Stream> {
+  return libp2pOf(from).dialProtocol(peerIdFromEndpointId(to.endpointId), PROTOCOL_GOSSIP, {
+    runOnLimitedConnection: true,
+  });
 }

@@ -66,11 +66,6 @@ describe('a claimed hardware tier earns nothing', () => {
   before(async () => {
     for (let i = 0; i < 2; i++) fakes.push(await startFakeOpenAi({ tokens: 2, model: 'shared' }));
     honest = await cluster.start('honest-host', { backend: { url: fakes[0]!.url, model: 'shared' } });
-    liar = await cluster.start('lying-host', {
-      join: [honest.mesh.inviteToken()],
-      backend: { url: fakes[1]!.url, model: 'shared' },
-    });
-    liarKey = await claimHardware(liar);
   });
   after(async () => {
     await cluster.stopAll();
@@ -107,6 +102,11 @@ describe('a claimed hardware tier earns nothing', () => {
   });
 
   test('--require-attested-hosts under the default policy refuses a claim the operator did not trust', async () => {
+    liar = await cluster.start('lying-host', {
+      join: [honest.mesh.inviteToken()],
+      backend: { url: fakes[1]!.url, model: 'shared' },
+    });
+    liarKey = await claimHardware(liar);
     const strict = await cluster.start('strict-client', {
       client: true,
       join: [liar.mesh.inviteToken()],

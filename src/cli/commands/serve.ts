@@ -59,6 +59,9 @@ const HELP = `mesh-llm serve [flags]
   --attestation-policy FILE  minimum tier, required posture, allowed hashes, pinned keys (JSON)
   --attestation-key KIND     auto | tpm2 | secure-enclave | software (default auto)
   --threads N                llama.cpp threads          --ctx-size N   context size
+  --slots N                  requests the backend runs at once (llama.cpp sequences, default 4;
+                             --backend: its /props total_slots, else 4); advertised to the mesh
+  --queue-wait S             when every host is full, wait up to S seconds (default 30), then 429
   --log-format pretty|json   log output (default pretty)
   --allow-unsafe-env         do not re-execute when started with LD_PRELOAD/NODE_OPTIONS (posture says so)`;
 
@@ -96,6 +99,8 @@ const FLAGS = {
   'attestation-key': { type: 'string' },
   threads: { type: 'string' },
   'ctx-size': { type: 'string' },
+  slots: { type: 'string' },
+  'queue-wait': { type: 'string' },
   'log-format': { type: 'string' },
   'allow-unsafe-env': { type: 'boolean' },
   // For tests, the demo and benchmarks: emulate a NAT'd node, a pre-E2E node, a fast heartbeat,
@@ -124,6 +129,8 @@ export function serveConfigFromArgs(args: string[]): NodeConfig | undefined {
   }
   const threads = positiveIntFlag(values.threads, '--threads');
   const contextSize = positiveIntFlag(values['ctx-size'], '--ctx-size');
+  const slots = positiveIntFlag(values.slots, '--slots');
+  const queueWait = positiveIntFlag(values['queue-wait'], '--queue-wait');
   const base = defaultConfig();
   return defaultConfig({
     dataDir: values['data-dir'] ? resolve(values['data-dir']) : base.dataDir,
@@ -156,7 +163,12 @@ export function serveConfigFromArgs(args: string[]): NodeConfig | undefined {
     relay: values.relay ?? false,
     reachableOnlyViaRelay: values['reachable-only-via-relay'] ?? false,
     client: values.client ?? false,
-    models: modelFlags(values.model ?? [], values['model-name']).map((m) => ({ ...m, threads, contextSize })),
+    models: modelFlags(values.model ?? [], values['model-name']).map((m) => ({
+      ...m,
+      threads,
+      contextSize,
+      parallel: slots,
+    })),
     gpu: choiceFlag(values.gpu, '--gpu', GPU_CHOICES, 'auto'),
     gpuLayers: gpuLayersFlag(values['gpu-layers']),
     modelMemoryBytes: sizeFlag(values['model-memory'], '--model-memory'),
@@ -166,6 +178,7 @@ export function serveConfigFromArgs(args: string[]): NodeConfig | undefined {
           url: values.backend,
           models: values['backend-model'] ?? [],
           apiKey: process.env.MESH_LLM_BACKEND_API_KEY,
+          slots,
         }
       : undefined,
     requireEncryption: values['require-encryption'] ?? false,
@@ -177,6 +190,7 @@ export function serveConfigFromArgs(args: string[]): NodeConfig | undefined {
       ['auto', 'tpm2', 'secure-enclave', 'software'] as const,
       'auto',
     ),
+    queueTimeoutMs: queueWait === undefined ? base.queueTimeoutMs : queueWait * 1000,
     e2e: !values['no-e2e'],
     heartbeatMs: positiveIntFlag(values['heartbeat-ms'], '--heartbeat-ms') ?? base.heartbeatMs,
     attestationRefreshMs:

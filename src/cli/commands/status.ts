@@ -83,6 +83,7 @@ export function formatStatus(report: StatusReport): string {
     'role',
     'models',
     'rtt',
+    'hardware',
     'e2e',
     'tier',
     'key',
@@ -97,6 +98,9 @@ export function formatStatus(report: StatusReport): string {
     p.role,
     p.models.join(',') || '—',
     p.rttMs === null ? '—' : `${Math.round(p.rttMs)}ms`,
+    p.hardware
+      ? `${p.hardware.gpuKind || 'cpu'}${p.hardware.vramBytes > 0 ? ` ${gib(p.hardware.vramBytes)}` : ''} ${gib(p.hardware.memoryBytes)} ${p.hardware.cpuCores}c`
+      : '—',
     p.e2e.capable ? 'yes' : 'no',
     cell(p.attestation?.tier ?? 'none'),
     cell(p.attestation?.keyStorage),
@@ -105,14 +109,39 @@ export function formatStatus(report: StatusReport): string {
     cell(p.attestation?.verifiedAt),
     cell(p.attestation?.failureReason ?? (p.policy?.refused ? `refused: ${p.policy.reason}` : null)),
   ]);
-  if (rows.length === 0) return `${lines.join('\n')}no peers yet\n`;
+  const peers = rows.length === 0 ? 'no peers yet\n' : table(header, rows);
+  return `${lines.join('\n')}${peers}${formatPools(report.models ?? [])}`;
+}
+
+/** Per model: each host's slots and load as this node sees them (pooling). */
+export function formatPools(pools: StatusReport['models']): string {
+  if (pools.length === 0) return '';
+  const header = ['model', 'host', 'slots', 'in flight', 'queued', 'served/min'];
+  const rows: string[][] = [];
+  for (const pool of pools) {
+    const name = pool.waiting > 0 ? `${pool.name} (${pool.waiting} waiting here)` : pool.name;
+    for (const [i, h] of pool.hosts.entries()) {
+      rows.push([
+        i === 0 ? name : '',
+        h.id === 'local' ? 'local' : short(h.id),
+        cell(h.slots),
+        String(h.inFlight),
+        String(h.queued),
+        cell(h.servedPerMinute),
+      ]);
+    }
+  }
+  return `\n${table(header, rows)}`;
+}
+
+function table(header: string[], rows: string[][]): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const format = (row: string[]) =>
     row
       .map((c, i) => c.padEnd(widths[i]!))
       .join('  ')
       .trimEnd();
-  return `${lines.join('\n')}${[format(header), ...rows.map(format)].join('\n')}\n`;
+  return `${[format(header), ...rows.map(format)].join('\n')}\n`;
 }
 
 export async function runStatus(args: string[]): Promise<number> {

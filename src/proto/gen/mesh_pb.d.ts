@@ -330,6 +330,15 @@ export declare type PeerAnnouncement = Message<"meshllm.node.v1.PeerAnnouncement
   issuedAtMs: bigint;
 
   /**
+   * Pooling (60-69): how many requests each hosted model runs at once. Live load travels in
+   * LoadReport frames on /mesh-llm/load/1.0.0 instead (docs/pooling.md: re-signing and
+   * re-gossiping a whole announcement on every change costs far more).
+   *
+   * @generated from field: repeated meshllm.node.v1.ModelCapacity model_capacity = 60;
+   */
+  modelCapacity: ModelCapacity[];
+
+  /**
    * Membership (sec-mesh, 70-79; docs/membership.md). In a mesh with an owner key every member
    * carries its owner-signed certificate; the node holding the owner key says so (the claim is
    * only a routing hint: what it signs is checked against the owner key).
@@ -349,6 +358,91 @@ export declare type PeerAnnouncement = Message<"meshllm.node.v1.PeerAnnouncement
  * Use `create(PeerAnnouncementSchema)` to create a new message.
  */
 export declare const PeerAnnouncementSchema: GenMessage<PeerAnnouncement>;
+
+/**
+ * @generated from message meshllm.node.v1.ModelCapacity
+ */
+export declare type ModelCapacity = Message<"meshllm.node.v1.ModelCapacity"> & {
+  /**
+   * @generated from field: string model_name = 1;
+   */
+  modelName: string;
+
+  /**
+   * parallel generations (llama.cpp sequences, an upstream server's slots)
+   *
+   * @generated from field: uint32 slots = 2;
+   */
+  slots: number;
+};
+
+/**
+ * Describes the message meshllm.node.v1.ModelCapacity.
+ * Use `create(ModelCapacitySchema)` to create a new message.
+ */
+export declare const ModelCapacitySchema: GenMessage<ModelCapacity>;
+
+/**
+ * /mesh-llm/load/1.0.0: the host writes one length-prefixed LoadReport when the subscriber
+ * opens the stream, then one whenever its load changes (at most every 100 ms) and at least
+ * every 10 s. Believed only from the connection's own peer (Noise authenticates it).
+ *
+ * @generated from message meshllm.node.v1.LoadReport
+ */
+export declare type LoadReport = Message<"meshllm.node.v1.LoadReport"> & {
+  /**
+   * @generated from field: repeated meshllm.node.v1.ModelLoad models = 1;
+   */
+  models: ModelLoad[];
+};
+
+/**
+ * Describes the message meshllm.node.v1.LoadReport.
+ * Use `create(LoadReportSchema)` to create a new message.
+ */
+export declare const LoadReportSchema: GenMessage<LoadReport>;
+
+/**
+ * @generated from message meshllm.node.v1.ModelLoad
+ */
+export declare type ModelLoad = Message<"meshllm.node.v1.ModelLoad"> & {
+  /**
+   * @generated from field: string model_name = 1;
+   */
+  modelName: string;
+
+  /**
+   * @generated from field: uint32 slots = 2;
+   */
+  slots: number;
+
+  /**
+   * requests generating now (at most slots)
+   *
+   * @generated from field: uint32 in_flight = 3;
+   */
+  inFlight: number;
+
+  /**
+   * requests waiting for a slot on the host
+   *
+   * @generated from field: uint32 queued = 4;
+   */
+  queued: number;
+
+  /**
+   * answers finished in the last 60 s
+   *
+   * @generated from field: uint32 served_last_minute = 5;
+   */
+  servedLastMinute: number;
+};
+
+/**
+ * Describes the message meshllm.node.v1.ModelLoad.
+ * Use `create(ModelLoadSchema)` to create a new message.
+ */
+export declare const ModelLoadSchema: GenMessage<ModelLoad>;
 
 /**
  * Carries the exact encoded PeerAnnouncement bytes, signed by the origin's Ed25519

@@ -12,7 +12,7 @@ import { enumDesc, fileDesc, messageDesc, tsEnum } from "@bufbuild/protobuf/code
  * Describes the file mesh.proto.
  */
 export const file_mesh = /*@__PURE__*/
-  fileDesc("CgptZXNoLnByb3RvEg9tZXNobGxtLm5vZGUudjEioAEKElNlcnZlZE1vZGVsUnVudGltZRISCgptb2RlbF9uYW1lGAEgASgJEhUKDWlkZW50aXR5X2hhc2gYAiABKAkSFgoOY29udGV4dF9sZW5ndGgYAyABKA0SDQoFcmVhZHkYBCABKAgSEgoKZ3B1X2xheWVycxgFIAEoDRITCgtsYXllcl9jb3VudBgGIAEoDRIPCgdiYWNrZW5kGAcgASgJIpkBCgxIYXJkd2FyZUluZm8SEQoJY2hpcF9uYW1lGAEgASgJEhYKDmhhcmR3YXJlX21vZGVsGAIgASgJEhQKDG1lbW9yeV9ieXRlcxgDIAEoBBIRCgljcHVfY29yZXMYBCABKA0SEAoIcGxhdGZvcm0YBSABKAkSEAoIZ3B1X2tpbmQYBiABKAkSEQoJZ3B1X25hbWVzGAcgAygJIsADCg9TZWN1cml0eVBvc3R1cmUSEwoLc2lwX2VuYWJsZWQYASABKAgSFQoNcmRtYV9kaXNhYmxlZBgCIAEoCBIYChBkZWJ1Z2dlcl9ibG9ja2VkGAMgASgIEhsKE2NvcmVfZHVtcHNfZGlzYWJsZWQYBCABKAgSEwoLYmluYXJ5X2hhc2gYBSABKAkSGAoQaW5zcGVjdG9yX2Nsb3NlZBgQIAEoCBIZChFlbnZpcm9ubWVudF9jbGVhbhgRIAEoCBInCh9zdGFydGVkX3dpdGhfdW5zYWZlX2Vudmlyb25tZW50GBIgASgIEhgKEHJlZXhlY3V0ZWRfY2xlYW4YEyABKAgSGwoTc2VjdXJlX2Jvb3RfZW5hYmxlZBgUIAEoCBIUCgxwdHJhY2Vfc2NvcGUYFSABKAkSGgoScGxhaW50ZXh0X2JvdW5kYXJ5GBYgASgJEhAKCHBsYXRmb3JtGBcgASgJEhoKEnVuc2FmZV9lbnZpcm9ubWVudBgYIAMoCRIRCglzaXBfa25vd24YGSABKAgSEgoKcmRtYV9rbm93bhgaIAEoCBIZChFoYXJkZW5pbmdfdmVyc2lvbhgbIAEoCSLgBQoQUGVlckFubm91bmNlbWVudBITCgtlbmRwb2ludF9pZBgBIAEoDBInCgRyb2xlGAIgASgOMhkubWVzaGxsbS5ub2RlLnYxLk5vZGVSb2xlEg8KB3ZlcnNpb24YBCABKAkSGAoQcmVxdWVzdGVkX21vZGVscxgLIAMoCRISCgp2cmFtX2J5dGVzGBAgASgEEg8KB21lc2hfaWQYEyABKAkSDgoGZGVtYW5kGBQgASgNEhUKDWhvc3RlZF9tb2RlbHMYFyADKAkSGwoTaG9zdGVkX21vZGVsc19rbm93bhgYIAEoCBJBChRzZXJ2ZWRfbW9kZWxfcnVudGltZRgbIAMoCzIjLm1lc2hsbG0ubm9kZS52MS5TZXJ2ZWRNb2RlbFJ1bnRpbWUSLwoIaGFyZHdhcmUYISABKAsyHS5tZXNobGxtLm5vZGUudjEuSGFyZHdhcmVJbmZvEiEKFGluZmVyZW5jZV9wdWJsaWNfa2V5GCQgASgJSACIAQESPwoQc2VjdXJpdHlfcG9zdHVyZRglIAEoCzIgLm1lc2hsbG0ubm9kZS52MS5TZWN1cml0eVBvc3R1cmVIAYgBARImChloYXJkd2FyZV9hdHRlc3RhdGlvbl9ibG9iGCYgASgMSAKIAQESGAoQYW5ub3VuY2VtZW50X3NlcRgyIAEoBBIMCgRuYW1lGDMgASgJEhQKDGxpc3Rlbl9hZGRycxg0IAMoCRIPCgdsZWF2aW5nGDUgASgIEhQKDGlzc3VlZF9hdF9tcxg2IAEoBBIwCgptZW1iZXJzaGlwGEYgASgLMhwubWVzaGxsbS5ub2RlLnYxLk93bmVyU2lnbmVkEhcKD21lc2hfb3duZXJfbm9kZRhHIAEoCEIXChVfaW5mZXJlbmNlX3B1YmxpY19rZXlCEwoRX3NlY3VyaXR5X3Bvc3R1cmVCHAoaX2hhcmR3YXJlX2F0dGVzdGF0aW9uX2Jsb2IiPQoSU2lnbmVkQW5ub3VuY2VtZW50EhQKDGFubm91bmNlbWVudBgBIAEoDBIRCglzaWduYXR1cmUYAiABKAwizAEKDUdvc3NpcE1lc3NhZ2USOgoNYW5ub3VuY2VtZW50cxgBIAMoCzIjLm1lc2hsbG0ubm9kZS52MS5TaWduZWRBbm5vdW5jZW1lbnQSMgoFa25vd24YMiABKAsyIy5tZXNobGxtLm5vZGUudjEuS25vd25Bbm5vdW5jZW1lbnRzEhgKEG1lbWJlcnNoaXBfcHJvb2YYRiABKAwSMQoLcmV2b2NhdGlvbnMYRyADKAsyHC5tZXNobGxtLm5vZGUudjEuT3duZXJTaWduZWQiSgoSS25vd25Bbm5vdW5jZW1lbnRzEjQKB2RpZ2VzdHMYASADKAsyIy5tZXNobGxtLm5vZGUudjEuQW5ub3VuY2VtZW50RGlnZXN0IjYKEkFubm91bmNlbWVudERpZ2VzdBITCgtlbmRwb2ludF9pZBgBIAEoDBILCgNzZXEYAiABKAQiIAoPQXR0ZXN0Q2hhbGxlbmdlEg0KBW5vbmNlGAEgASgMIkkKDkF0dGVzdFJlc3BvbnNlEhEKCXNpZ25hdHVyZRgBIAEoDBIVCg1zZV9wdWJsaWNfa2V5GAIgASgJEg0KBWVycm9yGAMgASgJIi4KC093bmVyU2lnbmVkEgwKBGJvZHkYASABKAwSEQoJc2lnbmF0dXJlGAIgASgMIloKCk1lbWJlcnNoaXASDQoFb3duZXIYASABKAwSEwoLZW5kcG9pbnRfaWQYAiABKAwSFAoMaXNzdWVkX2F0X21zGAMgASgEEhIKCmludml0ZWRfYnkYBCABKAwiVAoGSW52aXRlEg0KBW93bmVyGAEgASgMEhEKCWludml0ZV9pZBgCIAEoDBIVCg1leHBpcmVzX2F0X21zGAMgASgEEhEKCWlzc3VlZF90bxgEIAEoDCJHCgpSZXZvY2F0aW9uEg0KBW93bmVyGAEgASgMEhMKC2VuZHBvaW50X2lkGAIgASgMEhUKDXJldm9rZWRfYXRfbXMYAyABKAQiUQoMQWRtaXRSZXF1ZXN0EiwKBmludml0ZRgBIAEoCzIcLm1lc2hsbG0ubm9kZS52MS5Pd25lclNpZ25lZBITCgtlbmRwb2ludF9pZBgCIAEoDCJ+Cg1BZG1pdFJlc3BvbnNlEjAKCm1lbWJlcnNoaXAYASABKAsyHC5tZXNobGxtLm5vZGUudjEuT3duZXJTaWduZWQSLAoGaW52aXRlGAIgASgLMhwubWVzaGxsbS5ub2RlLnYxLk93bmVyU2lnbmVkEg0KBWVycm9yGAMgASgJKmUKCE5vZGVSb2xlEhkKFU5PREVfUk9MRV9VTlNQRUNJRklFRBAAEhQKEE5PREVfUk9MRV9XT1JLRVIQARISCg5OT0RFX1JPTEVfSE9TVBACEhQKEE5PREVfUk9MRV9DTElFTlQQA2IGcHJvdG8z");
+  fileDesc("CgptZXNoLnByb3RvEg9tZXNobGxtLm5vZGUudjEioAEKElNlcnZlZE1vZGVsUnVudGltZRISCgptb2RlbF9uYW1lGAEgASgJEhUKDWlkZW50aXR5X2hhc2gYAiABKAkSFgoOY29udGV4dF9sZW5ndGgYAyABKA0SDQoFcmVhZHkYBCABKAgSEgoKZ3B1X2xheWVycxgFIAEoDRITCgtsYXllcl9jb3VudBgGIAEoDRIPCgdiYWNrZW5kGAcgASgJIpkBCgxIYXJkd2FyZUluZm8SEQoJY2hpcF9uYW1lGAEgASgJEhYKDmhhcmR3YXJlX21vZGVsGAIgASgJEhQKDG1lbW9yeV9ieXRlcxgDIAEoBBIRCgljcHVfY29yZXMYBCABKA0SEAoIcGxhdGZvcm0YBSABKAkSEAoIZ3B1X2tpbmQYBiABKAkSEQoJZ3B1X25hbWVzGAcgAygJIsADCg9TZWN1cml0eVBvc3R1cmUSEwoLc2lwX2VuYWJsZWQYASABKAgSFQoNcmRtYV9kaXNhYmxlZBgCIAEoCBIYChBkZWJ1Z2dlcl9ibG9ja2VkGAMgASgIEhsKE2NvcmVfZHVtcHNfZGlzYWJsZWQYBCABKAgSEwoLYmluYXJ5X2hhc2gYBSABKAkSGAoQaW5zcGVjdG9yX2Nsb3NlZBgQIAEoCBIZChFlbnZpcm9ubWVudF9jbGVhbhgRIAEoCBInCh9zdGFydGVkX3dpdGhfdW5zYWZlX2Vudmlyb25tZW50GBIgASgIEhgKEHJlZXhlY3V0ZWRfY2xlYW4YEyABKAgSGwoTc2VjdXJlX2Jvb3RfZW5hYmxlZBgUIAEoCBIUCgxwdHJhY2Vfc2NvcGUYFSABKAkSGgoScGxhaW50ZXh0X2JvdW5kYXJ5GBYgASgJEhAKCHBsYXRmb3JtGBcgASgJEhoKEnVuc2FmZV9lbnZpcm9ubWVudBgYIAMoCRIRCglzaXBfa25vd24YGSABKAgSEgoKcmRtYV9rbm93bhgaIAEoCBIZChFoYXJkZW5pbmdfdmVyc2lvbhgbIAEoCSKYBgoQUGVlckFubm91bmNlbWVudBITCgtlbmRwb2ludF9pZBgBIAEoDBInCgRyb2xlGAIgASgOMhkubWVzaGxsbS5ub2RlLnYxLk5vZGVSb2xlEg8KB3ZlcnNpb24YBCABKAkSGAoQcmVxdWVzdGVkX21vZGVscxgLIAMoCRISCgp2cmFtX2J5dGVzGBAgASgEEg8KB21lc2hfaWQYEyABKAkSDgoGZGVtYW5kGBQgASgNEhUKDWhvc3RlZF9tb2RlbHMYFyADKAkSGwoTaG9zdGVkX21vZGVsc19rbm93bhgYIAEoCBJBChRzZXJ2ZWRfbW9kZWxfcnVudGltZRgbIAMoCzIjLm1lc2hsbG0ubm9kZS52MS5TZXJ2ZWRNb2RlbFJ1bnRpbWUSLwoIaGFyZHdhcmUYISABKAsyHS5tZXNobGxtLm5vZGUudjEuSGFyZHdhcmVJbmZvEiEKFGluZmVyZW5jZV9wdWJsaWNfa2V5GCQgASgJSACIAQESPwoQc2VjdXJpdHlfcG9zdHVyZRglIAEoCzIgLm1lc2hsbG0ubm9kZS52MS5TZWN1cml0eVBvc3R1cmVIAYgBARImChloYXJkd2FyZV9hdHRlc3RhdGlvbl9ibG9iGCYgASgMSAKIAQESGAoQYW5ub3VuY2VtZW50X3NlcRgyIAEoBBIMCgRuYW1lGDMgASgJEhQKDGxpc3Rlbl9hZGRycxg0IAMoCRIPCgdsZWF2aW5nGDUgASgIEhQKDGlzc3VlZF9hdF9tcxg2IAEoBBI2Cg5tb2RlbF9jYXBhY2l0eRg8IAMoCzIeLm1lc2hsbG0ubm9kZS52MS5Nb2RlbENhcGFjaXR5EjAKCm1lbWJlcnNoaXAYRiABKAsyHC5tZXNobGxtLm5vZGUudjEuT3duZXJTaWduZWQSFwoPbWVzaF9vd25lcl9ub2RlGEcgASgIQhcKFV9pbmZlcmVuY2VfcHVibGljX2tleUITChFfc2VjdXJpdHlfcG9zdHVyZUIcChpfaGFyZHdhcmVfYXR0ZXN0YXRpb25fYmxvYiIyCg1Nb2RlbENhcGFjaXR5EhIKCm1vZGVsX25hbWUYASABKAkSDQoFc2xvdHMYAiABKA0iOAoKTG9hZFJlcG9ydBIqCgZtb2RlbHMYASADKAsyGi5tZXNobGxtLm5vZGUudjEuTW9kZWxMb2FkIm0KCU1vZGVsTG9hZBISCgptb2RlbF9uYW1lGAEgASgJEg0KBXNsb3RzGAIgASgNEhEKCWluX2ZsaWdodBgDIAEoDRIOCgZxdWV1ZWQYBCABKA0SGgoSc2VydmVkX2xhc3RfbWludXRlGAUgASgNIj0KElNpZ25lZEFubm91bmNlbWVudBIUCgxhbm5vdW5jZW1lbnQYASABKAwSEQoJc2lnbmF0dXJlGAIgASgMIswBCg1Hb3NzaXBNZXNzYWdlEjoKDWFubm91bmNlbWVudHMYASADKAsyIy5tZXNobGxtLm5vZGUudjEuU2lnbmVkQW5ub3VuY2VtZW50EjIKBWtub3duGDIgASgLMiMubWVzaGxsbS5ub2RlLnYxLktub3duQW5ub3VuY2VtZW50cxIYChBtZW1iZXJzaGlwX3Byb29mGEYgASgMEjEKC3Jldm9jYXRpb25zGEcgAygLMhwubWVzaGxsbS5ub2RlLnYxLk93bmVyU2lnbmVkIkoKEktub3duQW5ub3VuY2VtZW50cxI0CgdkaWdlc3RzGAEgAygLMiMubWVzaGxsbS5ub2RlLnYxLkFubm91bmNlbWVudERpZ2VzdCI2ChJBbm5vdW5jZW1lbnREaWdlc3QSEwoLZW5kcG9pbnRfaWQYASABKAwSCwoDc2VxGAIgASgEIiAKD0F0dGVzdENoYWxsZW5nZRINCgVub25jZRgBIAEoDCJJCg5BdHRlc3RSZXNwb25zZRIRCglzaWduYXR1cmUYASABKAwSFQoNc2VfcHVibGljX2tleRgCIAEoCRINCgVlcnJvchgDIAEoCSIuCgtPd25lclNpZ25lZBIMCgRib2R5GAEgASgMEhEKCXNpZ25hdHVyZRgCIAEoDCJaCgpNZW1iZXJzaGlwEg0KBW93bmVyGAEgASgMEhMKC2VuZHBvaW50X2lkGAIgASgMEhQKDGlzc3VlZF9hdF9tcxgDIAEoBBISCgppbnZpdGVkX2J5GAQgASgMIlQKBkludml0ZRINCgVvd25lchgBIAEoDBIRCglpbnZpdGVfaWQYAiABKAwSFQoNZXhwaXJlc19hdF9tcxgDIAEoBBIRCglpc3N1ZWRfdG8YBCABKAwiRwoKUmV2b2NhdGlvbhINCgVvd25lchgBIAEoDBITCgtlbmRwb2ludF9pZBgCIAEoDBIVCg1yZXZva2VkX2F0X21zGAMgASgEIlEKDEFkbWl0UmVxdWVzdBIsCgZpbnZpdGUYASABKAsyHC5tZXNobGxtLm5vZGUudjEuT3duZXJTaWduZWQSEwoLZW5kcG9pbnRfaWQYAiABKAwifgoNQWRtaXRSZXNwb25zZRIwCgptZW1iZXJzaGlwGAEgASgLMhwubWVzaGxsbS5ub2RlLnYxLk93bmVyU2lnbmVkEiwKBmludml0ZRgCIAEoCzIcLm1lc2hsbG0ubm9kZS52MS5Pd25lclNpZ25lZBINCgVlcnJvchgDIAEoCSplCghOb2RlUm9sZRIZChVOT0RFX1JPTEVfVU5TUEVDSUZJRUQQABIUChBOT0RFX1JPTEVfV09SS0VSEAESEgoOTk9ERV9ST0xFX0hPU1QQAhIUChBOT0RFX1JPTEVfQ0xJRU5UEANiBnByb3RvMw");
 
 /**
  * Describes the message meshllm.node.v1.ServedModelRuntime.
@@ -43,88 +43,109 @@ export const PeerAnnouncementSchema = /*@__PURE__*/
   messageDesc(file_mesh, 3);
 
 /**
+ * Describes the message meshllm.node.v1.ModelCapacity.
+ * Use `create(ModelCapacitySchema)` to create a new message.
+ */
+export const ModelCapacitySchema = /*@__PURE__*/
+  messageDesc(file_mesh, 4);
+
+/**
+ * Describes the message meshllm.node.v1.LoadReport.
+ * Use `create(LoadReportSchema)` to create a new message.
+ */
+export const LoadReportSchema = /*@__PURE__*/
+  messageDesc(file_mesh, 5);
+
+/**
+ * Describes the message meshllm.node.v1.ModelLoad.
+ * Use `create(ModelLoadSchema)` to create a new message.
+ */
+export const ModelLoadSchema = /*@__PURE__*/
+  messageDesc(file_mesh, 6);
+
+/**
  * Describes the message meshllm.node.v1.SignedAnnouncement.
  * Use `create(SignedAnnouncementSchema)` to create a new message.
  */
 export const SignedAnnouncementSchema = /*@__PURE__*/
-  messageDesc(file_mesh, 4);
+  messageDesc(file_mesh, 7);
 
 /**
  * Describes the message meshllm.node.v1.GossipMessage.
  * Use `create(GossipMessageSchema)` to create a new message.
  */
 export const GossipMessageSchema = /*@__PURE__*/
-  messageDesc(file_mesh, 5);
+  messageDesc(file_mesh, 8);
 
 /**
  * Describes the message meshllm.node.v1.KnownAnnouncements.
  * Use `create(KnownAnnouncementsSchema)` to create a new message.
  */
 export const KnownAnnouncementsSchema = /*@__PURE__*/
-  messageDesc(file_mesh, 6);
+  messageDesc(file_mesh, 9);
 
 /**
  * Describes the message meshllm.node.v1.AnnouncementDigest.
  * Use `create(AnnouncementDigestSchema)` to create a new message.
  */
 export const AnnouncementDigestSchema = /*@__PURE__*/
-  messageDesc(file_mesh, 7);
+  messageDesc(file_mesh, 10);
 
 /**
  * Describes the message meshllm.node.v1.AttestChallenge.
  * Use `create(AttestChallengeSchema)` to create a new message.
  */
 export const AttestChallengeSchema = /*@__PURE__*/
-  messageDesc(file_mesh, 8);
+  messageDesc(file_mesh, 11);
 
 /**
  * Describes the message meshllm.node.v1.AttestResponse.
  * Use `create(AttestResponseSchema)` to create a new message.
  */
 export const AttestResponseSchema = /*@__PURE__*/
-  messageDesc(file_mesh, 9);
+  messageDesc(file_mesh, 12);
 
 /**
  * Describes the message meshllm.node.v1.OwnerSigned.
  * Use `create(OwnerSignedSchema)` to create a new message.
  */
 export const OwnerSignedSchema = /*@__PURE__*/
-  messageDesc(file_mesh, 10);
+  messageDesc(file_mesh, 13);
 
 /**
  * Describes the message meshllm.node.v1.Membership.
  * Use `create(MembershipSchema)` to create a new message.
  */
 export const MembershipSchema = /*@__PURE__*/
-  messageDesc(file_mesh, 11);
+  messageDesc(file_mesh, 14);
 
 /**
  * Describes the message meshllm.node.v1.Invite.
  * Use `create(InviteSchema)` to create a new message.
  */
 export const InviteSchema = /*@__PURE__*/
-  messageDesc(file_mesh, 12);
+  messageDesc(file_mesh, 15);
 
 /**
  * Describes the message meshllm.node.v1.Revocation.
  * Use `create(RevocationSchema)` to create a new message.
  */
 export const RevocationSchema = /*@__PURE__*/
-  messageDesc(file_mesh, 13);
+  messageDesc(file_mesh, 16);
 
 /**
  * Describes the message meshllm.node.v1.AdmitRequest.
  * Use `create(AdmitRequestSchema)` to create a new message.
  */
 export const AdmitRequestSchema = /*@__PURE__*/
-  messageDesc(file_mesh, 14);
+  messageDesc(file_mesh, 17);
 
 /**
  * Describes the message meshllm.node.v1.AdmitResponse.
  * Use `create(AdmitResponseSchema)` to create a new message.
  */
 export const AdmitResponseSchema = /*@__PURE__*/
-  messageDesc(file_mesh, 15);
+  messageDesc(file_mesh, 18);
 
 /**
  * Describes the enum meshllm.node.v1.NodeRole.

@@ -1,0 +1,171 @@
+import type { Connection, Startable, Stream } from '@libp2p/interface';
+import { ConfigError } from '../../errors.ts';
+import { pipeBoth } from '../byte-stream.ts';
+import { endpointIdFromBytes, endpointIdFromPeerId } from '../identity.ts';
+import {
+  type ByteStream,
+  type EndpointId,
+  PROTOCOL_FORWARD,
+  PROTOCOL_GOSSIP,
+  PROTOCOL_HTTP,
+} from '../types.ts';
+import type { MeshComponents, MeshContext } from './context.ts';
+import { short } from './context.ts';
+import { STREAM_LIMIT } from './dialer.ts';
+
+export type AppHandler = (stream: ByteStream, remote: EndpointId) => void | Promise<void>;
+
+const FORWARD_HEADER_TIMEOUT_MS = 30_000;
+
+export interface AppStreamsInit {
+  /** How long an inbound stream waits for an unknown remote's announcement. */
+  memberWaitMs: number;
+  /** Wraps a libp2p stream as bytes (with the node's stream tap, if any). */
+  wrap: (stream: Stream, protocol: string, remote: EndpointId) => ByteStream;
+  /** Opens the onward PROTOCOL_HTTP stream of a forward. */
+  openStream: (target: EndpointId, protocol: string, signal: AbortSignal) => Promise<ByteStream>;
+}
+
+/**
+ * Inbound app-protocol streams: only members of this mesh are served, each protocol by its
+ * registered handler; PROTOCOL_FORWARD streams are piped on to their target (app-level relay).
+ */
+export class AppStreamsService implements Startable {
+  private readonly context: MeshContext;
+  private readonly init: AppStreamsInit;
+  private readonly components: MeshComponents;
+  private readonly handlers = new Map<string, AppHandler>();
+  private readonly registered = new Set<string>();
+  private started = false;
+
+  constructor(context: MeshContext, init: AppStreamsInit, components: MeshComponents) {
+    this.context = context;
+    this.init = init;
+    this.components = components;
+  }
+
+  async start(): Promise<void> {
+    this.started = true;
+    await this.register(PROTOCOL_FORWARD);
+    for (const protocol of this.handlers.keys()) await this.register(protocol);
+  }
+
+  stop(): void {
+    this.started = false;
+    this.registered.clear();
+  }
+
+  handle(protocol: string, handler: AppHandler): void {
+    if (protocol === PROTOCOL_GOSSIP || protocol === PROTOCOL_FORWARD) {
+      throw new ConfigError(`${protocol} is handled by the mesh itself`);
+    }
+    this.handlers.set(protocol, handler);
+    if (this.started && !this.registered.has(protocol)) {
+      this.register(protocol).catch((err: Error) => {
+        this.context.log.error({ protocol, err: err.message }, 'could not register protocol handler');
+      });
+    }
+  }
+
+  private async register(protocol: string): Promise<void> {
+    this.registered.add(protocol);
+    await this.components.registrar.handle(
+      protocol,
+      (stream, connection) => {
+        void this.onStream(protocol, stream, connection);
+      },
+      {
+        runOnLimitedConnection: true,
+        maxInboundStreams: STREAM_LIMIT,
+        maxOutboundStreams: STREAM_LIMIT,
+        force: true,
+      },
+    );
+  }
+
+  private async onStream(protocol: string, stream: Stream, connection: Connection): Promise<void> {
+    const { log, table, stopSignal } = this.context;
+    const remote = endpointIdFromPeerId(connection.remotePeer);
+    if (remote === undefined) {
+      stream.abort(new Error('peer identity is not Ed25519'));
+      return;
+    }
+    const bytes = this.init.wrap(stream, protocol, remote);
+    try {
+      // Only members of this mesh (a verified announcement with our mesh id) are served.
+      if (!(await table.whenKnown(remote, this.init.memberWaitMs, stopSignal))) {
+        log.info({ protocol, remote: short(remote) }, 'refused stream from a non-member');
+        bytes.abort(new Error('not a member of this mesh'));
+        return;
+      }
+      if (protocol === PROTOCOL_FORWARD) {
+        await this.onForward(bytes, remote);
+        return;
+      }
+      const handler = this.handlers.get(protocol);
+      if (handler === undefined) {
+        bytes.abort(new Error('protocol not handled'));
+        return;
+      }
+      await handler(bytes, remote);
+    } catch (err) {
+      const error = err instanceof Error ? err : new Error(String(err));
+      log.warn(
+        { protocol, remote: short(remote), err: error.name, msg: error.message },
+        'stream handler failed',
+      );
+      bytes.abort(error);
+    }
+  }
+
+  /** Middle node of a forward: read the 32-byte target, then only pipe bytes. */
+  private async onForward(inbound: ByteStream, remote: EndpointId): Promise<void> {
+    const { log, table, endpointId, stopSignal } = this.context;
+    const iterator = inbound.source[Symbol.asyncIterator]();
+    let head: Uint8Array = new Uint8Array(0);
+    const timer = setTimeout(
+      () => inbound.abort(new Error('forward header timeout')),
+      FORWARD_HEADER_TIMEOUT_MS,
+    );
+    try {
+      while (head.byteLength < 32) {
+        const next = await iterator.next();
+        if (next.done === true) throw new Error('forward stream ended before the target id');
+        head = concatBytes(head, next.value);
+      }
+    } finally {
+      clearTimeout(timer);
+    }
+    const target = endpointIdFromBytes(head.subarray(0, 32));
+    if (target === endpointId || target === remote || table.get(target) === undefined) {
+      log.info({ from: short(remote), target: short(target) }, 'refused forward to an unknown target');
+      inbound.abort(new Error('unknown forward target'));
+      return;
+    }
+    const outbound = await this.init.openStream(target, PROTOCOL_HTTP, stopSignal);
+    const rest = head.subarray(32);
+    if (rest.byteLength > 0) await outbound.write(rest);
+    const remainder: ByteStream = {
+      source: { [Symbol.asyncIterator]: () => iterator },
+      write: (chunk) => inbound.write(chunk),
+      closeWrite: () => inbound.closeWrite(),
+      abort: (error) => inbound.abort(error),
+    };
+    log.debug({ from: short(remote), target: short(target) }, 'forwarding stream');
+    await pipeBoth(remainder, outbound);
+  }
+}
+
+export function meshAppStreams(
+  context: MeshContext,
+  init: AppStreamsInit,
+): (components: MeshComponents) => AppStreamsService {
+  return (components) => new AppStreamsService(context, init, components);
+}
+
+function concatBytes(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(a.byteLength + b.byteLength);
+  out.set(a, 0);
+  out.set(b, a.byteLength);
+  return out;
+}
