@@ -66,6 +66,13 @@ function hostingLines(hosting: StatusReport['node']['hosting']): string[] {
   ];
 }
 
+/** `direct ADDR`, `relayed via RELAY`, or `transitive` (known through gossip, not connected). */
+function linkCell(link: StatusReport['peers'][number]['link'] | undefined): string {
+  if (link === undefined || link.kind === 'transitive') return 'transitive';
+  if (link.kind === 'relayed') return `relayed via ${link.via === null ? '?' : short(link.via)}`;
+  return `direct ${link.address ?? ''}`.trim();
+}
+
 export function formatStatus(report: StatusReport): string {
   const n = report.node;
   const lines = [
@@ -74,6 +81,7 @@ export function formatStatus(report: StatusReport): string {
     `policy require-encryption=${n.policy.requireEncryption} require-attested-hosts=${n.policy.requireAttestedHosts}`,
     `posture debugger-blocked=${n.posture.debuggerBlocked} core-dumps-off=${n.posture.coreDumpsDisabled} plaintext=${n.posture.plaintextBoundary} hash=${n.posture.binaryHash.slice(0, 16)}`,
     ...hostingLines(n.hosting),
+    ...(n.reachability ? [`reach  ${n.reachability}`] : []),
     `models ${n.models.map((m) => `${m.name}@${m.hosts.map((h) => (h === 'local' ? 'local' : short(h))).join(',')}`).join('  ') || '—'}`,
     '',
   ];
@@ -82,6 +90,7 @@ export function formatStatus(report: StatusReport): string {
     'name',
     'role',
     'models',
+    'link',
     'rtt',
     'e2e',
     'tier',
@@ -96,6 +105,7 @@ export function formatStatus(report: StatusReport): string {
     p.name,
     p.role,
     p.models.join(',') || '—',
+    linkCell(p.link),
     p.rttMs === null ? '—' : `${Math.round(p.rttMs)}ms`,
     p.e2e.capable ? 'yes' : 'no',
     cell(p.attestation?.tier ?? 'none'),
@@ -164,8 +174,12 @@ export async function runInvite(args: string[]): Promise<number> {
   const credential = await consoleCredentialFor(values['data-dir']);
   const report = await fetchStatus(portFlag(values.console, '--console', DEFAULT_CONSOLE_PORT), credential);
   if (report.node.token === null) {
-    throw new ConfigError('the node has no dialable address yet (still waiting for a relay reservation?)');
+    throw new ConfigError(report.node.reachability ?? 'the node has no dialable address yet');
   }
+  // The token works, but maybe only nearby: say so on stderr, keep stdout the token alone.
+  if (report.node.reachability)
+    process.stderr.write(`note: ${report.node.reachability}
+`);
   process.stdout.write(`${report.node.token}\n`);
   return 0;
 }
