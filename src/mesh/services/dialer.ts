@@ -140,9 +140,10 @@ export class DialerService implements Startable {
     if (direct.length === 0 && circuits.size === 0) {
       throw new UpstreamError(`no address of ${short(endpointId)} may be dialled now`, 'dial_limited');
     }
-    const race = new AbortController();
-    const attemptSignal = anySignal(signal, race.signal);
     const { transportManager } = this.components;
+    // Each attempt has a signal of its own that fires only to stop it: libp2p may keep a dial's
+    // signal attached to the connection it made, so the winner's must never fire afterwards.
+    const losers = new Set<AbortController>();
     return new Promise<Connection>((resolve, reject) => {
       const errors: unknown[] = [];
       let pending = 0;
@@ -155,12 +156,18 @@ export class DialerService implements Startable {
       };
       const attempt = (ma: Multiaddr) => {
         pending++;
-        transportManager.dial(ma, { signal: attemptSignal }).then(
+        const own = new AbortController();
+        const stop = () => own.abort(signal.reason);
+        signal.addEventListener('abort', stop, { once: true });
+        losers.add(own);
+        transportManager.dial(ma, { signal: own.signal }).then(
           (connection) => {
             pending--;
+            signal.removeEventListener('abort', stop);
+            losers.delete(own);
             if (!settled) {
               settled = true;
-              race.abort();
+              for (const loser of losers) loser.abort(new Error('another address connected first'));
               resolve(connection);
             } else if (isRelayed(connection)) {
               connection.close().catch((err: Error) => connection.abort(err));
@@ -168,8 +175,10 @@ export class DialerService implements Startable {
           },
           (err: unknown) => {
             pending--;
+            signal.removeEventListener('abort', stop);
+            losers.delete(own);
             errors.push(err);
-            if (!race.signal.aborted) this.markFailed(ma);
+            if (!own.signal.aborted) this.markFailed(ma);
             settleIfDone();
           },
         );
