@@ -126,6 +126,12 @@ const PING_INTERVAL_MS = 5_000;
 const WARM_STREAMS_REFILL_AT = 2;
 const WARM_STREAM_IDLE_MS = 60_000;
 
+/**
+ * The mesh of a LAN: the one fresh `--mdns` nodes (no token, no mesh yet) join, so that two of
+ * them form one mesh without a token. Its id is no secret: it trusts everyone on the LAN.
+ */
+export const LAN_MESH_ID = 'mesh-llm-lan';
+
 export async function createLibp2pMesh(options: MeshOptions): Promise<Libp2pMesh> {
   const identity =
     options.identity ??
@@ -242,7 +248,10 @@ export class Libp2pMesh implements MeshService {
     const services: Record<string, unknown> = {
       identify: identify(),
       ping: ping({ runOnLimitedConnection: true }),
-      meshGossip: meshGossip(context),
+      meshGossip: meshGossip(context, {
+        volunteerTo: (peer) =>
+          this.currentMeshId === LAN_MESH_ID || this.libp2p.services.meshBootstrap.has(peer),
+      }),
       meshMembership: meshMembership(context, {
         redialMembers: !relayOnly,
         onDisconnect: (id) => this.warm.drop(id),
@@ -493,13 +502,11 @@ export class Libp2pMesh implements MeshService {
     // The combined signal is built only for a negotiation: a warm stream needs none.
     const opened =
       (pooled ? this.warm.take(endpointId) : undefined) ??
-      (await this.libp2p.services.meshDialer
-        .negotiate(endpointId, protocol, anySignal(options.signal, this.stopController.signal))
-        .catch((err: unknown) => {
-          if (err instanceof UpstreamError && err.code === 'peer_unreachable')
-            this.libp2p.services.meshMembership.markUnreachable(endpointId);
-          throw err;
-        }));
+      (await this.libp2p.services.meshDialer.negotiate(
+        endpointId,
+        protocol,
+        anySignal(options.signal, this.stopController.signal),
+      ));
     if (pooled) opened.stream.addEventListener('close', () => this.warm.refill(endpointId), { once: true });
     return { ...this.wrap(opened.stream, protocol, endpointId), path: opened.path };
   }

@@ -83,6 +83,11 @@ export class BootstrapService implements Startable {
     return peers;
   }
 
+  /** Whether `peer` came from an invite token. */
+  has(peer: PeerId): boolean {
+    return this.bootstraps.has(peer.toString());
+  }
+
   /** Every bootstrap peer known so far. */
   all(): string[] {
     return [...this.bootstraps.keys()];

@@ -70,17 +70,10 @@ export class MembershipService implements Startable {
 
   /**
    * A peer whose connection died and was not back within LOSS_GRACE_MS (libp2p's reconnect
-   * queue tries meanwhile), or that no dial could reach: left out of routing until it
-   * announces itself again or reconnects.
+   * queue tries meanwhile): left out of routing until it announces itself again or reconnects.
    */
   isLost(endpointId: EndpointId): boolean {
     return this.lost.has(endpointId);
-  }
-
-  /** The request path could not reach this peer at all. */
-  markUnreachable(endpointId: EndpointId): void {
-    const record = this.context.table.get(endpointId);
-    if (record !== undefined && !record.connected) this.lost.set(endpointId, record.seq);
   }
 
   private onConnect(peerId: PeerId): void {
