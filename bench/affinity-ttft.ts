@@ -81,8 +81,8 @@ try {
   }
   const row = (label: string, xs: number[]) => [
     label,
-    xs.length,
-    promptTokens,
+    String(xs.length),
+    String(promptTokens),
     percentile(xs, 50),
     xs.reduce((s, x) => s + x, 0) / xs.length,
     percentile(xs, 90),

@@ -3,22 +3,23 @@
  * per host, like a small llama-server) with 1, 2 and 3 hosts behind one client node, then the
  * same with the client node itself as one of the hosts. Twelve streams run back to back the
  * whole time, more than three hosts' six slots, so every configuration is saturated; tokens are
- * counted as they arrive, in a window that opens after a warm-up. Real nodes in this process
- * (loopback, E2E on); the backends are paced fake OpenAI servers.
+ * counted as they arrive, in a window that opens after a warm-up. Every node and every backend
+ * is a process of its own (`mesh-llm serve`, loopback, E2E on), as on real machines.
  *
  *   node bench/pooling.ts [--quick]
  */
-import type { MeshNode } from '../src/node/mesh-node.ts';
-import { TestCluster, waitUntil } from '../test/helpers/cluster.ts';
-import { type FakeOpenAiServer, startFakeOpenAi } from '../test/helpers/fake-openai-server.ts';
+import { type FakeBackendProcess, startFakeBackendProcess } from './lib/fake-backend-process.ts';
 import { printTable } from './lib/load.ts';
+import { type NodeProcess, spawnNode } from './lib/node-process.ts';
 
 const quick = process.argv.includes('--quick');
 const MODEL = 'paced';
 const STREAMS = 12;
-const TOKENS = 40; // 2 s per answer at 20 tokens/s
-const WARMUP_MS = quick ? 2_500 : 4_000;
-const WINDOW_MS = quick ? 6_000 : 12_000;
+// 10 s per answer at 20 tokens/s: long next to the gap between one answer and the next request
+// (tens of ms on a quiet machine, up to a second on this shared one), as real answers are.
+const TOKENS = 200;
+const WARMUP_MS = quick ? 12_000 : 15_000;
+const WINDOW_MS = quick ? 20_000 : 40_000;
 const SLOTS = 2;
 const TOKEN_DELAY_MS = 50;
 
@@ -26,45 +27,51 @@ interface Result {
   tokensPerSec: number;
   errors: number;
   perHost: Map<string, number>;
+  /** How answers travelled (x-mesh-path: local, direct, relay, forwarded), counted per answer. */
+  paths: Map<string, number>;
 }
 
+type Pool = { name: string; hosts: { slots: number | null }[] };
+
 async function run(hosts: number, clientHosts: boolean): Promise<Result> {
-  const cluster = new TestCluster();
-  const fakes: FakeOpenAiServer[] = [];
+  const nodes: NodeProcess[] = [];
+  const fakes: FakeBackendProcess[] = [];
   const paced = async () => {
-    const fake = await startFakeOpenAi({
-      model: MODEL,
+    const fake = await startFakeBackendProcess({
       tokens: TOKENS,
+      model: MODEL,
       tokenDelayMs: TOKEN_DELAY_MS,
       slots: SLOTS,
     });
     fakes.push(fake);
-    return { url: fake.url, model: MODEL, slots: SLOTS };
+    return ['--backend', fake.url, '--backend-model', MODEL, '--slots', String(SLOTS)];
+  };
+  const start = async (args: string[]) => {
+    // A long queue wait: the one-host rows queue ten streams behind two slots by design.
+    const node = await spawnNode([...args, '--heartbeat-ms', '2000', '--queue-wait', '120']);
+    nodes.push(node);
+    return node;
   };
   try {
     const remote = clientHosts ? hosts - 1 : hosts;
-    const seed = await cluster.start('seed', { relay: true });
-    const token = seed.mesh.inviteToken();
-    const client: MeshNode = await cluster.start(
-      'client',
-      clientHosts ? { backend: await paced(), join: [token] } : { client: true, join: [token] },
-    );
-    for (let i = 0; i < remote; i++)
-      await cluster.start(`host-${i}`, { backend: await paced(), join: [token] });
-    await waitUntil(
-      () =>
-        (client.router
-          .pools()
-          .find((p) => p.name === MODEL)
-          ?.hosts.filter((h) => h.slots === SLOTS).length ?? 0) === hosts,
-      'the client to see every host',
-      60_000,
-    );
+    const seed = await start(['--relay']);
+    const join = ['--join', await seed.token()];
+    const client = await start(clientHosts ? [...(await paced()), ...join] : ['--client', ...join]);
+    for (let i = 0; i < remote; i++) await start([...(await paced()), ...join]);
+    const deadline = Date.now() + 60_000;
+    for (;;) {
+      const pools = ((await client.status()).models ?? []) as Pool[];
+      const seen = pools.find((p) => p.name === MODEL)?.hosts.filter((h) => h.slots === SLOTS).length ?? 0;
+      if (seen === hosts) break;
+      if (Date.now() > deadline) throw new Error(`the client sees ${seen} of ${hosts} hosts`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
     let counting = false;
     let running = true;
     let tokens = 0;
     let errors = 0;
     const perHost = new Map<string, number>();
+    const paths = new Map<string, number>();
     const worker = async () => {
       while (running) {
         try {
@@ -79,6 +86,10 @@ async function run(hosts: number, clientHosts: boolean): Promise<Result> {
             continue;
           }
           const host = response.headers.get('x-mesh-host') ?? '?';
+          if (counting) {
+            const path = response.headers.get('x-mesh-path') ?? '?';
+            paths.set(path, (paths.get(path) ?? 0) + 1);
+          }
           const decoder = new TextDecoder();
           let pending = '';
           for await (const chunk of response.body) {
@@ -106,9 +117,9 @@ async function run(hosts: number, clientHosts: boolean): Promise<Result> {
     const seconds = (performance.now() - started) / 1000;
     running = false;
     await Promise.all(workers);
-    return { tokensPerSec: tokens / seconds, errors, perHost };
+    return { tokensPerSec: tokens / seconds, errors, perHost, paths };
   } finally {
-    await cluster.stopAll();
+    await Promise.all(nodes.map((n) => n.stop()));
     await Promise.all(fakes.map((f) => f.close()));
   }
 }
@@ -118,22 +129,26 @@ for (const clientHosts of [false, true]) {
   let one = 0;
   for (const hosts of [1, 2, 3]) {
     const result = await run(hosts, clientHosts);
+    process.stderr.write(
+      `${clientHosts ? 'client +' : ''} ${hosts} host(s): ${result.tokensPerSec.toFixed(1)} tok/s\n`,
+    );
     if (hosts === 1) one = result.tokensPerSec;
     const shares = [...result.perHost.values()].sort((a, b) => b - a);
     const total = shares.reduce((a, b) => a + b, 0) || 1;
     rows.push([
       clientHosts ? `client + ${hosts - 1} remote` : `${hosts} remote`,
-      hosts,
+      String(hosts),
       result.tokensPerSec,
-      hosts * SLOTS * (1000 / TOKEN_DELAY_MS),
+      String(hosts * SLOTS * (1000 / TOKEN_DELAY_MS)),
       `${(result.tokensPerSec / one).toFixed(2)}×`,
       shares.map((n) => `${Math.round((100 * n) / total)}%`).join(' / '),
-      result.errors,
+      [...result.paths].map(([path, n]) => `${path} ${n}`).join(', '),
+      String(result.errors),
     ]);
   }
 }
 printTable(
   `Pooling: ${STREAMS} streams back to back, ${SLOTS} slots × 20 tokens/s per host, ${WINDOW_MS / 1000} s window`,
-  ['hosts', 'n', 'tok/s', 'ideal tok/s', 'vs 1 host', 'share of tokens per host', 'errors'],
+  ['hosts', 'n', 'tok/s', 'ideal tok/s', 'vs 1 host', 'share of tokens per host', 'paths', 'errors'],
   rows,
 );

@@ -15,6 +15,9 @@ const scripts = [
   'hardening-startup.ts',
   'lab-latency.ts',
   'load-wire.ts',
+  'pooling.ts',
+  'affinity-ttft.ts',
+  'agent-api.ts',
 ];
 const extra = process.argv.slice(2);
 let failed = 0;

@@ -20,8 +20,15 @@ export interface FakeBackendProcess {
 export async function startFakeBackendProcess(options: {
   tokens: number;
   model: string;
+  /** Pace: ms between streamed tokens, and answers generated at once (more wait). */
+  tokenDelayMs?: number;
+  slots?: number;
 }): Promise<FakeBackendProcess> {
-  const child = spawn(process.execPath, [ENTRY, String(options.tokens), options.model], {
+  const pacing =
+    options.tokenDelayMs === undefined
+      ? []
+      : [String(options.tokenDelayMs), String(options.slots ?? 1_000_000)];
+  const child = spawn(process.execPath, [ENTRY, String(options.tokens), options.model, ...pacing], {
     stdio: ['pipe', 'pipe', 'inherit'],
   });
   const url = await new Promise<string>((resolve, reject) => {

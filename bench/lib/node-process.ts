@@ -18,6 +18,8 @@ export interface NodeProcess {
   consoleUrl: string;
   token(): Promise<string>;
   endpointId(): Promise<string>;
+  /** GET /api/status, whole. */
+  status(): Promise<Record<string, unknown>>;
   /** Peak resident set size so far (VmHWM), in MB. */
   peakRssMb(): Promise<number>;
   /** CPU time (user + system) used so far by the node and the process it re-executed as, in ms. */
@@ -60,13 +62,14 @@ export async function spawnNode(args: string[], env: NodeJS.ProcessEnv = {}): Pr
   const status = async () =>
     (await (
       await fetch(`${urls.console}/api/status`, { headers: { authorization: `Bearer ${credential}` } })
-    ).json()) as { node: { token: string; id: string } };
+    ).json()) as { node: { token: string; id: string } } & Record<string, unknown>;
   return {
     child,
     apiUrl: urls.api,
     consoleUrl: urls.console,
     token: async () => (await status()).node.token,
     endpointId: async () => (await status()).node.id,
+    status,
     async peakRssMb() {
       const text = await readFile(`/proc/${child.pid}/status`, 'utf8');
       const kb = Number(/VmHWM:\s+(\d+)/.exec(text)?.[1] ?? 0);

@@ -234,3 +234,13 @@ export function displayHost(id: string, peers: Peer[], selfName: string): string
   const peer = peers.find((p) => p.id === id);
   return peer?.name || shortId(id);
 }
+
+/**
+ * A peer's role as drawn: the announced role, except that a peer other peers are relayed
+ * through is shown as the relay it is (relays announce no role of their own).
+ */
+export function roleOf(peer: Peer, peers: Peer[]): string {
+  const id = peer.id;
+  if (id && peers.some((p) => linkOf(p).via === id)) return 'relay';
+  return peer.role ?? 'node';
+}

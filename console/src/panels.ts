@@ -1,9 +1,18 @@
 /** The console's panels: KPIs, peers and their security, models and load, this node. */
 import { h, s } from './dom.ts';
 import { ago, bytes, DASH, machine, ms, peerName, plural, present, rate, shortId, text } from './format.ts';
-import { type Badge, displayHost, LEGEND, LINK_TEXT, linkOf, PLAINTEXT_TEXT, peerBadges } from './model.ts';
+import {
+  type Badge,
+  displayHost,
+  LEGEND,
+  LINK_TEXT,
+  linkOf,
+  PLAINTEXT_TEXT,
+  peerBadges,
+  roleOf,
+} from './model.ts';
 import { lifetimeRates, type TrafficTracker } from './traffic.ts';
-import type { HostingStatus, ModelStatus, NodeStatus, Status } from './types.ts';
+import type { HostingStatus, ModelPool, ModelStatus, NodeStatus, Peer, Status } from './types.ts';
 
 export function badge(b: Pick<Badge, 'label' | 'tone' | 'title'> & { key?: string }): HTMLElement {
   return h('span', { class: `badge ${b.tone}`, title: b.title, 'data-badge': b.key }, b.label);
@@ -74,7 +83,7 @@ export function renderKpis(status: Status, traffic: TrafficTracker): HTMLElement
 }
 
 export function renderPeers(status: Status): HTMLElement {
-  const peers = status.peers ?? [];
+  const peers = [...(status.peers ?? [])].sort((a, b) => peerName(a).localeCompare(peerName(b)));
   if (peers.length === 0)
     return h(
       'p',
@@ -96,7 +105,7 @@ export function renderPeers(status: Status): HTMLElement {
       h(
         'td',
         null,
-        h('span', { class: `role role-${p.role ?? 'node'}` }, text(p.role)),
+        h('span', { class: `role role-${roleOf(p, peers)}` }, roleOf(p, peers)),
         machine(p.hardware) ? h('div', { class: 'muted small hw' }, machine(p.hardware)) : null,
       ),
       h(
@@ -167,19 +176,12 @@ export function renderLegend(): HTMLElement {
   );
 }
 
-/** Pooling's per-model load fields, whatever of them the node reports. */
-const LOAD_FIELDS: [string, string][] = [
-  ['slots', 'slots'],
-  ['inFlight', 'in flight'],
-  ['queued', 'queued'],
-  ['servedPerMinute', 'served/min'],
-];
-
 export function renderModels(status: Status, traffic: TrafficTracker): HTMLElement {
   const models = status.node?.models ?? [];
   if (models.length === 0) return h('p', { class: 'empty' }, 'No model is served in this mesh yet.');
   const peers = status.peers ?? [];
   const self = status.node?.name ?? 'this node';
+  const pools = new Map((status.models ?? []).map((p) => [String(p.name ?? ''), p]));
   return h(
     'table',
     { class: 'models' },
@@ -189,7 +191,7 @@ export function renderModels(status: Status, traffic: TrafficTracker): HTMLEleme
       h(
         'tr',
         null,
-        ['Model', 'Hosts', 'Load', 'Req/min', 'Latency', 'TTFT', 'Tokens/s'].map((c) => h('th', null, c)),
+        ['Model', 'Hosts and load', 'Req/min', 'Latency', 'TTFT', 'Tokens/s'].map((c) => h('th', null, c)),
       ),
     ),
     h(
@@ -199,6 +201,7 @@ export function renderModels(status: Status, traffic: TrafficTracker): HTMLEleme
         const name = String(m.name ?? '');
         const live = traffic.perModel.get(name);
         const life = lifetimeRates(traffic.lifetime.get(name));
+        const pool = pools.get(name);
         return h(
           'tr',
           { 'data-model': name },
@@ -207,23 +210,11 @@ export function renderModels(status: Status, traffic: TrafficTracker): HTMLEleme
             null,
             h('div', { class: 'peer-name' }, name),
             present(m.contextLength) ? h('div', { class: 'muted small' }, `ctx ${m.contextLength}`) : null,
+            pool?.waiting
+              ? h('div', { class: 'small warn-text' }, `${pool.waiting} waiting for a slot`)
+              : null,
           ),
-          h(
-            'td',
-            { class: 'wrap' },
-            (m.hosts ?? []).map((host) =>
-              h(
-                'span',
-                { class: 'pill' },
-                displayHost(
-                  String(typeof host === 'object' && host ? ((host as { id?: string }).id ?? '') : host),
-                  peers,
-                  self,
-                ),
-              ),
-            ),
-          ),
-          h('td', null, loadCell(m)),
+          h('td', { class: 'hosts' }, hostLoads(m, pool, peers, self)),
           h('td', { class: 'num' }, rate(live?.requestsPerMin ?? 0)),
           h('td', { class: 'num' }, ms(live?.latencyS ?? life.latencyS)),
           h('td', { class: 'num' }, ms(live?.ttftS ?? life.ttftS)),
@@ -234,29 +225,33 @@ export function renderModels(status: Status, traffic: TrafficTracker): HTMLEleme
   );
 }
 
-function loadCell(m: ModelStatus): HTMLElement | string {
-  const source = (typeof m.load === 'object' && m.load !== null ? m.load : m) as Record<string, unknown>;
-  const parts = LOAD_FIELDS.filter(([k]) => typeof source[k] === 'number').map(([k, label]) =>
-    h(
-      'span',
-      { class: 'chip' },
-      h('span', { class: 'chip-k' }, label),
-      h('span', { class: 'chip-v' }, String(source[k])),
-    ),
-  );
-  const slots = Number(source.slots);
-  const busy = Number(source.inFlight);
-  if (Number.isFinite(slots) && slots > 0 && Number.isFinite(busy)) {
-    const pct = Math.min(100, Math.round((busy / slots) * 100));
-    parts.unshift(
-      h(
-        'span',
-        { class: 'meter', title: `${busy} of ${slots} slots busy` },
-        h('span', { class: `meter-fill p${Math.round(pct / 10) * 10}` }),
-      ),
+/** One line per host: its name, a slot meter, and what pooling reports (in flight, queued, served/min). */
+function hostLoads(m: ModelStatus, pool: ModelPool | undefined, peers: Peer[], self: string): HTMLElement[] {
+  const hosts: NonNullable<ModelPool['hosts']> =
+    pool?.hosts ?? (m.hosts ?? []).map((id) => ({ id: String(id) }));
+  return hosts.map((host) => {
+    const slots = typeof host.slots === 'number' && host.slots > 0 ? host.slots : undefined;
+    const busy = host.inFlight ?? 0;
+    const pct = slots ? Math.min(100, Math.round((busy / slots) * 100)) : 0;
+    const facts = [
+      slots !== undefined ? `${busy}/${slots} slots` : host.inFlight !== undefined ? `${busy} in flight` : '',
+      host.queued ? `${host.queued} queued` : '',
+      typeof host.servedPerMinute === 'number' ? `${rate(host.servedPerMinute)}/min` : '',
+    ].filter(Boolean);
+    return h(
+      'div',
+      { class: 'host-load', 'data-host': host.id },
+      h('span', { class: 'pill' }, displayHost(String(host.id ?? ''), peers, self)),
+      slots !== undefined
+        ? h(
+            'span',
+            { class: 'meter', title: `${busy} of ${slots} slots busy` },
+            h('span', { class: `meter-fill p${Math.round(pct / 10) * 10}${pct >= 100 ? ' full' : ''}` }),
+          )
+        : null,
+      h('span', { class: 'muted small' }, facts.join(' · ')),
     );
-  }
-  return parts.length > 0 ? h('div', { class: 'load' }, parts) : DASH;
+  });
 }
 
 export function renderNode(node: NodeStatus | undefined): HTMLElement {

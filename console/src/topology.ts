@@ -1,10 +1,12 @@
 /** The mesh as an SVG: this node in the middle, peers around it, links drawn by kind. */
 import { s } from './dom.ts';
 import { machine, peerName } from './format.ts';
-import { LINK_TEXT, type Link, type LinkKind, linkOf } from './model.ts';
+import { LINK_TEXT, type Link, type LinkKind, linkOf, roleOf } from './model.ts';
 import type { Status } from './types.ts';
 
 const W = 760;
+/** Vertical room per node: the disc above its centre, name, role, machine and models below. */
+const ROW = 150;
 
 interface Placed {
   id: string;
@@ -67,10 +69,10 @@ export function renderTopology(status: Status): SVGElement {
   if (layers[1]!.length === 0 && layers[2]!.length > 0) layers.splice(1, 1);
   const used = layers.filter((l, i) => i === 0 || l.length > 0).length;
   const rows = Math.max(1, ...layers.map((l) => l.length));
-  H = Math.max(320, rows * 150 + 30);
+  H = Math.max(320, rows * ROW + 40);
   const columnX = (layer: number) => (used <= 1 ? W / 2 : 110 + ((W - 220) * layer) / Math.max(1, used - 1));
   self.x = columnX(0);
-  self.y = H / 2 - 16;
+  self.y = H / 2 - 24;
   const placed: Placed[] = [];
   layers.forEach((members, layer) => {
     members.forEach((index, row) => {
@@ -78,12 +80,12 @@ export function renderTopology(status: Status): SVGElement {
       placed.push({
         id: p.id ?? `peer-${index}`,
         name: peerName(p),
-        role: p.role ?? 'node',
+        role: roleOf(p, peers),
         models: modelNames(p.models),
         tier: p.attestation?.tier ?? 'none',
         machine: machine(p.hardware),
         x: columnX(layer),
-        y: (H / (members.length + 1)) * (row + 1) - 16,
+        y: (H - members.length * ROW) / 2 + ROW * (row + 0.5) - 24,
         self: false,
         link: links[index],
       });

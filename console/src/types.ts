@@ -105,9 +105,23 @@ export interface NodeStatus {
   hosting?: HostingStatus | null;
 }
 
+/** pooling's per-model view: every host with its slots and load. */
+export interface ModelPool {
+  name?: string;
+  waiting?: number;
+  hosts?: {
+    id?: string;
+    slots?: number | null;
+    inFlight?: number;
+    queued?: number;
+    servedPerMinute?: number | null;
+  }[];
+}
+
 export interface Status {
   node?: NodeStatus;
   peers?: Peer[];
+  models?: ModelPool[];
 }
 
 export interface ModelTraffic {

@@ -5,6 +5,8 @@ import type { InferenceDispatcher } from './openai-routes.ts';
 
 /** The label for a model the node does not list: a client-chosen string never becomes a label. */
 const UNLISTED_MODEL = 'unlisted';
+/** A chat delta's or a completion's text field holding at least one character. */
+const NON_EMPTY_CONTENT = /"(content|text)":"(?!")/;
 /** An SSE line longer than this is not inspected for usage (the answer still passes through). */
 const MAX_SSE_LINE = 64 * 1024;
 
@@ -115,18 +117,16 @@ class SseUsage {
 
   #line(line: string): void {
     if (!line.startsWith('data:')) return;
-    const data = line.slice(5).trim();
-    if (data === '[DONE]' || data === '') return;
-    let event: { choices?: { delta?: { content?: unknown }; text?: unknown }[] };
-    try {
-      event = JSON.parse(data);
-    } catch {
-      return;
+    // Only the usage event is parsed; a token chunk is recognised by its non-empty content
+    // string, so counting costs no JSON parse per token.
+    if (line.includes('"usage":{')) {
+      try {
+        this.#usage = usageOf(JSON.parse(line.slice(5))) ?? this.#usage;
+      } catch {
+        // not JSON: nothing to count
+      }
     }
-    this.#usage = usageOf(event) ?? this.#usage;
-    const choice = event.choices?.[0];
-    const content = choice?.delta?.content ?? choice?.text;
-    if (typeof content === 'string' && content.length > 0) this.#contentChunks++;
+    if (NON_EMPTY_CONTENT.test(line)) this.#contentChunks++;
   }
 
   result(): UsageCounts {

@@ -91,3 +91,120 @@ export class LivenessTracker {
     this.#states.delete(endpointId);
   }
 }
+
+export interface FairSignerOptions {
+  /** Challenges one peer may have waiting for an answer; more are refused at once. Default 2. */
+  perPeerPending?: number;
+  /** Challenges waiting from all peers together. Default 64. */
+  maxPending?: number;
+  /** A peer earns one answer per this many ms (a token bucket)... Default 30 s. */
+  perPeerIntervalMs?: number;
+  /** ...and may spend up to this many at once. Default 4. */
+  perPeerBurst?: number;
+  clock?: () => number;
+}
+
+/** Peers whose answer budget is remembered; idle ones (full bucket) are dropped first. */
+const MAX_TRACKED_PEERS = 4096;
+
+interface SignJob {
+  nonce: Uint8Array;
+  resolve(signature: Uint8Array): void;
+  reject(error: unknown): void;
+}
+
+/**
+ * Answers liveness challenges one signature at a time (a TPM signs serially), taking peers in
+ * turn, with a short bounded queue per peer: a peer that floods challenges is refused beyond its
+ * own few and waits its turn like everyone else, so it delays only itself.
+ */
+export class FairChallengeSigner {
+  readonly #sign: (nonce: Uint8Array) => Promise<Uint8Array>;
+  readonly #perPeer: number;
+  readonly #maxPending: number;
+  /** Peers with waiting challenges, in turn order (a Map keeps insertion order). */
+  readonly #queues = new Map<string, SignJob[]>();
+  /** Per-peer token buckets: tokens left and when they were counted. */
+  readonly #budgets = new Map<string, { tokens: number; atMs: number }>();
+  readonly #intervalMs: number;
+  readonly #burst: number;
+  readonly #clock: () => number;
+  #pending = 0;
+  #busy = false;
+
+  constructor(sign: (nonce: Uint8Array) => Promise<Uint8Array>, options: FairSignerOptions = {}) {
+    this.#sign = sign;
+    this.#perPeer = options.perPeerPending ?? 2;
+    this.#maxPending = options.maxPending ?? 64;
+    this.#intervalMs = options.perPeerIntervalMs ?? 30_000;
+    this.#burst = options.perPeerBurst ?? 4;
+    this.#clock = options.clock ?? Date.now;
+  }
+
+  /** Takes one answer from the peer's budget; false when it has none left. */
+  #spend(peer: string): boolean {
+    const now = this.#clock();
+    const budget = this.#budgets.get(peer) ?? { tokens: this.#burst, atMs: now };
+    budget.tokens = Math.min(this.#burst, budget.tokens + (now - budget.atMs) / this.#intervalMs);
+    budget.atMs = now;
+    if (budget.tokens < 1) return false;
+    budget.tokens -= 1;
+    this.#budgets.delete(peer);
+    this.#budgets.set(peer, budget);
+    if (this.#budgets.size > MAX_TRACKED_PEERS) {
+      // The least recently answered peer: by now its bucket has refilled, or nearly.
+      this.#budgets.delete(this.#budgets.keys().next().value!);
+    }
+    return true;
+  }
+
+  /** Challenges waiting now (all peers). */
+  get pending(): number {
+    return this.#pending;
+  }
+
+  answer(peer: string, nonce: Uint8Array): Promise<Uint8Array> {
+    const queue = this.#queues.get(peer) ?? [];
+    if (queue.length >= this.#perPeer) {
+      return Promise.reject(new AttestationError('liveness', 'too many challenges from this peer at once'));
+    }
+    if (this.#pending >= this.#maxPending) {
+      return Promise.reject(new AttestationError('liveness', 'too many challenges waiting; try again later'));
+    }
+    if (!this.#spend(peer)) {
+      return Promise.reject(
+        new AttestationError('liveness', 'this peer challenges faster than it is answered'),
+      );
+    }
+    return new Promise((resolve, reject) => {
+      queue.push({ nonce, resolve, reject });
+      this.#queues.set(peer, queue);
+      this.#pending += 1;
+      void this.#drain();
+    });
+  }
+
+  async #drain(): Promise<void> {
+    if (this.#busy) return;
+    this.#busy = true;
+    try {
+      for (;;) {
+        const next = this.#queues.entries().next();
+        if (next.done) return;
+        const [peer, queue] = next.value;
+        const job = queue.shift()!;
+        // The peer goes to the back of the line (or leaves it when it has nothing left).
+        this.#queues.delete(peer);
+        if (queue.length > 0) this.#queues.set(peer, queue);
+        this.#pending -= 1;
+        try {
+          job.resolve(await this.#sign(job.nonce));
+        } catch (error) {
+          job.reject(error);
+        }
+      }
+    } finally {
+      this.#busy = false;
+    }
+  }
+}

@@ -6,15 +6,18 @@
 import { randomUUID } from 'node:crypto';
 import { basename } from 'node:path';
 import {
+  type ChatHistoryItem,
   type ChatWrapper,
   type LlamaContext,
   type LlamaContextSequence,
   type LlamaEmbeddingContext,
+  type LlamaGrammar,
+  LlamaGrammarEvaluationState,
   type LlamaModel,
   resolveChatWrapper,
   type Token,
 } from 'node-llama-cpp';
-import { MeshError, NoCapacityError } from '../errors.ts';
+import { InvalidRequestError, MeshError, NoCapacityError } from '../errors.ts';
 import { jsonResponse, type UpstreamResponse } from '../http/exchange.ts';
 import type { Logger } from '../log.ts';
 import { errorResponse, sseErrorEvent } from '../openai/errors.ts';
@@ -26,10 +29,14 @@ import type {
   EmbeddingsRequest,
 } from '../openai/schemas.ts';
 import { SSE_DONE, sseEvent, sseResponse } from '../openai/sse.ts';
+import { ChatAnswer, type GenerationResult } from './llama/chat-answer.ts';
 import { chatHistoryOf } from './llama/chat-history.ts';
+import { runFunctionCalling } from './llama/function-calling.ts';
 import type { GpuLayersChoice } from './llama/gpu-choice.ts';
+import { grammarFor, grammarStops } from './llama/grammar.ts';
 import { type LoadedLlamaModel, loadLlamaModel } from './llama/load.ts';
 import type { MemoryEstimate } from './llama/memory.ts';
+import { type OutputPlan, outputPlanOf } from './llama/output-plan.ts';
 import {
   embeddingInputsOf,
   promptOf,
@@ -70,11 +77,10 @@ interface Prepared {
   tokens: Token[];
   stopTokens: Set<Token>;
   stopStrings: string[];
-}
-
-interface GenerationResult {
-  completionTokens: number;
-  finishReason: 'stop' | 'length';
+  /** Constrains the output (JSON, forced tool calls). */
+  grammar?: LlamaGrammar;
+  /** The chat history the tokens render (function calling generates from it). */
+  history?: ChatHistoryItem[];
 }
 
 type Route = 'chat' | 'completion';
@@ -236,9 +242,14 @@ export class LlamaCppBackend implements InferenceBackend {
     return { model, context, pool };
   }
 
-  #prepareChat(model: LlamaModel, messages: ChatMessage[]): Prepared {
+  async #prepareChat(model: LlamaModel, messages: ChatMessage[], plan: OutputPlan): Promise<Prepared> {
     const history = chatHistoryOf(messages);
-    const state = this.#chatWrapper!.generateContextState({ chatHistory: history });
+    // Tools are documented to the model by its chat wrapper, in the template's own words.
+    const state = this.#chatWrapper!.generateContextState({
+      chatHistory: history,
+      availableFunctions: plan.functions,
+      documentFunctionParams: true,
+    });
     const tokens = state.contextText.tokenize(model.tokenizer);
     const stopTokens = new Set<Token>();
     const stopStrings: string[] = [];
@@ -247,7 +258,7 @@ export class LlamaCppBackend implements InferenceBackend {
       if (triggerTokens.length === 1) stopTokens.add(triggerTokens[0]!);
       else if (triggerTokens.length > 1) stopStrings.push(model.detokenize(triggerTokens, true));
     }
-    return { tokens, stopTokens, stopStrings };
+    return { tokens, stopTokens, stopStrings, history, grammar: await grammarFor(model, plan) };
   }
 
   #prepareCompletion(model: LlamaModel, prompt: string | number[]): Prepared {
@@ -266,10 +277,11 @@ export class LlamaCppBackend implements InferenceBackend {
   ): Promise<UpstreamResponse> {
     const { model, context, pool } = this.#requireLoaded();
     const params = samplingOf(body);
-    const prepared =
-      route === 'chat'
-        ? this.#prepareChat(model, (body as ChatCompletionRequest).messages)
-        : this.#prepareCompletion(model, promptOf(body as CompletionRequest));
+    const plan = route === 'chat' ? outputPlanOf(body as ChatCompletionRequest) : undefined;
+    const prepared = plan
+      ? await this.#prepareChat(model, (body as ChatCompletionRequest).messages, plan)
+      : this.#prepareCompletion(model, promptOf(body as CompletionRequest));
+    const answer = plan ? new ChatAnswer(plan) : undefined;
     const contextSize = context.contextSize;
     const promptTokens = prepared.tokens.length;
     if (promptTokens === 0) throw new MeshError('invalid_request', 'invalid_prompt', 'The prompt is empty');
@@ -291,9 +303,20 @@ export class LlamaCppBackend implements InferenceBackend {
     const combined = AbortSignal.any([signal, stop.signal, this.#shutdown.signal]);
     const run = (onText: (text: string) => void) =>
       this.#track(
-        this.#runSequence(model, sequence, prepared, params, stops, maxTokens, onText, combined).finally(() =>
-          pool.release(sequence),
-        ),
+        (plan?.kind === 'auto-tools'
+          ? runFunctionCalling({
+              sequence,
+              chatWrapper: this.#chatWrapper!,
+              history: prepared.history!,
+              functions: plan.functions,
+              parallel: plan.parallel,
+              params,
+              maxTokens,
+              onText,
+              signal: combined,
+            })
+          : this.#runSequence(model, sequence, prepared, params, stops, maxTokens, onText, combined)
+        ).finally(() => pool.release(sequence)),
       );
 
     if (!params.stream) {
@@ -304,15 +327,9 @@ export class LlamaCppBackend implements InferenceBackend {
       if (signal.aborted) throw abortError(signal);
       if (this.#shutdown.signal.aborted) throw stoppedError();
       const usage = usageOf(promptTokens, result.completionTokens);
-      const choice =
-        route === 'chat'
-          ? {
-              index: 0,
-              message: { role: 'assistant', content: text, refusal: null },
-              logprobs: null,
-              finish_reason: result.finishReason,
-            }
-          : { index: 0, text, logprobs: null, finish_reason: result.finishReason };
+      const choice = answer
+        ? answer.choice(text, result)
+        : { index: 0, text, logprobs: null, finish_reason: result.finishReason };
       return jsonResponse(200, {
         id,
         object: route === 'chat' ? 'chat.completion' : 'text_completion',
@@ -329,7 +346,7 @@ export class LlamaCppBackend implements InferenceBackend {
     const onAbort = () => out.cancel(abortError(signal));
     signal.addEventListener('abort', onAbort, { once: true });
     const usageField = params.includeUsage ? { usage: null } : {};
-    const chunk = (choice: Record<string, unknown>) =>
+    const chunk = (choice: object) =>
       sseEvent({
         id,
         object: route === 'chat' ? 'chat.completion.chunk' : 'text_completion',
@@ -338,17 +355,11 @@ export class LlamaCppBackend implements InferenceBackend {
         choices: [choice],
         ...usageField,
       });
-    if (route === 'chat') {
-      out.push(
-        chunk({ index: 0, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }),
-      );
-    }
-    const onText = (text: string) =>
-      out.push(
-        route === 'chat'
-          ? chunk({ index: 0, delta: { content: text }, logprobs: null, finish_reason: null })
-          : chunk({ index: 0, text, logprobs: null, finish_reason: null }),
-      );
+    for (const choice of answer?.streamStart() ?? []) out.push(chunk(choice));
+    const onText = (text: string) => {
+      if (!answer) out.push(chunk({ index: 0, text, logprobs: null, finish_reason: null }));
+      else for (const choice of answer.streamPiece(text)) out.push(chunk(choice));
+    };
     run(onText)
       .finally(() => signal.removeEventListener('abort', onAbort))
       .then(
@@ -361,11 +372,9 @@ export class LlamaCppBackend implements InferenceBackend {
             out.end();
             return;
           }
-          out.push(
-            route === 'chat'
-              ? chunk({ index: 0, delta: {}, logprobs: null, finish_reason: result.finishReason })
-              : chunk({ index: 0, text: '', logprobs: null, finish_reason: result.finishReason }),
-          );
+          if (!answer) {
+            out.push(chunk({ index: 0, text: '', logprobs: null, finish_reason: result.finishReason }));
+          } else for (const choice of answer.streamEnd(result)) out.push(chunk(choice));
           if (params.includeUsage) {
             out.push(
               sseEvent({
@@ -411,9 +420,10 @@ export class LlamaCppBackend implements InferenceBackend {
     signal: AbortSignal,
   ): Promise<GenerationResult> {
     const input = await reuseCachedPrefix(sequence, prepared.tokens);
+    const grammar = prepared.grammar;
     const text = new TokenTextStream(
       (tokens, last) => model.detokenize(tokens as Token[], false, last as Token[]),
-      stops,
+      grammar ? [...stops, ...grammarStops(grammar)] : stops,
     );
     let completionTokens = 0;
     let finishReason: 'stop' | 'length' = 'stop';
@@ -424,6 +434,7 @@ export class LlamaCppBackend implements InferenceBackend {
       temperature: params.temperature,
       topP: params.topP,
       seed: params.seed,
+      grammarEvaluationState: grammar ? new LlamaGrammarEvaluationState({ model, grammar }) : undefined,
       repeatPenalty: penalised
         ? {
             punishTokens: () => generated,
@@ -499,6 +510,14 @@ export class LlamaCppBackend implements InferenceBackend {
   }
 
   #embeddingContext(model: LlamaModel): Promise<LlamaEmbeddingContext> {
+    // llama.cpp embeds with decoder-only and encoder-only models, not encoder-decoder ones (T5…).
+    if (model.fileInsights.hasEncoder && model.fileInsights.hasDecoder) {
+      throw new InvalidRequestError(
+        `The model '${this.modelName}' cannot compute embeddings (it is an encoder-decoder model)`,
+        'embeddings_unsupported',
+        'model',
+      );
+    }
     this.#embedding ??= model
       .createEmbeddingContext({
         contextSize: this.#context?.contextSize ?? this.#options.contextSize,

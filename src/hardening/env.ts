@@ -3,7 +3,8 @@
  * variables, Node options and preloads, debugger flags. Pure functions over (env, execArgv).
  *
  * Judgement calls (documented in docs/hardening.md):
- * - unsafe: anything that makes the loader, Node or OpenSSL load code, or opens a debugger.
+ * - unsafe: any variable that makes the loader, Node or OpenSSL load code, and any Node option
+ *   that is not the launcher's own.
  * - not unsafe: NODE_EXTRA_CA_CERTS (certificate data, not code; the mesh uses Noise, not TLS),
  *   NODE_DEBUG / LD_BIND_NOW style diagnostics that do not load code.
  */
@@ -33,20 +34,14 @@ export const ALLOW_UNSAFE_ENV_FLAG = '--allow-unsafe-env';
 /** Internal, for the start-up benchmark's control runs: hardening is skipped and reported as such. */
 export const NO_HARDENING_VAR = 'MESH_LLM_NO_HARDENING';
 
-/** Node flags that open a debugger or load code before the application runs. */
-const UNSAFE_FLAGS_WITH_VALUE = new Set([
-  '--require',
-  '-r',
-  '--import',
-  '--loader',
-  '--experimental-loader',
-  '--inspect-port',
-  '--debug-port',
-  '--env-file', // may carry NODE_OPTIONS and other variables
-  '--env-file-if-exists',
-]);
-const UNSAFE_FLAG_PREFIXES = ['--inspect', '--debug-port', '--experimental-loader', '--loader', '--import'];
-const UNSAFE_FLAGS = new Set(['--expose-internals', '--allow-natives-syntax']);
+/**
+ * The launcher's own Node options: the bin's shebang (--max-semi-space-size), the re-exec's
+ * --disable-sigusr1, and the heap limit an operator may size. Every other option re-executes:
+ * Node keeps adding ways to run code or write memory out (--require, --import, config files
+ * with nodeOptions, --heapsnapshot-signal, --report-on-signal, --cpu-prof, --inspect, ...), so
+ * this is an allowlist, not a list of the known dangers.
+ */
+const LAUNCHER_FLAGS = new Set(['--max-semi-space-size', '--max-old-space-size', '--disable-sigusr1']);
 
 export function isUnsafeEnvName(name: string): boolean {
   return UNSAFE_ENV_NAMES.has(name) || UNSAFE_ENV_PREFIXES.some((p) => name.startsWith(p));
@@ -65,26 +60,27 @@ function flagName(arg: string): string {
 }
 
 function isUnsafeFlag(arg: string): boolean {
-  const name = flagName(arg);
-  if (UNSAFE_FLAGS_WITH_VALUE.has(name) || UNSAFE_FLAGS.has(name)) return true;
-  return UNSAFE_FLAG_PREFIXES.some((p) => name.startsWith(p));
+  return !LAUNCHER_FLAGS.has(flagName(arg).replaceAll('_', '-'));
 }
 
 /**
  * Splits execArgv into unsafe flags (reported by flag name only: values can be paths) and the
- * rest, which is kept on re-exec. A flag that takes a separate value consumes the next arg.
+ * launcher's own, which are kept on re-exec. execArgv holds only Node's options and their
+ * values, so an argument that is not an option is the value of the option before it.
  */
 export function partitionExecArgv(execArgv: readonly string[]): { unsafe: string[]; safe: string[] } {
   const unsafe: string[] = [];
   const safe: string[] = [];
   for (let i = 0; i < execArgv.length; i++) {
     const arg = execArgv[i]!;
+    const value = !arg.includes('=') && i + 1 < execArgv.length && !execArgv[i + 1]!.startsWith('-');
     if (isUnsafeFlag(arg)) {
       unsafe.push(flagName(arg));
-      if (!arg.includes('=') && UNSAFE_FLAGS_WITH_VALUE.has(arg) && i + 1 < execArgv.length) i++;
-      continue;
+    } else {
+      safe.push(arg);
+      if (value) safe.push(execArgv[i + 1]!);
     }
-    safe.push(arg);
+    if (value) i++;
   }
   return { unsafe, safe };
 }

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
+import { AttestationError } from '../attestation/errors.ts';
 import { answerChallenge, NONCE_BYTES, verifyChallengeAnswer } from '../attestation/liveness.ts';
 import type { AttestationKeyProvider } from '../attestation/providers/types.ts';
 import { AttestChallengeSchema, AttestResponseSchema } from '../proto/gen/mesh_pb.js';
@@ -16,7 +17,11 @@ const DEFAULT_TIMEOUT_MS = 10_000;
 export async function handleAttestStream(
   stream: ByteStream,
   provider: AttestationKeyProvider | undefined,
-  options: { timeoutMs?: number } = {},
+  options: {
+    timeoutMs?: number;
+    /** Signs the challenge's nonce (e.g. through a FairChallengeSigner); default: the provider, directly. */
+    sign?: (nonce: Uint8Array) => Promise<Uint8Array>;
+  } = {},
 ): Promise<void> {
   try {
     const frame = await withTimeout(firstFrame(stream), options.timeoutMs ?? DEFAULT_TIMEOUT_MS, stream);
@@ -27,11 +32,16 @@ export async function handleAttestStream(
     } else if (provider === undefined) {
       response = create(AttestResponseSchema, { error: 'no attestation key' });
     } else {
-      const signature = await answerChallenge(provider, challenge.nonce);
-      response = create(AttestResponseSchema, {
-        signature,
-        sePublicKey: Buffer.from(provider.publicKey()).toString('base64'),
-      });
+      const sign = options.sign ?? ((nonce: Uint8Array) => answerChallenge(provider, nonce));
+      try {
+        response = create(AttestResponseSchema, {
+          signature: await sign(challenge.nonce),
+          sePublicKey: Buffer.from(provider.publicKey()).toString('base64'),
+        });
+      } catch (error) {
+        if (!(error instanceof AttestationError)) throw error;
+        response = create(AttestResponseSchema, { error: error.message });
+      }
     }
     await stream.write(encodeFrame(toBinary(AttestResponseSchema, response)));
     await stream.closeWrite();

@@ -78,7 +78,9 @@ export interface MeshService {
   /** Multiaddrs (with /p2p/ suffix) this node can be dialed on, relay circuits included. */
   addresses(): string[];
   /** Token for `--join`: mesh id and dial addresses of this node. */
-  inviteToken(): string;
+  inviteToken(options?: { expiresInMs?: number }): string;
+  /** Owner only: revoke a member for good (docs/membership.md). */
+  revoke(endpointId: EndpointId): Promise<void>;
   /** What stops nodes elsewhere from dialling this one, and how to fix it; undefined when nothing. */
   reachabilityProblem(): string | undefined;
   /** How this node reaches `endpointId` right now. */

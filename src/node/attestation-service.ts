@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { cpus, totalmem } from 'node:os';
-import { LivenessTracker } from '../attestation/liveness.ts';
+import { answerChallenge, FairChallengeSigner, LivenessTracker } from '../attestation/liveness.ts';
 import { PinStore } from '../attestation/pins.ts';
 import {
   type AttestationPolicy,
@@ -160,7 +160,20 @@ export async function startAttestationService(options: {
     if (verdict.sePublicKey && liveness.state(peer.endpointId) === undefined) void challenge(peer.endpointId);
   }
 
+  /** Peers with a challenge on its way: one at a time each, so a slow signer is not asked twice. */
+  const challenging = new Set<string>();
+
   async function challenge(endpointId: string): Promise<void> {
+    if (challenging.has(endpointId)) return;
+    challenging.add(endpointId);
+    try {
+      await challengeOnce(endpointId);
+    } finally {
+      challenging.delete(endpointId);
+    }
+  }
+
+  async function challengeOnce(endpointId: string): Promise<void> {
     const key = peers.get(endpointId)?.verdict.sePublicKey;
     if (!mesh || !key || stopped) return;
     // Only a peer we are connected to or that announced itself lately is worth a dial.
@@ -254,7 +267,17 @@ export async function startAttestationService(options: {
     },
     attach(target) {
       mesh = target;
-      target.handle(PROTOCOL_ATTEST, (stream) => handleAttestStream(stream, provider));
+      // One signature at a time, peers in turn: a challenge flood delays only the flooder.
+      // A peer challenges on connect and once a heartbeat: twice that rate, plus a burst, is ample.
+      const signer =
+        provider &&
+        new FairChallengeSigner((nonce) => answerChallenge(provider, nonce), {
+          perPeerIntervalMs: config.heartbeatMs / 2,
+          clock: now,
+        });
+      target.handle(PROTOCOL_ATTEST, (stream, remote) =>
+        handleAttestStream(stream, provider, { sign: signer && ((nonce) => signer.answer(remote, nonce)) }),
+      );
       unsubscribers.push(
         target.onPeerEvent((event) => {
           if (event.type === 'removed') {

@@ -5,7 +5,7 @@
  * others keep serving; the node fails to start only when nothing it was asked to host runs.
  * Also the hardware facts a host announces (field 33, field 16) and /api/status shows.
  */
-import { availableParallelism, cpus, totalmem } from 'node:os';
+import { availableParallelism, cpus, freemem, totalmem } from 'node:os';
 import { basename } from 'node:path';
 import { create } from '@bufbuild/protobuf';
 import type { GpuChoice } from '../backends/llama/gpu-choice.ts';
@@ -144,10 +144,9 @@ export async function startHosting(config: NodeConfig, logger: Logger): Promise<
         continue;
       }
       names.add(name);
-      const budget =
-        config.modelMemoryBytes === undefined
-          ? undefined
-          : Math.max(0, config.modelMemoryBytes - committedRam);
+      // Mapped weights stay "available" to the OS, so the earlier models' share is taken off
+      // explicitly (counting their context twice errs on the side of refusing).
+      const budget = Math.max(0, (config.modelMemoryBytes ?? freemem()) - committedRam);
       const backend = new LlamaCppBackend({
         modelPath: path,
         modelName: name,

@@ -46,7 +46,7 @@ export interface OpenAiErrorBody {
 /** A parameter this backend cannot honour: refused by name rather than silently ignored. */
 export class UnsupportedParameterError extends InvalidRequestError {
   constructor(param: string, why: string) {
-    super(`Unsupported parameter: '${param}' ${why}`, 'unsupported_parameter', param);
+    super(`Unsupported parameter '${param}': ${why}`, 'unsupported_parameter', param);
   }
 }
 
@@ -127,7 +127,7 @@ export function invalidRequestFrom(error: z.ZodError): InvalidRequestError {
   }
   if (issue.code === 'custom' && issue.params?.unsupported === true) {
     return new InvalidRequestError(
-      `Unsupported parameter: '${param}': ${issue.message}`,
+      `Unsupported parameter '${param}': ${issue.message}`,
       'unsupported_parameter',
       param,
     );

@@ -350,3 +350,152 @@ describe('translateChatStreamToResponses', () => {
     assert.equal(closed, true);
   });
 });
+
+describe('function tools on /v1/responses', () => {
+  const tool = {
+    type: 'function',
+    name: 'get_weather',
+    parameters: { type: 'object', properties: {} },
+    strict: true,
+  };
+
+  it('maps tools, tool_choice and function_call / function_call_output items to chat', () => {
+    const chat = responsesToChat(
+      validateResponses({
+        model: 'tiny',
+        tools: [tool],
+        tool_choice: { type: 'function', name: 'get_weather' },
+        parallel_tool_calls: false,
+        input: [
+          { role: 'user', content: 'weather?' },
+          { type: 'function_call', call_id: 'c1', name: 'get_weather', arguments: '{"city":"Paris"}' },
+          { type: 'function_call', call_id: 'c2', name: 'get_weather', arguments: '{"city":"Rome"}' },
+          { type: 'function_call_output', call_id: 'c1', output: 'sunny' },
+          { type: 'function_call_output', call_id: 'c2', output: [{ type: 'input_text', text: 'rain' }] },
+        ],
+      }),
+    );
+    assert.deepEqual(chat, {
+      model: 'tiny',
+      messages: [
+        { role: 'user', content: 'weather?' },
+        {
+          role: 'assistant',
+          content: null,
+          tool_calls: [
+            { id: 'c1', type: 'function', function: { name: 'get_weather', arguments: '{"city":"Paris"}' } },
+            { id: 'c2', type: 'function', function: { name: 'get_weather', arguments: '{"city":"Rome"}' } },
+          ],
+        },
+        { role: 'tool', tool_call_id: 'c1', content: 'sunny' },
+        { role: 'tool', tool_call_id: 'c2', content: 'rain' },
+      ],
+      tools: [
+        {
+          type: 'function',
+          function: { name: 'get_weather', parameters: { type: 'object', properties: {} }, strict: true },
+        },
+      ],
+      tool_choice: { type: 'function', function: { name: 'get_weather' } },
+      parallel_tool_calls: false,
+    });
+  });
+
+  it('turns tool_calls in a chat answer into function_call items', () => {
+    const request = validateResponses({ model: 'tiny', input: 'x', tools: [tool] });
+    const response = chatToResponse(
+      {
+        created: 1,
+        choices: [
+          {
+            finish_reason: 'tool_calls',
+            message: {
+              role: 'assistant',
+              content: null,
+              tool_calls: [
+                { id: 'call_9', type: 'function', function: { name: 'get_weather', arguments: '{}' } },
+              ],
+            },
+          },
+        ],
+      },
+      request,
+      deterministicContext(),
+    );
+    assert.equal(response.status, 'completed');
+    assert.deepEqual(response.output, [
+      {
+        type: 'function_call',
+        id: 'fc_2',
+        call_id: 'call_9',
+        name: 'get_weather',
+        arguments: '{}',
+        status: 'completed',
+      },
+    ]);
+    assert.deepEqual(response.tools, [tool]);
+  });
+
+  it('streams text then calls as output items with argument deltas, each closed before the next opens', async () => {
+    const chunk = (delta: unknown, finish: string | null = null) =>
+      `data: ${JSON.stringify({ choices: [{ index: 0, delta, finish_reason: finish }] })}\n\n`;
+    const sse = [
+      chunk({ role: 'assistant', content: '' }),
+      chunk({ content: 'Let me check.' }),
+      chunk({
+        tool_calls: [{ index: 0, id: 'call_a', type: 'function', function: { name: 'w', arguments: '' } }],
+      }),
+      chunk({ tool_calls: [{ index: 0, function: { arguments: '{"c":' } }] }),
+      chunk({ tool_calls: [{ index: 0, function: { arguments: '"P"}' } }] }),
+      chunk({
+        tool_calls: [{ index: 1, id: 'call_b', type: 'function', function: { name: 't', arguments: '{}' } }],
+      }),
+      chunk({}, 'tool_calls'),
+      'data: [DONE]\n\n',
+    ].join('');
+    const request = validateResponses({ model: 'tiny', input: 'x', stream: true });
+    const events = parseEvents(
+      await collect(translateChatStreamToResponses(chunks(enc(sse)), request, deterministicContext())),
+    );
+    const summary = events.map((e) =>
+      [
+        e.event,
+        e.data.output_index,
+        (e.data.item as { type?: string } | undefined)?.type,
+        e.data.delta ?? e.data.arguments,
+      ]
+        .filter((x) => x !== undefined)
+        .join(' '),
+    );
+    assert.deepEqual(summary, [
+      'response.created',
+      'response.in_progress',
+      'response.output_item.added 0 message',
+      'response.content_part.added 0',
+      'response.output_text.delta 0 Let me check.',
+      'response.output_text.done 0',
+      'response.content_part.done 0',
+      'response.output_item.done 0 message',
+      'response.output_item.added 1 function_call',
+      'response.function_call_arguments.delta 1 {"c":',
+      'response.function_call_arguments.delta 1 "P"}',
+      'response.function_call_arguments.done 1 {"c":"P"}',
+      'response.output_item.done 1 function_call',
+      'response.output_item.added 2 function_call',
+      'response.function_call_arguments.delta 2 {}',
+      'response.function_call_arguments.done 2 {}',
+      'response.output_item.done 2 function_call',
+      'response.completed',
+    ]);
+    const completed = events.at(-1)!.data.response as { output: Array<Record<string, unknown>> };
+    assert.deepEqual(
+      completed.output.map((o) => [o.type, o.call_id ?? null, o.arguments ?? null]),
+      [
+        ['message', null, null],
+        ['function_call', 'call_a', '{"c":"P"}'],
+        ['function_call', 'call_b', '{}'],
+      ],
+    );
+    assert.equal(new Set(events.map((e) => e.data.sequence_number)).size, events.length);
+  });
+});

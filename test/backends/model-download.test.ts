@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
@@ -6,6 +7,8 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { promisify } from 'node:util';
+import { BIN, NODE_FLAGS } from '../../bench/lib/node-process.ts';
 import { buildTinyGguf } from '../../src/backends/gguf/tiny-model.ts';
 import { listCachedModels, removeCachedModel, resolveModelFile } from '../../src/backends/models/store.ts';
 import { ConfigError } from '../../src/errors.ts';
@@ -266,5 +269,40 @@ describe('a node serving a model by reference', () => {
       again.status().node.hosting?.models.map((m) => m.name),
       ['tiny'],
     );
+  });
+});
+
+describe('mesh-llm models list | pull | rm', () => {
+  const mirror = new Mirror();
+  let dir: string;
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'mesh-llm-models-cli-'));
+    await mirror.start();
+  });
+  after(async () => {
+    await mirror.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+  const cli = (...args: string[]) =>
+    promisify(execFile)(process.execPath, [...NODE_FLAGS, BIN, 'models', ...args, '--data-dir', dir], {
+      env: { ...process.env, MESH_LLM_MODEL_MIRROR: mirror.url },
+    });
+
+  test('pulls through the mirror from the environment, lists, removes', async () => {
+    const pulled = await cli('pull', 'hf:org/repo/tiny.gguf');
+    assert.equal(pulled.stdout.trim(), join(dir, 'models', 'hf', 'org', 'repo', 'tiny.gguf'));
+    assert.match(pulled.stderr, /download progress/, 'log lines when stderr is not a terminal');
+    const listed = JSON.parse((await cli('list', '--json')).stdout) as { id: string; sha256: string }[];
+    assert.deepEqual(
+      listed.map((m) => [m.id, m.sha256]),
+      [['hf/org/repo/tiny.gguf', mirror.sha256]],
+    );
+    assert.equal((await cli('rm', 'hf/org/repo/tiny.gguf')).stdout.trim(), 'removed hf/org/repo/tiny.gguf');
+    assert.equal((await cli('list')).stdout.trim(), 'no downloaded models');
+    await assert.rejects(cli('rm', 'nothing'), (err: { code: number; stderr: string }) => {
+      assert.equal(err.code, 2);
+      assert.match(err.stderr, /no cached model 'nothing'/);
+      return true;
+    });
   });
 });

@@ -83,6 +83,15 @@ describe('the console in a real browser, on a 3-node mesh with a relay-only host
       await page.locator(`table.peers tr[data-peer="${host.endpointId}"] [data-link]`).textContent(),
       'relayed',
     );
+    // The relay the host is reached through is drawn as one, and the link goes through it.
+    assert.match(
+      (await page.locator(`svg.topology g.node[data-id="${relay.endpointId}"]`).getAttribute('class')) ?? '',
+      /role-relay/,
+    );
+    assert.match(
+      (await page.locator(`table.peers tr[data-peer="${host.endpointId}"]`).textContent()) ?? '',
+      /via /,
+    );
   });
 
   test('each peer’s badges match /api/status', async () => {
@@ -130,6 +139,21 @@ describe('the console in a real browser, on a 3-node mesh with a relay-only host
     assert.equal(relayShown.failure, undefined);
   });
 
+  test('the models panel lists each host of a model with the load /api/status reports', async () => {
+    const status = (await (await fetch(`${client.consoleUrl}/api/status`)).json()) as {
+      models: { name: string; hosts: { id: string; slots: number | null }[] }[];
+    };
+    const pool = status.models.find((m) => m.name === 'tiny');
+    assert.ok(pool, 'pooling reports the model');
+    const row = page.locator('table.models tr[data-model="tiny"]');
+    await row.waitFor();
+    for (const host of pool.hosts) {
+      const line = row.locator(`.host-load[data-host="${host.id}"]`);
+      assert.equal(await line.count(), 1);
+      if (host.slots) assert.match((await line.textContent()) ?? '', new RegExp(`/${host.slots} slots`));
+    }
+  });
+
   test('a peer name carrying markup renders as text', async () => {
     const row = page.locator(`table.peers tr[data-peer="${relay.endpointId}"] .peer-name`);
     assert.equal(await row.textContent(), XSS_NAME);
@@ -160,6 +184,39 @@ describe('the console in a real browser, on a 3-node mesh with a relay-only host
       30_000,
     );
     await page.screenshot({ path: join(ARTIFACTS, 'console-after-chat.png'), fullPage: true });
+  });
+
+  test('a node that enforces attestation shows the self-signed host as refused, and says why', async () => {
+    const strict = await cluster.start('strict', {
+      client: true,
+      join: [relay.mesh.inviteToken()],
+      requireAttestedHosts: true,
+    });
+    await waitUntil(
+      () =>
+        strict.status().peers.some((p) => p.id === host.endpointId && p.attestation?.tier === 'self-signed'),
+      'the strict client to verify the host',
+      60_000,
+    );
+    const strictPage = await browser!.newPage({ viewport: { width: 1440, height: 1100 } });
+    try {
+      await strictPage.goto(strict.consoleUrl!);
+      const refused = strictPage.locator(
+        `table.peers tr[data-peer="${host.endpointId}"] [data-badge="policy"]`,
+      );
+      await refused.waitFor({ timeout: 30_000 });
+      assert.equal(await refused.textContent(), 'refused by policy');
+      assert.match((await refused.getAttribute('class')) ?? '', /\bbad\b/);
+      assert.match(
+        (await refused.getAttribute('title')) ?? '',
+        /self-signed is below the policy minimum hardware-claimed/,
+      );
+      const status = strict.status().peers.find((p) => p.id === host.endpointId)!;
+      assert.equal(status.policy.refused, true);
+      await strictPage.screenshot({ path: join(ARTIFACTS, 'console-strict.png'), fullPage: true });
+    } finally {
+      await strictPage.close();
+    }
   });
 
   test('the page ran without errors under its CSP', () => {

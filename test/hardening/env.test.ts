@@ -48,7 +48,8 @@ describe('unsafe environment detection', () => {
       '--enable-source-maps',
       '--env-file=.env',
     ]);
-    assert.deepEqual(r.safe, ['--max-old-space-size=512', '--enable-source-maps']);
+    // An allowlist: only the launcher's own options are kept, harmless-looking ones included.
+    assert.deepEqual(r.safe, ['--max-old-space-size=512']);
     assert.deepEqual(r.unsafe, [
       '--require',
       '-r',
@@ -56,9 +57,38 @@ describe('unsafe environment detection', () => {
       '--inspect-brk',
       '--inspect',
       '--experimental-loader',
+      '--enable-source-maps',
       '--env-file',
     ]);
     assert.ok(!r.unsafe.some((f) => f.includes('secret')));
+  });
+
+  it("treats every Node option but the launcher's own as unsafe, values never reported", () => {
+    const r = partitionExecArgv([
+      '--max-semi-space-size=4',
+      '--experimental-config-file=/tmp/secret-cfg.json',
+      '--experimental-default-config-file',
+      '--heapsnapshot-signal=SIGUSR2',
+      '--report-on-signal',
+      '--report-signal',
+      'SIGUSR2',
+      '--diagnostic-dir',
+      '/tmp/secret-dir',
+      '--cpu-prof',
+      '--max_old_space_size=64',
+      '--disable-sigusr1',
+    ]);
+    assert.deepEqual(r.safe, ['--max-semi-space-size=4', '--max_old_space_size=64', '--disable-sigusr1']);
+    assert.deepEqual(r.unsafe, [
+      '--experimental-config-file',
+      '--experimental-default-config-file',
+      '--heapsnapshot-signal',
+      '--report-on-signal',
+      '--report-signal',
+      '--diagnostic-dir',
+      '--cpu-prof',
+    ]);
+    assert.ok(!JSON.stringify(r.unsafe).includes('secret'));
   });
 
   it('reports a clean start as clean', () => {

@@ -31,10 +31,11 @@ export class Child {
   constructor(
     file: string,
     args: string[],
-    options: { env?: NodeJS.ProcessEnv; execArgv?: string[]; uid?: number; gid?: number } = {},
+    options: { env?: NodeJS.ProcessEnv; execArgv?: string[]; uid?: number; gid?: number; cwd?: string } = {},
   ) {
     this.proc = spawn(process.execPath, [...(options.execArgv ?? []), file, ...args], {
       env: options.env ?? baseEnv(),
+      cwd: options.cwd,
       stdio: ['pipe', 'pipe', 'pipe'],
       uid: options.uid,
       gid: options.gid,

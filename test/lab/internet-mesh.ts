@@ -3,6 +3,7 @@
  * a public host, a host in home A (cone NAT, three dead-end private interfaces), a host in home
  * C (symmetric NAT: relayed only) and a client in home B, each a `mesh-llm serve` process.
  */
+import { peerIdFromEndpointId } from '../../src/mesh/identity.ts';
 import { decodeInviteToken, encodeInviteToken } from '../../src/mesh/invite.ts';
 import { LabNode } from './lab-node.ts';
 import { ADDR, type Lab } from './topology.ts';
@@ -18,8 +19,8 @@ export interface InternetMesh {
   hostA: LabNode;
   hostC: LabNode;
   clientB: LabNode;
-  /** The token the relay itself hands out (null: it has none). */
-  relayToken: string | null;
+  /** What `mesh-llm invite` printed on the relay: its token, or the CLI's error. */
+  relayToken: string | Error;
   /** The token the others joined with: the relay's, or one naming its public address when the relay's lacks it. */
   joinToken: string;
   close(): Promise<void>;
@@ -33,16 +34,15 @@ export async function startInternetMesh(
   try {
     const relay = await LabNode.start(lab, 'relay', ['--relay', '--bind-port', RELAY_PORT]);
     nodes.push(relay);
-    const status = await relay.status();
-    const relayToken = status.node.token;
+    const relayToken = await relay.token().catch((err: Error) => err);
     // A relay token without the relay's public address cannot form this mesh; one naming it can,
     // so the scenarios after the token's own still measure their own feature.
-    const peerId = /\/p2p\/(\w+)$/.exec(status.node.addresses[0] ?? '')?.[1];
+    const { meshId, id } = (await relay.status()).node;
     const joinToken =
-      relayToken !== null &&
+      typeof relayToken === 'string' &&
       decodeInviteToken(relayToken).addrs.some((a) => a.startsWith(`/ip4/${ADDR.relay}/`))
         ? relayToken
-        : encodeInviteToken(status.node.meshId, [`/ip4/${ADDR.relay}/tcp/${RELAY_PORT}/p2p/${peerId}`]);
+        : encodeInviteToken(meshId, [`/ip4/${ADDR.relay}/tcp/${RELAY_PORT}/p2p/${peerIdFromEndpointId(id)}`]);
     const join = ['--join', joinToken];
     const started = await Promise.allSettled([
       LabNode.start(lab, 'pub', join, { model: PUB_MODEL }),

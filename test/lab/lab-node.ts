@@ -6,11 +6,13 @@
  * process it re-executed as; whatever survives is killed with its namespace by `Lab.destroy()`.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
+import { appendFileSync } from 'node:fs';
 import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 import { join } from 'node:path';
 import { BIN, NODE_FLAGS } from '../../bench/lib/node-process.ts';
 import { readConsoleCredential } from '../../src/node/console-credential.ts';
 import { agentSocket, LAB_API_PORT, LAB_CONSOLE_PORT } from './agent.ts';
+import { inNs } from './netns.ts';
 import type { Lab, LabRole } from './topology.ts';
 
 const AGENT = new URL('./agent.ts', import.meta.url).pathname;
@@ -91,15 +93,22 @@ export interface Spawned {
   exited: Promise<void>;
 }
 
-export function spawnInNs(ns: string, args: string[], env: NodeJS.ProcessEnv): Spawned {
+/**
+ * Runs `node ARGS` inside `ns`, keeping the tail of its output; with MESH_LAB_LOG_DIR set, the
+ * whole output is also appended to DIR/<log>.log (for debugging a scenario).
+ */
+export function spawnInNs(ns: string, args: string[], env: NodeJS.ProcessEnv, log?: string): Spawned {
   const child = spawn('ip', ['netns', 'exec', ns, process.execPath, ...args], {
     detached: true,
     stdio: ['pipe', 'pipe', 'pipe'],
     env,
   });
   const output = { text: '' };
+  const logDir = process.env.MESH_LAB_LOG_DIR;
+  const file = logDir && log ? join(logDir, `${log}.log`) : undefined;
   const keep = (d: Buffer) => {
     output.text = (output.text + d).slice(-LOG_TAIL_CHARS);
+    if (file) appendFileSync(file, d);
   };
   child.stdout!.on('data', keep);
   child.stderr!.on('data', keep);
@@ -142,9 +151,11 @@ export function killGroup(child: ChildProcess, signal: NodeJS.Signals): void {
   }
 }
 
-/** A minimal environment: no NODE_OPTIONS or test-runner variables leak into the node. */
+/** A minimal environment: no NODE_OPTIONS or test-runner variables reach the node. */
+// MESH_LAB_LOG_LEVEL sets the nodes' log level (default info).
 export function nodeEnv(): NodeJS.ProcessEnv {
-  return { PATH: process.env.PATH, HOME: process.env.HOME, MESH_LLM_LOG_LEVEL: 'info' };
+  const level = process.env.MESH_LAB_LOG_LEVEL ?? 'info';
+  return { PATH: process.env.PATH, HOME: process.env.HOME, MESH_LLM_LOG_LEVEL: level };
 }
 
 export class LabNode {
@@ -216,7 +227,7 @@ export class LabNode {
       '--log-format',
       'json',
     ];
-    const spawned = spawnInNs(this.ns, [...fixed, ...args], nodeEnv());
+    const spawned = spawnInNs(this.ns, [...fixed, ...args], nodeEnv(), this.name);
     this.#node = spawned;
     await waitForLine(spawned, /OpenAI API: \S+\/v1/, `mesh-llm in ${this.role}`);
   }
@@ -251,11 +262,22 @@ export class LabNode {
     return body;
   }
 
-  /** The node's invite token; fails when it has none (no dialable address yet). */
+  /** `mesh-llm invite` run in the node's namespace, as its operator would: the token, or the CLI's error. */
   async token(): Promise<string> {
-    const token = (await this.status()).node.token;
-    if (token === null) throw new Error(`${this.name} has no invite token (no dialable address)`);
-    return token;
+    const args = [
+      ...NODE_FLAGS,
+      BIN,
+      'invite',
+      '--console',
+      String(LAB_CONSOLE_PORT),
+      '--data-dir',
+      this.dataDir,
+    ];
+    try {
+      return (await inNs(this.ns, process.execPath, args)).trim();
+    } catch (err) {
+      throw new Error(`mesh-llm invite on ${this.name} failed: ${(err as Error).message.split(': ').at(-1)}`);
+    }
   }
 
   async models(): Promise<string[]> {

@@ -11,7 +11,8 @@
  *                 + docker0 172.17.0.1, wg0 10.8.0.2, virbr0 192.168.122.1 (lead nowhere)
  *   and home D like home B: natD wan 24.0.6.2 (gateway 24.0.6.1), lan 192.168.4.1, clientD 192.168.4.10
  *
- *   lan  (a switch): lanA 10.10.0.2, lanB 10.10.0.3        lan6 (a switch, IPv6 only): v6A fd00:6::2, v6B fd00:6::3
+ *   lan  (a switch): lanA 10.10.0.2, lanB 10.10.0.3, lanC 10.10.0.4, lanD 10.10.0.5
+ *   lan6 (a switch, IPv6 only): v6A fd00:6::2, v6B fd00:6::3
  *
  * The public side stands in for the internet with ranges libp2p does not treat as private (it
  * treats the documentation ranges and RFC 1918 as private, and DCUtR, AutoNAT and its
@@ -58,6 +59,8 @@ export const ADDR = {
   clientD: '192.168.4.10',
   lanA: '10.10.0.2',
   lanB: '10.10.0.3',
+  lanC: '10.10.0.4',
+  lanD: '10.10.0.5',
   v6A: 'fd00:6::2',
   v6B: 'fd00:6::3',
 } as const;
@@ -79,14 +82,15 @@ const INTERNET_ROLES = [
   'clientD',
 ] as const;
 export type InternetRole = (typeof INTERNET_ROLES)[number];
-export type LanRole = 'lan' | 'lanA' | 'lanB';
+const LAN_MACHINES = ['lanA', 'lanB', 'lanC', 'lanD'] as const;
+export type LanRole = 'lan' | (typeof LAN_MACHINES)[number];
 export type Lan6Role = 'lan6' | 'v6A' | 'v6B';
 export type LabRole = InternetRole | LanRole | Lan6Role;
 
 export interface LabParts {
   /** relay, public host, four homes behind NAT (one symmetric). */
   internet?: boolean;
-  /** A plain IPv4 LAN with two machines. */
+  /** A plain IPv4 LAN with four machines. */
   lan?: boolean;
   /** An IPv6-only LAN with two machines. */
   lan6?: boolean;
@@ -225,13 +229,14 @@ export class Lab {
   }
 
   async buildLan(): Promise<void> {
-    for (const role of ['lan', 'lanA', 'lanB'] as const) await this.addNamespace(role);
+    await this.addNamespace('lan');
     await this.bridge('lan');
-    await this.plug('lan', 'lanA', `${ADDR.lanA}/24`, 'pa');
-    await this.plug('lan', 'lanB', `${ADDR.lanB}/24`, 'pb');
-    // No router on this LAN: multicast (mDNS) still needs a route out of eth0.
-    for (const role of ['lanA', 'lanB'] as const)
+    for (const role of LAN_MACHINES) {
+      await this.addNamespace(role);
+      await this.plug('lan', role, `${ADDR[role]}/24`, `p${role}`);
+      // No router on this LAN: multicast (mDNS) still needs a route out of eth0.
       await ip(['-n', this.ns(role), 'route', 'add', '224.0.0.0/4', 'dev', 'eth0']);
+    }
   }
 
   async buildLan6(): Promise<void> {

@@ -3,6 +3,8 @@ import { request } from 'node:http';
 import { after, before, describe, test } from 'node:test';
 import parsePrometheusTextFormat, { type PrometheusFamily } from 'parse-prometheus-text-format';
 import { buildConsole } from '../../scripts/build-console.ts';
+import { E2E_MAGIC } from '../../src/crypto/envelope.ts';
+import { PROTOCOL_HTTP } from '../../src/mesh/types.ts';
 import type { MeshNode } from '../../src/node/mesh-node.ts';
 import { seesModel, TestCluster, waitUntil } from '../helpers/cluster.ts';
 import { type FakeOpenAiServer, startFakeOpenAi } from '../helpers/fake-openai-server.ts';
@@ -114,6 +116,31 @@ describe('/metrics on the console port', () => {
     ]) {
       if (secret) assert.ok(!text.includes(secret), 'a secret leaked into /metrics');
     }
+  });
+
+  test('an envelope the host cannot open is counted by reason on the host', async () => {
+    const before = sample((await scrape(host)).families, 'mesh_llm_e2e_failures_total', {
+      reason: 'malformed_envelope',
+      side: 'host',
+    });
+    const stream = await client.mesh.openStream(host.endpointId, PROTOCOL_HTTP);
+    await stream.write(Uint8Array.from([E2E_MAGIC, ...Buffer.from('{"v":1,"not":"an envelope"}')]));
+    await stream.closeWrite();
+    // Without a key to answer with, the host resets the stream.
+    await assert.rejects(async () => {
+      for await (const _ of stream.source) {
+        // drain
+      }
+    });
+    await waitUntil(
+      async () =>
+        sample((await scrape(host)).families, 'mesh_llm_e2e_failures_total', {
+          reason: 'malformed_envelope',
+          side: 'host',
+        }) ===
+        before + 1,
+      'the host to count the failure',
+    );
   });
 
   test('/api/traffic sums the same counters per model for the console', async () => {

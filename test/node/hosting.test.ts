@@ -78,11 +78,16 @@ describe('hosting several models on one node', () => {
     assert.match(formatStatus(status), /refused huge: The model 'huge' needs about/);
 
     // The client sees the host's hardware as announced (field 33 and field 16).
-    const peer = (await consoleStatus(client)).peers.find((p) => p.id === host.endpointId);
+    const clientStatus = await consoleStatus(client);
+    const peer = clientStatus.peers.find((p) => p.id === host.endpointId);
     assert.ok(peer?.hardware);
     assert.equal(peer.hardware.gpuKind, hosting.gpu?.kind);
     assert.equal(peer.hardware.cpuCores, hosting.cpuCores);
     assert.equal(peer.hardware.memoryBytes, hosting.memoryBytes);
+    assert.match(
+      formatStatus(clientStatus),
+      new RegExp(`${hosting.gpu?.kind} [\\d.]+ GiB ${hosting.cpuCores}c`),
+    );
   });
 
   test('a node asked only for a model that does not fit refuses to start, saying why', async () => {
@@ -136,6 +141,21 @@ describe('the GPU choice on this machine', () => {
         assert.ok(hosting.gpu.vramBytes > 0);
       }
       await cluster.stopNode(node);
+    }
+  });
+
+  test('an explicit GPU kind this machine cannot run is a clear error, not a silent CPU run', async () => {
+    const { llamaRuntime } = await import('../../src/backends/llama/runtime.ts');
+    const auto = await llamaRuntime('auto');
+    for (const kind of ['cuda', 'vulkan', 'metal'] as const) {
+      if (auto.kind === kind) continue; // this machine has it
+      await assert.rejects(
+        llamaRuntime(kind),
+        (err: Error) =>
+          err instanceof ConfigError &&
+          err.message.startsWith(`--gpu ${kind}: `) &&
+          /--gpu auto/.test(err.message),
+      );
     }
   });
 

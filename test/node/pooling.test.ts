@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { formatStatus } from '../../src/cli/commands/status.ts';
 import type { MeshNode } from '../../src/node/mesh-node.ts';
+import type { StatusReport } from '../../src/node/status.ts';
 import { TestCluster, waitUntil } from '../helpers/cluster.ts';
 import { type FakeOpenAiServer, startFakeOpenAi } from '../helpers/fake-openai-server.ts';
 
@@ -131,6 +133,10 @@ describe('pooling: every host of a model shares the load', () => {
       assert.equal(typeof host.queued, 'number');
       assert.ok((host.servedPerMinute as number) > 0, 'each host served within the last minute');
     }
+    // `mesh-llm status` prints the same as a table: one row per host of the model.
+    const table = formatStatus(status as unknown as StatusReport);
+    assert.match(table, /model\s+host\s+slots\s+in flight\s+queued\s+served\/min/);
+    assert.equal(table.split('\n').filter((l) => / 2 {2,}\d+ {2,}\d+ {2,}\d+$/.test(l)).length, 4);
   });
 });
 

@@ -35,10 +35,21 @@ function parseArguments(json: string, param: string): unknown {
 /** The chat history for generation, ending with the (empty) model turn to be generated. */
 export function chatHistoryOf(messages: readonly ChatMessage[]): ChatHistoryItem[] {
   const history: ChatHistoryItem[] = [];
-  /** Calls still waiting for their result, by call id. */
+  /** Calls still waiting for their result, by call id, and the message that made them. */
   const pending = new Map<string, ChatModelFunctionCall>();
+  let caller = -1;
+  const requireResults = () => {
+    if (pending.size === 0) return;
+    // As OpenAI: every call is answered by a tool message before the conversation goes on.
+    throw new InvalidRequestError(
+      `Invalid 'messages[${caller}].tool_calls': each call needs a 'tool' message answering it before the next message`,
+      'invalid_value',
+      `messages[${caller}].tool_calls`,
+    );
+  };
   messages.forEach((message, i) => {
     const param = `messages[${i}]`;
+    if (message.role !== 'tool' && message.role !== 'function') requireResults();
     switch (message.role) {
       case 'system':
       case 'developer':
@@ -51,7 +62,7 @@ export function chatHistoryOf(messages: readonly ChatMessage[]): ChatHistoryItem
         const response: ChatModelResponse['response'] = [];
         const text = textOf(message.content, `${param}.content`);
         if (text) response.push(text);
-        pending.clear();
+        caller = i;
         message.tool_calls?.forEach((call, j) => {
           const item: ChatModelFunctionCall = {
             type: 'functionCall',
@@ -94,6 +105,7 @@ export function chatHistoryOf(messages: readonly ChatMessage[]): ChatHistoryItem
       }
     }
   });
+  requireResults();
   // After tool results the model continues its own turn, as the template renders it.
   const last = history.at(-1);
   const continues =

@@ -46,15 +46,17 @@ export async function estimateModelMemory(input: FitInput): Promise<MemoryEstima
   const info = await readGgufFileInfo(input.modelPath, { sourceType: 'filesystem' });
   const insights = await GgufInsights.from(info, input.llama);
   const totalLayers = insights.totalLayers;
-  const gpuLayers = !input.llama.supportsGpuOffloading
-    ? 0
-    : input.gpuLayers === 'max'
-      ? totalLayers
-      : input.gpuLayers === 'auto'
-        ? // node-llama-cpp fits 'auto' into free VRAM itself: count nothing on the GPU here,
-          // so RAM alone must hold the model if the GPU turns out to be full.
-          0
-        : Math.min(input.gpuLayers, totalLayers);
+  let gpuLayers = 0;
+  if (input.llama.supportsGpuOffloading) {
+    if (input.gpuLayers === 'max') gpuLayers = totalLayers;
+    else if (input.gpuLayers === 'auto') {
+      // node-llama-cpp fits 'auto' into free VRAM itself: count the model on the GPU when all
+      // of it fits there, else on the CPU, so RAM alone must hold it if the GPU is full.
+      const all = insights.estimateModelResourceRequirements({ gpuLayers: totalLayers, useMmap: false });
+      const vram = await input.llama.getVramState();
+      gpuLayers = all.gpuVram <= vram.free ? totalLayers : 0;
+    } else gpuLayers = Math.min(input.gpuLayers, totalLayers);
+  }
   // Weights counted fully: mmap only defers the reads, and a model larger than RAM thrashes.
   const weights = insights.estimateModelResourceRequirements({ gpuLayers, useMmap: false });
   const contextSize = input.contextSize ?? Math.min(4096, insights.trainContextSize ?? 4096);
@@ -81,7 +83,8 @@ export async function checkModelFits(input: FitInput): Promise<MemoryEstimate> {
       estimate,
     );
   }
-  if (estimate.vramBytes > 0) {
+  // With 'auto', node-llama-cpp offloads what fits; a fixed count or 'max' must fit as asked.
+  if (estimate.vramBytes > 0 && input.gpuLayers !== 'auto') {
     const vram = await input.llama.getVramState();
     if (estimate.vramBytes > vram.free) {
       throw new ModelTooLargeError(

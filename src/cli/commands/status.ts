@@ -92,6 +92,7 @@ export function formatStatus(report: StatusReport): string {
     'models',
     'link',
     'rtt',
+    'hardware',
     'e2e',
     'tier',
     'key',
@@ -107,6 +108,9 @@ export function formatStatus(report: StatusReport): string {
     p.models.join(',') || '—',
     linkCell(p.link),
     p.rttMs === null ? '—' : `${Math.round(p.rttMs)}ms`,
+    p.hardware
+      ? `${p.hardware.gpuKind || 'cpu'}${p.hardware.vramBytes > 0 ? ` ${gib(p.hardware.vramBytes)}` : ''} ${gib(p.hardware.memoryBytes)} ${p.hardware.cpuCores}c`
+      : '—',
     p.e2e.capable ? 'yes' : 'no',
     cell(p.attestation?.tier ?? 'none'),
     cell(p.attestation?.keyStorage),
@@ -160,26 +164,5 @@ export async function runStatus(args: string[]): Promise<number> {
   const credential = await consoleCredentialFor(values['data-dir']).catch(() => undefined);
   const report = await fetchStatus(portFlag(values.console, '--console', DEFAULT_CONSOLE_PORT), credential);
   process.stdout.write(values.json ? `${JSON.stringify(report, null, 2)}\n` : formatStatus(report));
-  return 0;
-}
-
-export async function runInvite(args: string[]): Promise<number> {
-  const { values } = parseFlags(args, FLAGS);
-  if (values.help) {
-    process.stdout.write(
-      'mesh-llm invite [--console PORT] [--data-dir DIR]   prints the token others pass to --join\n',
-    );
-    return 0;
-  }
-  const credential = await consoleCredentialFor(values['data-dir']);
-  const report = await fetchStatus(portFlag(values.console, '--console', DEFAULT_CONSOLE_PORT), credential);
-  if (report.node.token === null) {
-    throw new ConfigError(report.node.reachability ?? 'the node has no dialable address yet');
-  }
-  // The token works, but maybe only nearby: say so on stderr, keep stdout the token alone.
-  if (report.node.reachability)
-    process.stderr.write(`note: ${report.node.reachability}
-`);
-  process.stdout.write(`${report.node.token}\n`);
   return 0;
 }
