@@ -271,10 +271,7 @@ export class Libp2pMesh implements MeshService {
     const services: Record<string, unknown> = {
       identify: identify(),
       ping: ping({ runOnLimitedConnection: true }),
-      meshGossip: meshGossip(context, {
-        volunteerTo: (peer) =>
-          this.currentMeshId === LAN_MESH_ID || this.libp2p.services.meshBootstrap.has(peer.toString()),
-      }),
+      meshGossip: meshGossip(context),
       meshMembership: meshMembership(context, {
         redialMembers: !relayOnly,
         onDisconnect: (id) => this.warm.drop(id),

@@ -30,14 +30,6 @@ const MALFORMED_FRAME = new Set([
   'InvalidMessageLengthError',
 ]);
 
-export interface GossipInit {
-  /**
-   * Whether our announcement (it carries the mesh id) may go to this not-yet-member peer we
-   * dialled: an invite's peer, or anyone in the open LAN mesh. An mDNS stranger is not told.
-   */
-  volunteerTo: (peer: PeerId) => boolean;
-}
-
 /**
  * Announcement gossip (SPEC §4): anti-entropy exchanges each heartbeat, news pushed at once,
  * and the silent-peer sweep. A stranger that dials us must reveal a same-mesh announcement
@@ -45,7 +37,6 @@ export interface GossipInit {
  */
 export class GossipService implements Startable {
   private readonly context: MeshContext;
-  private readonly init: GossipInit;
   private readonly components: MeshComponents;
   private readonly inflight = new Map<string, Promise<void>>();
   private readonly rerun = new Map<string, Promise<void>>();
@@ -57,9 +48,8 @@ export class GossipService implements Startable {
   private heartbeat: NodeJS.Timeout | undefined;
   private pushTimer: NodeJS.Timeout | undefined;
 
-  constructor(context: MeshContext, init: GossipInit, components: MeshComponents) {
+  constructor(context: MeshContext, components: MeshComponents) {
     this.context = context;
-    this.init = init;
     this.components = components;
   }
 
@@ -130,7 +120,7 @@ export class GossipService implements Startable {
   private shouldGossipWith(peer: PeerId): boolean {
     const id = endpointIdFromPeerId(peer);
     if (id !== undefined && this.context.table.get(id) !== undefined) return true;
-    if (!this.capable.has(peer.toString()) || !this.init.volunteerTo(peer)) return false;
+    if (!this.capable.has(peer.toString())) return false;
     return this.components.connectionManager.getConnections(peer).some((c) => c.direction === 'outbound');
   }
 
@@ -331,9 +321,6 @@ export class GossipService implements Startable {
   }
 }
 
-export function meshGossip(
-  context: MeshContext,
-  init: GossipInit,
-): (components: MeshComponents) => GossipService {
-  return (components) => new GossipService(context, init, components);
+export function meshGossip(context: MeshContext): (components: MeshComponents) => GossipService {
+  return (components) => new GossipService(context, components);
 }
