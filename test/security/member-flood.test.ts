@@ -103,6 +103,9 @@ describe('a host bounds what one member can make it hold', () => {
   });
 
   test("bytes over a member's share of the budget are refused; others are still served", async () => {
+    // A second member, so nothing the first one still holds counts here.
+    const attacker = await cluster.start('attacker-2', { client: true, join: [host.mesh.inviteToken()] });
+    await waitUntil(() => host.mesh.peer(attacker.endpointId) !== undefined, 'the host to know the member');
     const mib = Buffer.alloc(1024 * 1024, 0x50);
     const streams: ByteStream[] = [];
     for (let i = 0; i < 4; i++) {
