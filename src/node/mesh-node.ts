@@ -233,6 +233,7 @@ export async function startMeshNode(config: NodeConfig, deps: MeshNodeDeps): Pro
         handler: createConsoleRoutes({
           status,
           trust: attestation,
+          membership: { invite: (options) => mesh.inviteToken(options), revoke: (peer) => mesh.revoke(peer) },
           credential: await ensureConsoleCredential(config.dataDir),
           metrics,
           // The playground is one more API client: the same keys apply.
