@@ -158,7 +158,7 @@ class Host {
     await libp2p.handle(PROTOCOL_GOSSIP, (stream) => {
       respondGossip(stream, async (theirs) => {
         host.absorb(theirs.announcements);
-        return newsFor(host.fullEntries(), theirs.known);
+        return { announcements: newsFor(host.fullEntries(), theirs.known) };
       }).catch((error: Error) => stream.abort(error));
     });
     await libp2p.handle(PROTOCOL_ATTEST, (stream) => {

@@ -1,4 +1,4 @@
-import { InvalidRequestError, MeshError, UnauthorizedError } from '../errors.ts';
+import { ConfigError, InvalidRequestError, MeshError, UnauthorizedError } from '../errors.ts';
 import { bodyOf, jsonResponse, type UpstreamResponse } from '../http/exchange.ts';
 import type { NodeMetrics } from '../metrics/node-metrics.ts';
 import { parseJsonBody } from '../openai/request.ts';
@@ -9,6 +9,11 @@ import { BearerKeys, requireJsonContentType, requireLoopbackHost } from './ingre
 export interface ConsoleDeps {
   status(): { node: { token: string | null } };
   trust: { resetPin(endpointId: string): Promise<boolean> };
+  /** Mesh membership (docs/membership.md): invites and, on the owner node, revocations. */
+  membership?: {
+    invite(options: { expiresInMs?: number }): string;
+    revoke(endpointId: string): Promise<void>;
+  };
   /** The local credential (0600 file in the data dir) that unlocks the token and writes. */
   credential: string;
   metrics: NodeMetrics;
@@ -58,8 +63,44 @@ export function createConsoleRoutes(deps: ConsoleDeps): RouteHandler {
       }
       return jsonResponse(200, { peer: body.peer, reset: await deps.trust.resetPin(body.peer) });
     }
+    if (request.method === 'POST' && path === '/api/invite' && deps.membership) {
+      if (!authorized(request)) throw consoleCredentialRequired();
+      const body = parseJsonBody(await request.readBody()) as { expiresInMs?: unknown };
+      const expiresInMs = body.expiresInMs;
+      if (
+        expiresInMs !== undefined &&
+        (typeof expiresInMs !== 'number' || !Number.isInteger(expiresInMs) || expiresInMs <= 0)
+      ) {
+        throw new InvalidRequestError("'expiresInMs' must be a positive whole number of milliseconds");
+      }
+      const membership = deps.membership;
+      return jsonResponse(200, { token: refusedAs400(() => membership.invite({ expiresInMs })) });
+    }
+    if (request.method === 'POST' && path === '/api/revoke' && deps.membership) {
+      if (!authorized(request)) throw consoleCredentialRequired();
+      const body = parseJsonBody(await request.readBody()) as { peer?: unknown };
+      if (typeof body.peer !== 'string' || !/^[0-9a-f]{64}$/.test(body.peer)) {
+        throw new InvalidRequestError("'peer' must be a 64-character hex endpoint id");
+      }
+      const membership = deps.membership;
+      await refusedAs400(() => membership.revoke(body.peer as string));
+      return jsonResponse(200, { peer: body.peer, revoked: true });
+    }
     throw new MeshError('not_found', 'not_found', `No route for ${request.method} ${path}`);
   };
+}
+
+/** A membership action this node cannot take (not the owner, no address yet) is a 400 that says why. */
+function refusedAs400<T>(action: () => T): T {
+  const rethrow = (error: unknown): never => {
+    throw error instanceof ConfigError ? new InvalidRequestError(error.message) : error;
+  };
+  try {
+    const result = action();
+    return (result instanceof Promise ? result.catch(rethrow) : result) as T;
+  } catch (error) {
+    return rethrow(error);
+  }
 }
 
 function consoleCredentialRequired(): UnauthorizedError {

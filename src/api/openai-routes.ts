@@ -1,5 +1,5 @@
 import { InvalidRequestError, MeshError, ModelNotFoundError, UpstreamError } from '../errors.ts';
-import { jsonResponse, readAll, type UpstreamResponse } from '../http/exchange.ts';
+import { bodyOf, jsonResponse, readAll, type UpstreamResponse } from '../http/exchange.ts';
 import {
   isBackendPath,
   isStreaming,
@@ -81,6 +81,7 @@ async function serveResponses(dispatcher: InferenceDispatcher, request: Incoming
   const routeHeaders = Object.fromEntries(
     Object.entries(upstream.headers).filter(([name]) => name.startsWith('x-mesh-')),
   );
+  if (upstream.status === 400) return renameChatParams(upstream, routeHeaders);
   if (upstream.status !== 200) return upstream; // already an OpenAI error body
   if (chat.stream) {
     return {
@@ -125,4 +126,38 @@ function decodePathSegment(segment: string): string {
   } catch {
     throw new InvalidRequestError('The path holds a malformed percent-escape', 'invalid_path');
   }
+}
+
+/** Chat field names a host's 400 may name, as the /v1/responses request spells them. */
+const RESPONSES_NAMES: Array<[RegExp, string]> = [
+  [/^tools\[(\d+)\]\.function\./, 'tools[$1].'],
+  [/^response_format\.json_schema\.schema/, 'text.format.schema'],
+  [/^response_format(\.json_schema)?/, 'text.format'],
+  [/^max_tokens$/, 'max_output_tokens'],
+  [/^tool_choice\.function\.name$/, 'tool_choice.name'],
+];
+
+/**
+ * A host refused the translated chat request: name the field as the client sent it on
+ * /v1/responses (an unknown body passes through unchanged; it is the host's own error).
+ */
+async function renameChatParams(upstream: UpstreamResponse, headers: Record<string, string>) {
+  const bytes = await readAll(upstream.body);
+  let body: { error?: { param?: unknown; message?: unknown } };
+  try {
+    body = JSON.parse(bytes.toString('utf8'));
+  } catch {
+    return { ...upstream, body: bodyOf(bytes) };
+  }
+  const error = body.error;
+  if (error && typeof error.param === 'string') {
+    const chatParam = error.param;
+    const rule = RESPONSES_NAMES.find(([pattern]) => pattern.test(chatParam));
+    if (rule) {
+      const param = chatParam.replace(rule[0], rule[1]);
+      error.param = param;
+      if (typeof error.message === 'string') error.message = error.message.replaceAll(chatParam, param);
+    }
+  }
+  return jsonResponse(400, body, headers);
 }

@@ -9,7 +9,8 @@ Commands:
   serve            run a node (host with --model/--backend, or --client)
   demo             start a 3-node mesh on loopback and stream a chat through it
   status           show this node and its peers (from a running node's console)
-  invite           print the invite token of a running node
+  invite           print an invite token of a running node (--expires 24h on the mesh owner node)
+  revoke PEER      the mesh owner revokes a member: refused by every node, for good
   posture          show this process's hardening and security posture
   measure          print the binary hash and what it covers
   models           list | pull SOURCE | rm ID: the downloaded model cache
@@ -23,7 +24,8 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   serve: async () => (await import('./commands/serve.ts')).runServe,
   demo: async () => (await import('./commands/demo.ts')).runDemo,
   status: async () => (await import('./commands/status.ts')).runStatus,
-  invite: async () => (await import('./commands/status.ts')).runInvite,
+  invite: async () => (await import('./commands/membership.ts')).runInvite,
+  revoke: async () => (await import('./commands/membership.ts')).runRevoke,
   trust: async () => (await import('./commands/trust.ts')).runTrust,
   posture: async () => (await import('./commands/posture.ts')).runPosture,
   models: async () => (await import('./commands/models.ts')).runModels,

@@ -23,7 +23,9 @@ export type AnnouncementRejection =
   | 'no_mesh_id'
   | 'too_large'
   | 'rate_limited'
-  | 'table_full';
+  | 'table_full'
+  | 'revoked'
+  | 'not_admitted';
 
 /** Why an announcement was refused. Carries ids only, never the contents. */
 export class AnnouncementError extends Error {

@@ -10,11 +10,11 @@ import type { EndpointId } from './types.ts';
  */
 export const DIAL_BOUNDS = {
   /** Dials to one transport address (IP and port; a relay circuit counts per target). */
-  perAddressBurst: 4,
-  perAddressPerSecond: 0.1,
+  perAddressBurst: 6,
+  perAddressPerSecond: 0.2,
   /** Dial attempts to one announced peer. */
-  perPeerBurst: 4,
-  perPeerPerSecond: 0.1,
+  perPeerBurst: 8,
+  perPeerPerSecond: 0.2,
   /** Addresses and peers remembered; the least recently used go first. */
   maxKeys: 4096,
 } as const;

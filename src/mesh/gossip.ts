@@ -1,7 +1,7 @@
 import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
 import type { AbortOptions, Stream } from '@libp2p/interface';
 import { lpStream } from '@libp2p/utils';
-import { GossipMessageSchema, type SignedAnnouncement } from '../proto/gen/mesh_pb.js';
+import { GossipMessageSchema, type OwnerSigned, type SignedAnnouncement } from '../proto/gen/mesh_pb.js';
 import { MAX_FRAME_BYTES } from './framing.ts';
 import { endpointIdFromBytes, endpointIdToBytes } from './identity.ts';
 import type { EndpointId } from './types.ts';
@@ -24,9 +24,22 @@ export class GossipError extends Error {
 /** Origin → newest sequence number the sender holds (field 50, absent from older nodes). */
 export type KnownDigests = ReadonlyMap<EndpointId, bigint>;
 
-export interface GossipContent {
+/** Membership fields of a gossip message (docs/membership.md). */
+export interface GossipExtras {
+  /** Proof of knowing the mesh id, sent instead of an announcement to a non-member. */
+  proof?: Uint8Array;
+  /** Owner-signed revocations. */
+  revocations?: OwnerSigned[];
+}
+
+export interface GossipContent extends GossipExtras {
   announcements: SignedAnnouncement[];
   known?: KnownDigests;
+}
+
+export interface GossipReply {
+  announcements: SignedAnnouncement[];
+  revocations?: OwnerSigned[];
 }
 
 /** An announcement this node can pass on, with the origin and seq it was accepted under. */
@@ -36,7 +49,11 @@ export interface GossipEntry {
   signed: SignedAnnouncement;
 }
 
-export function encodeGossipMessage(announcements: SignedAnnouncement[], known?: KnownDigests): Uint8Array {
+export function encodeGossipMessage(
+  announcements: SignedAnnouncement[],
+  known?: KnownDigests,
+  extras: GossipExtras = {},
+): Uint8Array {
   const digests =
     known === undefined
       ? undefined
@@ -45,7 +62,15 @@ export function encodeGossipMessage(announcements: SignedAnnouncement[], known?:
             .slice(0, MAX_ANNOUNCEMENTS_PER_MESSAGE)
             .map(([id, seq]) => ({ endpointId: endpointIdToBytes(id), seq })),
         };
-  return toBinary(GossipMessageSchema, create(GossipMessageSchema, { announcements, known: digests }));
+  return toBinary(
+    GossipMessageSchema,
+    create(GossipMessageSchema, {
+      announcements,
+      known: digests,
+      membershipProof: extras.proof,
+      revocations: extras.revocations?.slice(0, MAX_ANNOUNCEMENTS_PER_MESSAGE),
+    }),
+  );
 }
 
 export function decodeGossipMessage(bytes: Uint8Array): GossipContent {
@@ -58,14 +83,18 @@ export function decodeGossipMessage(bytes: Uint8Array): GossipContent {
   // Past the cap (a sender from before the bounds), the rest waits for a later exchange.
   const announcements = message.announcements.slice(0, MAX_ANNOUNCEMENTS_PER_MESSAGE);
   const digests = message.known?.digests.slice(0, MAX_ANNOUNCEMENTS_PER_MESSAGE);
-  if (digests === undefined) return { announcements };
+  const extras: GossipExtras = {
+    proof: message.membershipProof.byteLength > 0 ? message.membershipProof : undefined,
+    revocations: message.revocations.slice(0, MAX_ANNOUNCEMENTS_PER_MESSAGE),
+  };
+  if (digests === undefined) return { announcements, ...extras };
   const known = new Map<EndpointId, bigint>();
   for (const digest of digests) {
     if (digest.endpointId.byteLength !== 32)
       throw new GossipError('gossip digest has a malformed endpoint id');
     known.set(endpointIdFromBytes(digest.endpointId), digest.seq);
   }
-  return { announcements, known };
+  return { announcements, known, ...extras };
 }
 
 /**
@@ -108,10 +137,10 @@ export async function requestGossip(
   stream: Stream,
   ours: SignedAnnouncement[],
   known?: KnownDigests,
-  options: AbortOptions = {},
+  options: AbortOptions & GossipExtras = {},
 ): Promise<GossipContent> {
   const lp = lpStream(stream, { maxDataLength: MAX_FRAME_BYTES });
-  await lp.write(encodeGossipMessage(ours, known), options);
+  await lp.write(encodeGossipMessage(ours, known, options), options);
   await stream.close(options);
   const reply = await lp.read(options);
   return decodeGossipMessage(reply.subarray());
@@ -123,13 +152,14 @@ export async function requestGossip(
  */
 export async function respondGossip(
   stream: Stream,
-  respond: (theirs: GossipContent) => Promise<SignedAnnouncement[]>,
+  respond: (theirs: GossipContent) => Promise<GossipReply>,
   options: AbortOptions = {},
 ): Promise<void> {
   const lp = lpStream(stream, { maxDataLength: MAX_FRAME_BYTES });
   const request = await lp.read(options);
   // What does not fit goes in a later exchange: the asker's digests will not list it yet.
-  const reply = splitGossip(await respond(decodeGossipMessage(request.subarray())))[0]!;
-  await lp.write(encodeGossipMessage(reply), options);
+  const reply = await respond(decodeGossipMessage(request.subarray()));
+  const first = splitGossip(reply.announcements)[0]!;
+  await lp.write(encodeGossipMessage(first, undefined, { revocations: reply.revocations }), options);
   await stream.close(options);
 }

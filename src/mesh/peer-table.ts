@@ -1,5 +1,9 @@
 import { create } from '@bufbuild/protobuf';
-import { type SignedAnnouncement, SignedAnnouncementSchema } from '../proto/gen/mesh_pb.js';
+import {
+  type PeerAnnouncement,
+  type SignedAnnouncement,
+  SignedAnnouncementSchema,
+} from '../proto/gen/mesh_pb.js';
 import {
   AnnouncementError,
   announcementContentChanged,
@@ -38,6 +42,8 @@ export interface PeerTableOptions {
   isConnected: (endpointId: EndpointId) => boolean;
   /** How long a leaving announcement keeps being relayed after it arrived. */
   leaveRelayMs: number;
+  /** Membership (docs/membership.md): why an origin is not admitted, if it is not. */
+  admit?: (endpointId: EndpointId, announcement: PeerAnnouncement) => AnnouncementError['reason'] | undefined;
   /** Defaults: GOSSIP_BOUNDS. */
   maxPeers?: number;
   maxTombstones?: number;
@@ -190,6 +196,8 @@ export class PeerTable {
       throw err;
     }
     const { seq, announcement, endpointId } = verified;
+    const refused = this.options.admit?.(endpointId, announcement);
+    if (refused !== undefined) return { status: 'rejected', reason: refused, endpointId };
     // Re-check after the await: a newer copy may have been accepted meanwhile.
     const last = this.lastSeq.get(endpointId);
     if (last !== undefined && seq <= last) {
@@ -337,6 +345,15 @@ export class PeerTable {
     }
     for (const [id, entry] of this.leaving) if (entry.untilMs < now) this.leaving.delete(id);
     return removed;
+  }
+
+  /** Drops one origin now (revoked): its record, relayed copies and leave notice. */
+  forget(endpointId: EndpointId): void {
+    this.leaving.delete(endpointId);
+    if (this.records.delete(endpointId)) {
+      this.signed.delete(endpointId);
+      this.emit({ type: 'removed', endpointId, reason: 'left' });
+    }
   }
 
   /** Forgets everything (mesh id changed): every live peer is reported as gone. */

@@ -68,7 +68,9 @@ export interface MeshService {
   /** Multiaddrs (with /p2p/ suffix) this node can be dialed on, relay circuits included. */
   addresses(): string[];
   /** Token for `--join`: mesh id and dial addresses of this node. */
-  inviteToken(): string;
+  inviteToken(options?: { expiresInMs?: number }): string;
+  /** Owner only: revoke a member for good (docs/membership.md). */
+  revoke(endpointId: EndpointId): Promise<void>;
   /** Dial the members of an invite token (repeatable). */
   join(token: string): Promise<void>;
   peers(): PeerRecord[];

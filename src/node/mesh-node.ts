@@ -183,6 +183,12 @@ export async function startMeshNode(config: NodeConfig, deps: MeshNodeDeps): Pro
       mesh.handle(PROTOCOL_LOAD, (stream) => publisher.serve(stream));
     }
     const subscriptions = new LoadSubscriptions({ mesh, board: router.load, logger: loadLog });
+    // A host that left keeps no conversations (they would only be skipped until they expire).
+    cleanup.push(
+      mesh.onPeerEvent((event) => {
+        if (event.type === 'removed') router.affinity.forgetHost(event.endpointId);
+      }),
+    );
 
     mesh.handle(
       PROTOCOL_HTTP,
@@ -233,6 +239,7 @@ export async function startMeshNode(config: NodeConfig, deps: MeshNodeDeps): Pro
         handler: createConsoleRoutes({
           status,
           trust: attestation,
+          membership: { invite: (options) => mesh.inviteToken(options), revoke: (peer) => mesh.revoke(peer) },
           credential: await ensureConsoleCredential(config.dataDir),
           metrics,
           // The playground is one more API client: the same keys apply.

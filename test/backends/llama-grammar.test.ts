@@ -72,6 +72,11 @@ describe('JSON Schema → grammar schema', () => {
     for (const [schema, param] of cases) refuses(() => grammarSchemaOf(schema, 'p'), param);
   });
 
+  it('bounds size', () => {
+    const values = Array.from({ length: 5000 }, (_, i) => `v${i}`);
+    refuses(() => grammarSchemaOf({ type: 'string', enum: values }, 'p'), 'p.enum[4095]');
+  });
+
   it('bounds nesting', () => {
     let deep: Record<string, unknown> = { type: 'string' };
     for (let i = 0; i < 40; i++) deep = { type: 'array', items: deep };

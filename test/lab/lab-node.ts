@@ -6,6 +6,7 @@
  * process it re-executed as; whatever survives is killed with its namespace by `Lab.destroy()`.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
+import { appendFileSync } from 'node:fs';
 import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 import { join } from 'node:path';
 import { BIN, NODE_FLAGS } from '../../bench/lib/node-process.ts';
@@ -92,15 +93,22 @@ export interface Spawned {
   exited: Promise<void>;
 }
 
-export function spawnInNs(ns: string, args: string[], env: NodeJS.ProcessEnv): Spawned {
+/**
+ * Runs `node ARGS` inside `ns`, keeping the tail of its output; with MESH_LAB_LOG_DIR set, the
+ * whole output is also appended to DIR/<log>.log (for debugging a scenario).
+ */
+export function spawnInNs(ns: string, args: string[], env: NodeJS.ProcessEnv, log?: string): Spawned {
   const child = spawn('ip', ['netns', 'exec', ns, process.execPath, ...args], {
     detached: true,
     stdio: ['pipe', 'pipe', 'pipe'],
     env,
   });
   const output = { text: '' };
+  const logDir = process.env.MESH_LAB_LOG_DIR;
+  const file = logDir && log ? join(logDir, `${log}.log`) : undefined;
   const keep = (d: Buffer) => {
     output.text = (output.text + d).slice(-LOG_TAIL_CHARS);
+    if (file) appendFileSync(file, d);
   };
   child.stdout!.on('data', keep);
   child.stderr!.on('data', keep);
@@ -143,9 +151,11 @@ export function killGroup(child: ChildProcess, signal: NodeJS.Signals): void {
   }
 }
 
-/** A minimal environment: no NODE_OPTIONS or test-runner variables leak into the node. */
+/** A minimal environment: no NODE_OPTIONS or test-runner variables reach the node. */
+// MESH_LAB_LOG_LEVEL sets the nodes' log level (default info).
 export function nodeEnv(): NodeJS.ProcessEnv {
-  return { PATH: process.env.PATH, HOME: process.env.HOME, MESH_LLM_LOG_LEVEL: 'info' };
+  const level = process.env.MESH_LAB_LOG_LEVEL ?? 'info';
+  return { PATH: process.env.PATH, HOME: process.env.HOME, MESH_LLM_LOG_LEVEL: level };
 }
 
 export class LabNode {
@@ -217,7 +227,7 @@ export class LabNode {
       '--log-format',
       'json',
     ];
-    const spawned = spawnInNs(this.ns, [...fixed, ...args], nodeEnv());
+    const spawned = spawnInNs(this.ns, [...fixed, ...args], nodeEnv(), this.name);
     this.#node = spawned;
     await waitForLine(spawned, /OpenAI API: \S+\/v1/, `mesh-llm in ${this.role}`);
   }

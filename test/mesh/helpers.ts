@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach } from 'node:test';
 import type { Connection, PeerId, PeerStore, Stream } from '@libp2p/interface';
+import type { Multiaddr } from '@multiformats/multiaddr';
 import { createLogger, silentLogger } from '../../src/log.ts';
 import {
   generateIdentity,
@@ -92,6 +93,7 @@ export async function readAll(source: AsyncIterable<Uint8Array>): Promise<Buffer
 export function libp2pOf(node: Libp2pMesh): {
   peerStore: PeerStore;
   getConnections(peer?: PeerId): Connection[];
+  dial(addr: Multiaddr): Promise<Connection>;
   dialProtocol(
     peer: PeerId,
     protocol: string,

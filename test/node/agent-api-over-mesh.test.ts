@@ -397,6 +397,32 @@ describe('agent API (tools, structured outputs, /v1/responses) through a remote 
         },
       );
     }
+    // On /v1/responses the refused field is named as that request spells it.
+    await assert.rejects(
+      openai.responses.create({
+        model: 'tiny',
+        input: 'x',
+        text: { format: { type: 'json_schema', name: 'n', schema: { type: 'string', pattern: '^a' } } },
+      }),
+      (error: unknown) =>
+        error instanceof OpenAI.BadRequestError && error.param === 'text.format.schema.pattern',
+    );
+    await assert.rejects(
+      openai.responses.create({
+        model: 'tiny',
+        input: 'x',
+        tools: [
+          {
+            type: 'function',
+            name: 'f',
+            strict: false,
+            parameters: { type: 'object', properties: { n: { type: 'number', maximum: 3 } } },
+          },
+        ],
+      }),
+      (error: unknown) =>
+        error instanceof OpenAI.BadRequestError && error.param === 'tools[0].parameters.properties.n.maximum',
+    );
     await assert.rejects(
       openai.completions.create({ model: 'tiny', prompt: 'x', max_tokens: 4, echo: true }),
       (error: unknown) => error instanceof OpenAI.BadRequestError && error.param === 'echo',

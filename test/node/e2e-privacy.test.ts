@@ -19,7 +19,11 @@ function tapInto(sink: Buffer[]) {
 function tokenVia(node: MeshNode, proxyPort: number): string {
   const invite = decodeInviteToken(node.mesh.inviteToken());
   const addrs = invite.addrs.map((a) => a.replace(/\/tcp\/\d+/, `/tcp/${proxyPort}`));
-  return encodeInviteToken(invite.mesh, addrs);
+  return encodeInviteToken(
+    invite.mesh,
+    addrs,
+    invite.owner === undefined ? undefined : { owner: invite.owner, invite: invite.invite! },
+  );
 }
 
 function meshPort(node: MeshNode): number {

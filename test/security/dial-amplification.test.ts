@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { connect, createServer, type Server } from 'node:net';
+import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { SoftwareKeyProvider } from '../../src/attestation/providers/software.ts';
 import { buildStatement, encodeStatement } from '../../src/attestation/statement.ts';
@@ -28,7 +30,12 @@ describe('announced addresses cannot turn a node into a dialing cannon', () => {
   });
 
   test('300 fake peers announcing one address get a handful of connections there', async () => {
-    const victim = await nodes.start('victim', { client: true, heartbeatMs: 1_500 });
+    // A mesh from before owner keys (its mesh id alone admits): in a mesh with an owner, each
+    // fake identity would first need a certificate from the owner node, itself rate-limited.
+    const victimDir = join(await nodes.root(), 'victim');
+    await mkdir(victimDir, { recursive: true });
+    await writeFile(join(victimDir, 'mesh-id'), 'legacy-mesh\n');
+    const victim = await nodes.start('victim', { client: true, heartbeatMs: 1_500, dataDir: victimDir });
     const attacker = await meshes.node({ meshId: victim.mesh.meshId, heartbeatMs: 1_500 });
     await attacker.join(victim.mesh.inviteToken());
     // The announced address: a counting proxy to a real libp2p listener (the attacker's), which

@@ -3,11 +3,17 @@ import { chmod, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { test } from 'node:test';
+import type { Libp2p } from '@libp2p/interface';
+import { multiaddr } from '@multiformats/multiaddr';
 import { serveConfigFromArgs } from '../../src/cli/commands/serve.ts';
 import { joinTokensFromFlags } from '../../src/cli/join-tokens.ts';
 import { ConfigError } from '../../src/errors.ts';
 import { createLogger } from '../../src/log.ts';
-import { clusterPerTest, waitFor } from '../mesh/helpers.ts';
+import { toByteStream } from '../../src/mesh/byte-stream.ts';
+import { decodeFrames, encodeFrame } from '../../src/mesh/framing.ts';
+import { decodeGossipMessage, encodeGossipMessage } from '../../src/mesh/gossip.ts';
+import { PROTOCOL_GOSSIP } from '../../src/mesh/types.ts';
+import { clusterPerTest, libp2pOf, waitFor } from '../mesh/helpers.ts';
 
 const cluster = clusterPerTest();
 
@@ -55,4 +61,39 @@ test('the mesh id never reaches a log, at any level', async () => {
   assert.ok(lines.length > 5, 'the nodes logged');
   const leaks = lines.filter((l) => l.includes('secret-mesh-id-4f1c9') || l.includes('other-initial-mesh'));
   assert.deepEqual(leaks, []);
+});
+
+test('a peer found without an invite (mDNS) is sent no announcement and no mesh id', async () => {
+  const member = await cluster().node({ meshId: 'lan-secret-mesh-77' });
+  // A stranger on the LAN that records every gossip frame it is sent.
+  const stranger = await cluster().node({ meshId: 'someone-else' });
+  const frames: Buffer[] = [];
+  const strangerLibp2p = (stranger as unknown as { libp2p: Libp2p }).libp2p;
+  await strangerLibp2p.handle(
+    PROTOCOL_GOSSIP,
+    async (stream) => {
+      const bytes = toByteStream(stream);
+      for await (const frame of decodeFrames(bytes.source)) {
+        frames.push(Buffer.from(frame));
+        break;
+      }
+      await bytes.write(encodeFrame(encodeGossipMessage([])));
+      await bytes.closeWrite();
+    },
+    { force: true, runOnLimitedConnection: true },
+  );
+  // What the mDNS discovery handler does: dial the discovered peer.
+  await libp2pOf(member).dial(multiaddr(stranger.addresses()[0]!));
+  await waitFor(() => frames.length > 0, 'the member opens gossip with the discovered peer');
+  for (const frame of frames) {
+    assert.equal(decodeGossipMessage(frame).announcements.length, 0, 'no announcement sent');
+    assert.ok(!frame.includes('lan-secret-mesh-77'), 'the mesh id never leaves the member');
+  }
+  // Two members that find each other this way still form a mesh (the proof, docs/membership.md).
+  const peer = await cluster().node({ meshId: 'lan-secret-mesh-77' });
+  await libp2pOf(peer).dial(multiaddr(member.addresses()[0]!));
+  await waitFor(
+    () => member.peer(peer.endpointId) !== undefined && peer.peer(member.endpointId) !== undefined,
+    'members discovered on the LAN join up',
+  );
 });

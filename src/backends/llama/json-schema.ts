@@ -42,6 +42,8 @@ const KNOWN = new Set([
 const FORMATS = new Set(['date-time', 'time', 'date']);
 /** Nesting bound: a hostile schema must not exhaust the stack. */
 const MAX_DEPTH = 32;
+/** Size bound (schemas, properties and enum values together): a grammar is compiled per request. */
+const MAX_NODES = 4096;
 
 function isObject(value: unknown): value is Obj {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
@@ -51,15 +53,27 @@ function refuse(param: string, what: string): never {
   throw new UnsupportedParameterError(param, `${what} cannot be enforced with a grammar on this host`);
 }
 
+/** How many schema parts a request may still use; shared by all the schemas of one request. */
+export interface SchemaBudget {
+  left: number;
+}
+
+export function schemaBudget(): SchemaBudget {
+  return { left: MAX_NODES };
+}
+
 class Converter {
   readonly defs: Record<string, GbnfJsonSchema> = {};
   readonly defsPrefix: string;
-  constructor(defsPrefix: string) {
+  readonly #budget: SchemaBudget;
+  constructor(defsPrefix: string, budget: SchemaBudget) {
     this.defsPrefix = defsPrefix;
+    this.#budget = budget;
   }
 
   convert(schema: unknown, param: string, depth = 0): GbnfJsonSchema {
     if (depth > MAX_DEPTH) refuse(param, `a schema nested deeper than ${MAX_DEPTH} levels`);
+    this.#count(param);
     if (!isObject(schema)) refuse(param, 'a value that is not a schema object');
     for (const key of ['$defs', 'definitions'] as const) {
       const defs = schema[key];
@@ -197,7 +211,12 @@ class Converter {
     return out as GbnfJsonSchema;
   }
 
+  #count(param: string): void {
+    if (--this.#budget.left < 0) refuse(param, `schemas with more than ${MAX_NODES} parts in one request`);
+  }
+
   primitive(value: unknown, param: string): string | number | boolean | null {
+    this.#count(param);
     if (value === null || ['string', 'number', 'boolean'].includes(typeof value)) {
       return value as string | number | boolean | null;
     }
@@ -215,8 +234,13 @@ class Converter {
  * The grammar schema for `schema`; `param` names it in errors (e.g. "tools[0].function.parameters").
  * `defsPrefix` keeps the definitions of several schemas in one grammar apart.
  */
-export function grammarSchemaOf(schema: unknown, param: string, defsPrefix = ''): GbnfJsonSchema {
-  const converter = new Converter(defsPrefix);
+export function grammarSchemaOf(
+  schema: unknown,
+  param: string,
+  defsPrefix = '',
+  budget: SchemaBudget = schemaBudget(),
+): GbnfJsonSchema {
+  const converter = new Converter(defsPrefix, budget);
   const converted = converter.convert(schema, param);
   return withDefs(converted, converter.defs);
 }

@@ -9,7 +9,7 @@ import type { ChatModelFunctions, GbnfJsonSchema } from 'node-llama-cpp';
 import { InvalidRequestError } from '../../errors.ts';
 import { UnsupportedParameterError } from '../../openai/errors.ts';
 import type { ChatCompletionRequest } from '../../openai/schemas.ts';
-import { grammarSchemaOf } from './json-schema.ts';
+import { grammarSchemaOf, schemaBudget } from './json-schema.ts';
 
 /** Bound on the calls one forced answer may hold when parallel calls are allowed. */
 export const MAX_PARALLEL_CALLS = 8;
@@ -32,6 +32,7 @@ const EMPTY_PARAMS: GbnfJsonSchema = { type: 'object', properties: {} } as GbnfJ
 
 function functionsOf(body: ChatCompletionRequest): ChatModelFunctions {
   const functions: Record<string, { description?: string; params?: GbnfJsonSchema }> = {};
+  const budget = schemaBudget();
   body.tools?.forEach((tool, i) => {
     const { name, description, parameters } = tool.function;
     if (name in functions) {
@@ -46,7 +47,7 @@ function functionsOf(body: ChatCompletionRequest): ChatModelFunctions {
       params:
         parameters === undefined
           ? EMPTY_PARAMS
-          : grammarSchemaOf(parameters, `tools[${i}].function.parameters`, `t${i}_`),
+          : grammarSchemaOf(parameters, `tools[${i}].function.parameters`, `t${i}_`, budget),
     };
   });
   return functions;

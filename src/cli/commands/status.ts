@@ -156,20 +156,3 @@ export async function runStatus(args: string[]): Promise<number> {
   process.stdout.write(values.json ? `${JSON.stringify(report, null, 2)}\n` : formatStatus(report));
   return 0;
 }
-
-export async function runInvite(args: string[]): Promise<number> {
-  const { values } = parseFlags(args, FLAGS);
-  if (values.help) {
-    process.stdout.write(
-      'mesh-llm invite [--console PORT] [--data-dir DIR]   prints the token others pass to --join\n',
-    );
-    return 0;
-  }
-  const credential = await consoleCredentialFor(values['data-dir']);
-  const report = await fetchStatus(portFlag(values.console, '--console', DEFAULT_CONSOLE_PORT), credential);
-  if (report.node.token === null) {
-    throw new ConfigError('the node has no dialable address yet (still waiting for a relay reservation?)');
-  }
-  process.stdout.write(`${report.node.token}\n`);
-  return 0;
-}

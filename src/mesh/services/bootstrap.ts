@@ -1,6 +1,7 @@
 import { KEEP_ALIVE, type PeerId, type Startable } from '@libp2p/interface';
 import { peerIdFromString } from '@libp2p/peer-id';
 import { type Multiaddr, multiaddr } from '@multiformats/multiaddr';
+import { ConfigError } from '../../errors.ts';
 import { listen, type MeshComponents, type MeshContext, timeoutSignal } from './context.ts';
 
 /** Tag that keeps an invite's peers connected: libp2p's reconnect queue redials them. */
@@ -83,6 +84,10 @@ export class BootstrapService implements Startable {
     return peers;
   }
 
+  has(peer: string): boolean {
+    return this.bootstraps.has(peer);
+  }
+
   /** Every bootstrap peer known so far. */
   all(): string[] {
     return [...this.bootstraps.keys()];
@@ -92,6 +97,9 @@ export class BootstrapService implements Startable {
   async connect(peers: string[]): Promise<void> {
     const results = await Promise.allSettled(peers.map((p) => this.connectOne(p)));
     if (!results.some((r) => r.status === 'fulfilled') && peers.length > 0) {
+      // The mesh refused the invite (expired, revoked): retrying cannot help; say why.
+      const refusal = results.find((r) => r.status === 'rejected' && r.reason instanceof ConfigError);
+      if (refusal !== undefined) throw (refusal as PromiseRejectedResult).reason;
       this.context.log.warn(
         { peers: peers.length },
         'could not reach any invite address yet; retrying in the background',

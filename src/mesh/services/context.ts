@@ -1,8 +1,10 @@
 import type { Libp2p, Libp2pEvents, PeerStore } from '@libp2p/interface';
 import type { ConnectionManager, Registrar, TransportManager } from '@libp2p/interface-internal';
 import type { Logger } from '../../log.ts';
+import type { OwnerSigned } from '../../proto/gen/mesh_pb.js';
 import type { MeshIdentity } from '../identity.ts';
 import type { LocalAnnouncement } from '../local-announcement.ts';
+import type { MeshMembership } from '../membership.ts';
 import type { PeerTable } from '../peer-table.ts';
 import type { EndpointId } from '../types.ts';
 
@@ -26,6 +28,13 @@ export interface MeshContext {
   readonly clock: () => number;
   /** Aborted when the node begins to stop (before libp2p stops). */
   readonly stopSignal: AbortSignal;
+  /** Owner key, certificate and revocations (docs/membership.md). */
+  readonly membership: MeshMembership;
+  readonly meshId: () => string;
+  /** Whether `peer` is an invite's peer (it may be sent our announcement before it is a member). */
+  readonly invited: (peer: string) => boolean;
+  /** Applies revocations received by gossip (verified, stored, enforced). */
+  readonly ingestRevocations: (list: readonly OwnerSigned[]) => Promise<void>;
 }
 
 export type MeshEventName = keyof Libp2pEvents;

@@ -8,7 +8,8 @@ import {
   respondGossip,
   splitGossip,
 } from '../gossip.ts';
-import { endpointIdFromPeerId } from '../identity.ts';
+import { endpointIdFromPeerId, endpointIdToBytes } from '../identity.ts';
+import { checkMembershipProof, membershipProof } from '../membership.ts';
 import { type EndpointId, PROTOCOL_GOSSIP } from '../types.ts';
 import {
   listen,
@@ -93,6 +94,11 @@ export class GossipService implements Startable {
     await raceTimeout(Promise.allSettled(peers.map((p) => this.exchange(p))), LEAVE_TIMEOUT_MS);
   }
 
+  /** An exchange with every gossip peer carrying no announcement news (revocations ride along). */
+  async pushRevocations(): Promise<void> {
+    await Promise.allSettled(this.peers().map((p) => this.exchange(p, [])));
+  }
+
   /** Sends our own (just re-signed) announcement to every gossip peer. */
   async pushOwn(): Promise<void> {
     const own = this.context.local.entries().map((e) => e.signed);
@@ -128,12 +134,27 @@ export class GossipService implements Startable {
       await respondGossip(
         stream,
         async (theirs) => {
+          const { table, membership } = this.context;
+          if (table.get(remote) !== undefined) await this.context.ingestRevocations(theirs.revocations ?? []);
           await this.ingestAll(theirs.announcements, remote);
           // Only a member (its own announcement, with our mesh id, accepted) learns anything,
-          // and only what it does not hold yet.
-          return this.context.table.get(remote) !== undefined
-            ? newsFor(this.fullEntries(), theirs.known)
-            : [];
+          // and only what it does not hold yet; a peer that proved it knows the mesh id (mDNS)
+          // gets our own announcement, so that it can send its own.
+          if (table.get(remote) !== undefined) {
+            return {
+              announcements: newsFor(this.fullEntries(), theirs.known),
+              revocations: membership.revocations(),
+            };
+          }
+          const proven =
+            theirs.proof !== undefined &&
+            checkMembershipProof(
+              this.context.meshId(),
+              endpointIdToBytes(remote),
+              endpointIdToBytes(this.context.endpointId),
+              theirs.proof,
+            );
+          return { announcements: proven ? this.context.local.entries().map((e) => e.signed) : [] };
         },
         { signal: timeoutSignal(this.context, GOSSIP_TIMEOUT_MS) },
       );
@@ -176,16 +197,31 @@ export class GossipService implements Startable {
     let stream: Stream | undefined;
     try {
       const signal = timeoutSignal(this.context, GOSSIP_TIMEOUT_MS);
+      const { membership } = this.context;
       const member = this.context.table.get(remote) !== undefined;
+      // A peer not known as a member learns nothing secret: our announcement (it carries the
+      // mesh id) goes only to an invite's peer; anyone else (mDNS) gets a proof instead.
+      const invited = this.context.invited(peerId.toString());
+      const own = this.context.local.entries().map((e) => e.signed);
+      const ours = member ? (push ?? this.fullSet()) : invited ? own : [];
+      const extras = member
+        ? { revocations: membership.revocations() }
+        : invited
+          ? {}
+          : {
+              proof: membershipProof(
+                this.context.meshId(),
+                endpointIdToBytes(this.context.endpointId),
+                endpointIdToBytes(remote),
+              ),
+            };
       // More than one message holds goes in several exchanges, one stream each.
-      const batches = splitGossip(
-        member ? (push ?? this.fullSet()) : this.context.local.entries().map((e) => e.signed),
-      );
-      for (const batch of batches) {
+      for (const batch of splitGossip(ours)) {
         const connection = await this.components.connectionManager.openConnection(peerId, { signal });
         stream = await connection.newStream(PROTOCOL_GOSSIP, { signal, runOnLimitedConnection: true });
         // What we hold goes along, so the reply carries only what is new to us.
-        const theirs = await requestGossip(stream, batch, this.knownDigests(), { signal });
+        const theirs = await requestGossip(stream, batch, this.knownDigests(), { signal, ...extras });
+        if (member) await this.context.ingestRevocations(theirs.revocations ?? []);
         await this.ingestAll(theirs.announcements, remote);
       }
     } catch (err) {

@@ -337,6 +337,20 @@ export declare type PeerAnnouncement = Message<"meshllm.node.v1.PeerAnnouncement
    * @generated from field: repeated meshllm.node.v1.ModelCapacity model_capacity = 60;
    */
   modelCapacity: ModelCapacity[];
+
+  /**
+   * Membership (sec-mesh, 70-79; docs/membership.md). In a mesh with an owner key every member
+   * carries its owner-signed certificate; the node holding the owner key says so (the claim is
+   * only a routing hint: what it signs is checked against the owner key).
+   *
+   * @generated from field: meshllm.node.v1.OwnerSigned membership = 70;
+   */
+  membership?: OwnerSigned | undefined;
+
+  /**
+   * @generated from field: bool mesh_owner_node = 71;
+   */
+  meshOwnerNode: boolean;
 };
 
 /**
@@ -473,6 +487,22 @@ export declare type GossipMessage = Message<"meshllm.node.v1.GossipMessage"> & {
    * @generated from field: meshllm.node.v1.KnownAnnouncements known = 50;
    */
   known?: KnownAnnouncements | undefined;
+
+  /**
+   * Membership (docs/membership.md): HMAC-SHA256 keyed by the mesh id over
+   * "mesh-llm-membership-proof-v1:" || initiator peer id || responder peer id, sent instead of
+   * an announcement to a peer not yet known as a member (mDNS): it reveals nothing to a stranger.
+   *
+   * @generated from field: bytes membership_proof = 70;
+   */
+  membershipProof: Uint8Array;
+
+  /**
+   * Owner-signed revocations this node holds (all of them on a full exchange).
+   *
+   * @generated from field: repeated meshllm.node.v1.OwnerSigned revocations = 71;
+   */
+  revocations: OwnerSigned[];
 };
 
 /**
@@ -571,6 +601,189 @@ export declare type AttestResponse = Message<"meshllm.node.v1.AttestResponse"> &
  * Use `create(AttestResponseSchema)` to create a new message.
  */
 export declare const AttestResponseSchema: GenMessage<AttestResponse>;
+
+/**
+ * The exact bytes of a Membership, Invite or Revocation and the mesh owner's Ed25519 signature
+ * over "mesh-llm-<kind>-v1:" || body.
+ *
+ * @generated from message meshllm.node.v1.OwnerSigned
+ */
+export declare type OwnerSigned = Message<"meshllm.node.v1.OwnerSigned"> & {
+  /**
+   * @generated from field: bytes body = 1;
+   */
+  body: Uint8Array;
+
+  /**
+   * @generated from field: bytes signature = 2;
+   */
+  signature: Uint8Array;
+};
+
+/**
+ * Describes the message meshllm.node.v1.OwnerSigned.
+ * Use `create(OwnerSignedSchema)` to create a new message.
+ */
+export declare const OwnerSignedSchema: GenMessage<OwnerSigned>;
+
+/**
+ * A certificate: this endpoint is a member of the owner's mesh.
+ *
+ * @generated from message meshllm.node.v1.Membership
+ */
+export declare type Membership = Message<"meshllm.node.v1.Membership"> & {
+  /**
+   * 32-byte Ed25519 public key of the mesh owner
+   *
+   * @generated from field: bytes owner = 1;
+   */
+  owner: Uint8Array;
+
+  /**
+   * the member
+   *
+   * @generated from field: bytes endpoint_id = 2;
+   */
+  endpointId: Uint8Array;
+
+  /**
+   * @generated from field: uint64 issued_at_ms = 3;
+   */
+  issuedAtMs: bigint;
+
+  /**
+   * the member whose invite admitted it (empty: the owner's own invite)
+   *
+   * @generated from field: bytes invited_by = 4;
+   */
+  invitedBy: Uint8Array;
+};
+
+/**
+ * Describes the message meshllm.node.v1.Membership.
+ * Use `create(MembershipSchema)` to create a new message.
+ */
+export declare const MembershipSchema: GenMessage<Membership>;
+
+/**
+ * An invite: admits its bearer once it reaches the owner node before it expires.
+ *
+ * @generated from message meshllm.node.v1.Invite
+ */
+export declare type Invite = Message<"meshllm.node.v1.Invite"> & {
+  /**
+   * @generated from field: bytes owner = 1;
+   */
+  owner: Uint8Array;
+
+  /**
+   * 16 random bytes
+   *
+   * @generated from field: bytes invite_id = 2;
+   */
+  inviteId: Uint8Array;
+
+  /**
+   * 0 = no expiry
+   *
+   * @generated from field: uint64 expires_at_ms = 3;
+   */
+  expiresAtMs: bigint;
+
+  /**
+   * a member's standing invite (void once that member is revoked); empty for the owner's
+   *
+   * @generated from field: bytes issued_to = 4;
+   */
+  issuedTo: Uint8Array;
+};
+
+/**
+ * Describes the message meshllm.node.v1.Invite.
+ * Use `create(InviteSchema)` to create a new message.
+ */
+export declare const InviteSchema: GenMessage<Invite>;
+
+/**
+ * The owner's word that an endpoint is no longer a member.
+ *
+ * @generated from message meshllm.node.v1.Revocation
+ */
+export declare type Revocation = Message<"meshllm.node.v1.Revocation"> & {
+  /**
+   * @generated from field: bytes owner = 1;
+   */
+  owner: Uint8Array;
+
+  /**
+   * @generated from field: bytes endpoint_id = 2;
+   */
+  endpointId: Uint8Array;
+
+  /**
+   * @generated from field: uint64 revoked_at_ms = 3;
+   */
+  revokedAtMs: bigint;
+};
+
+/**
+ * Describes the message meshllm.node.v1.Revocation.
+ * Use `create(RevocationSchema)` to create a new message.
+ */
+export declare const RevocationSchema: GenMessage<Revocation>;
+
+/**
+ * /mesh-llm/admit/1.0.0: a joiner (or a member on its behalf) asks the owner node for a certificate.
+ *
+ * @generated from message meshllm.node.v1.AdmitRequest
+ */
+export declare type AdmitRequest = Message<"meshllm.node.v1.AdmitRequest"> & {
+  /**
+   * @generated from field: meshllm.node.v1.OwnerSigned invite = 1;
+   */
+  invite?: OwnerSigned | undefined;
+
+  /**
+   * who is to be certified (the joiner)
+   *
+   * @generated from field: bytes endpoint_id = 2;
+   */
+  endpointId: Uint8Array;
+};
+
+/**
+ * Describes the message meshllm.node.v1.AdmitRequest.
+ * Use `create(AdmitRequestSchema)` to create a new message.
+ */
+export declare const AdmitRequestSchema: GenMessage<AdmitRequest>;
+
+/**
+ * @generated from message meshllm.node.v1.AdmitResponse
+ */
+export declare type AdmitResponse = Message<"meshllm.node.v1.AdmitResponse"> & {
+  /**
+   * @generated from field: meshllm.node.v1.OwnerSigned membership = 1;
+   */
+  membership?: OwnerSigned | undefined;
+
+  /**
+   * the new member's standing invite, for tokens it hands out
+   *
+   * @generated from field: meshllm.node.v1.OwnerSigned invite = 2;
+   */
+  invite?: OwnerSigned | undefined;
+
+  /**
+   * @generated from field: string error = 3;
+   */
+  error: string;
+};
+
+/**
+ * Describes the message meshllm.node.v1.AdmitResponse.
+ * Use `create(AdmitResponseSchema)` to create a new message.
+ */
+export declare const AdmitResponseSchema: GenMessage<AdmitResponse>;
 
 /**
  * @generated from enum meshllm.node.v1.NodeRole
