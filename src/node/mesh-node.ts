@@ -187,6 +187,12 @@ export async function startMeshNode(config: NodeConfig, deps: MeshNodeDeps): Pro
       mesh.handle(PROTOCOL_LOAD, (stream) => publisher.serve(stream));
     }
     const subscriptions = new LoadSubscriptions({ mesh, board: router.load, logger: loadLog });
+    // A host that left keeps no conversations (they would only be skipped until they expire).
+    cleanup.push(
+      mesh.onPeerEvent((event) => {
+        if (event.type === 'removed') router.affinity.forgetHost(event.endpointId);
+      }),
+    );
 
     mesh.handle(
       PROTOCOL_HTTP,

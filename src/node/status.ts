@@ -157,7 +157,10 @@ export function peerSamples(report: StatusReport): PeerSample[] {
   return report.peers.map((p) => ({ tier: p.attestation?.tier ?? 'none', link: linkKind(p) }));
 }
 
+/** The peer's link report (direct, relayed, transitive) where the mesh gives one. */
 function linkKind(peer: PeerStatus): string {
+  const reported = (peer as { link?: { kind?: string } }).link?.kind;
+  if (reported) return reported;
   if (!peer.connected) return peer.transitive ? 'transitive' : 'disconnected';
   return 'direct';
 }
