@@ -159,6 +159,7 @@ export class LlamaCppBackend implements InferenceBackend {
       parallel: this.#parallel,
       gpuLayers: this.#options.gpuLayers,
       availableRamBytes: this.#options.availableRamBytes,
+      activeSequences: () => this.#parallel - (this.#pool?.available ?? this.#parallel),
       logger: this.#log,
     });
     this.#loaded = loaded;

@@ -114,6 +114,9 @@ class PausingReader implements AsyncIterable<Uint8Array> {
     };
     const onClose = (evt: StreamCloseEvent) => {
       if (evt.error !== undefined) this.error = evt.error;
+      // Closed before the remote ended its side: the connection went away (a reset, not an end).
+      else if (!this.remoteEnded)
+        this.error = new StreamClosedError('the connection closed before the remote finished');
       this.closed = true;
       this.notify();
     };

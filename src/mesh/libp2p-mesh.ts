@@ -1,17 +1,23 @@
 import { randomBytes } from 'node:crypto';
 import { noise } from '@chainsafe/libp2p-noise';
+import { quic } from '@chainsafe/libp2p-quic';
 import { yamux } from '@chainsafe/libp2p-yamux';
+import { autoNATv2 } from '@libp2p/autonat-v2';
 import { circuitRelayTransport } from '@libp2p/circuit-relay-v2';
 import { dcutr } from '@libp2p/dcutr';
 import { type Identify, identify } from '@libp2p/identify';
 import type { Libp2p, PeerId, PrivateKey, Stream } from '@libp2p/interface';
 import { mdns } from '@libp2p/mdns';
+import { peerIdFromString } from '@libp2p/peer-id';
 import { type Ping, ping } from '@libp2p/ping';
 import { tcp } from '@libp2p/tcp';
+import { uPnPNAT } from '@libp2p/upnp-nat';
+import type { Multiaddr } from '@multiformats/multiaddr';
 import { createLibp2p, type Libp2pInit } from 'libp2p';
 import { ConfigError, UpstreamError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { OwnerSigned, PeerAnnouncement } from '../proto/gen/mesh_pb.js';
+import { announceFilter, bridgeInterfaceIps, classify, parseAnnounce } from './address-policy.ts';
 import { Admission, PROTOCOL_ADMIT } from './admission.ts';
 import { toByteStream } from './byte-stream.ts';
 import {
@@ -24,6 +30,7 @@ import {
 } from './identity.ts';
 import { decodeInviteToken, encodeInviteToken, isValidMeshId } from './invite.ts';
 import { libp2pComponentLogger } from './libp2p-logger.ts';
+import { checkListenHost, type ListenPlan, listenPlan, meshPortFor } from './listen-addresses.ts';
 import { LocalAnnouncement } from './local-announcement.ts';
 import { MemberRelayPolicy, tableMembership } from './member-relay.ts';
 import { decodeSigned, encodeSigned, MeshMembership } from './membership.ts';
@@ -33,9 +40,16 @@ import { AnnouncementSequence } from './sequence.ts';
 import { type AppHandler, type AppStreamsService, meshAppStreams } from './services/app-streams.ts';
 import { type BootstrapService, meshBootstrap } from './services/bootstrap.ts';
 import { anySignal, type MeshContext, short } from './services/context.ts';
-import { type DialerService, meshDialer, type OpenedStream, STREAM_LIMIT } from './services/dialer.ts';
+import {
+  type DialerService,
+  isRelayed,
+  meshDialer,
+  type OpenedStream,
+  STREAM_LIMIT,
+} from './services/dialer.ts';
 import { type GossipService, meshGossip } from './services/gossip-service.ts';
 import { type MembershipService, meshMembership } from './services/membership.ts';
+import { meshReachability, type ReachabilityService } from './services/reachability.ts';
 import { coalesceTurnWrites } from './turn-coalescing.ts';
 import {
   type ByteStream,
@@ -43,6 +57,7 @@ import {
   type LocalAnnouncementFields,
   type MeshService,
   type PeerEvent,
+  type PeerLink,
   type PeerRecord,
   PROTOCOL_FORWARD,
   PROTOCOL_GOSSIP,
@@ -57,10 +72,16 @@ export interface MeshOptions {
   identity?: MeshIdentity;
   /** Mesh to belong to; a fresh random id (a new mesh) when absent. join() adopts the token's. */
   meshId?: string;
-  /** '127.0.0.1' (default) or '0.0.0.0'. */
+  /** An IPv4 or IPv6 address; '127.0.0.1' (default); '0.0.0.0' or '::' listen on v4 and v6. */
   listenHost?: string;
-  /** 0 (default) = any free port. */
+  /** 0 (default) = the port this data dir used last time if free, else any free port. */
   listenPort?: number;
+  /** Addresses others reach this node on (multiaddr or host:port): advertised as they are. */
+  announce?: string[];
+  /** QUIC on the same port number over UDP beside TCP (hole punching needs UDP). Default false. */
+  quic?: boolean;
+  /** Ask the router for a port mapping over UPnP. */
+  upnp?: boolean;
   /** Act as a circuit-relay-v2 server: unlimited for members, libp2p's limits for others. */
   relay?: boolean;
   /** Relay reservations held at once (default RELAY_BOUNDS.slots; strangers get half). */
@@ -97,13 +118,21 @@ type Services = {
   meshBootstrap: BootstrapService;
   meshDialer: DialerService;
   meshAppStreams: AppStreamsService;
+  meshReachability?: ReachabilityService;
 };
 
 // Window ≤ half of libp2p's 4 MiB read buffer, so a paused reader is never reset.
 const YAMUX_MAX_WINDOW = 2 * 1024 * 1024;
 const WARM_STREAMS_DEFAULT = 8;
+const PING_INTERVAL_MS = 5_000;
 const WARM_STREAMS_REFILL_AT = 2;
 const WARM_STREAM_IDLE_MS = 60_000;
+
+/**
+ * The mesh of a LAN: the one fresh `--mdns` nodes (no token, no mesh yet) join, so that two of
+ * them form one mesh without a token. Its id is no secret: it trusts everyone on the LAN.
+ */
+export const LAN_MESH_ID = 'mesh-llm-lan';
 
 export async function createLibp2pMesh(options: MeshOptions): Promise<Libp2pMesh> {
   const identity =
@@ -113,12 +142,18 @@ export async function createLibp2pMesh(options: MeshOptions): Promise<Libp2pMesh
   const meshId = options.meshId ?? randomBytes(16).toString('hex');
   if (!isValidMeshId(meshId)) throw new ConfigError('mesh id must be 1-128 characters of [A-Za-z0-9._:-]');
   const host = options.listenHost ?? '127.0.0.1';
-  if (host !== '127.0.0.1' && host !== '0.0.0.0' && !/^\d{1,3}(\.\d{1,3}){3}$/.test(host)) {
-    throw new ConfigError(`listen host must be an IPv4 address, got ${host}`);
-  }
-  const port = options.listenPort ?? 0;
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new ConfigError(`invalid mesh port ${port}`);
-  return new Libp2pMesh(options, identity, meshId, host, port).build();
+  checkListenHost(host);
+  const requested = options.listenPort ?? 0;
+  if (!Number.isInteger(requested) || requested < 0 || requested > 65535)
+    throw new ConfigError(`invalid mesh port ${requested}`);
+  const quic = options.quic === true;
+  const announce = (options.announce ?? []).flatMap((value) => parseAnnounce(value, quic));
+  const relayOnly = options.reachableOnlyViaRelay === true;
+  const { port } = relayOnly
+    ? { port: 0 }
+    : await meshPortFor({ host, requested, quic, dataDir: options.dataDir });
+  const plan = await listenPlan(host, port, quic);
+  return new Libp2pMesh(options, identity, meshId, plan, announce).build();
 }
 
 /**
@@ -131,8 +166,8 @@ export class Libp2pMesh implements MeshService {
   readonly peerId: string;
   private currentMeshId: string;
   private readonly options: MeshOptions;
-  private readonly host: string;
-  private readonly port: number;
+  private readonly plan: ListenPlan;
+  private readonly announce: Multiaddr[];
   private readonly log: Logger;
   private readonly heartbeatMs: number;
   private readonly table: PeerTable;
@@ -156,13 +191,19 @@ export class Libp2pMesh implements MeshService {
   /** The invite of the token joined with, until the owner has admitted this node. */
   private pendingInvite: OwnerSigned | undefined;
 
-  constructor(options: MeshOptions, identity: MeshIdentity, meshId: string, host: string, port: number) {
+  constructor(
+    options: MeshOptions,
+    identity: MeshIdentity,
+    meshId: string,
+    plan: ListenPlan,
+    announce: Multiaddr[],
+  ) {
     this.options = options;
     this.endpointId = identity.endpointId;
     this.peerId = identity.peerId.toString();
     this.currentMeshId = meshId;
-    this.host = host;
-    this.port = port;
+    this.plan = plan;
+    this.announce = announce;
     this.log = options.logger;
     this.heartbeatMs = options.heartbeatMs ?? 60_000;
     const clock = options.clock ?? Date.now;
@@ -197,7 +238,7 @@ export class Libp2pMesh implements MeshService {
       stopSignal: this.stopController.signal,
       membership: this.membership,
       meshId: () => this.currentMeshId,
-      invited: (peer) => this.libp2p.services.meshBootstrap.has(peer),
+      invited: (peer) => this.libp2p.services.meshBootstrap.has(peer.toString()),
       ingestRevocations: (list) => this.ingestRevocations(list),
     };
     this.admission = new Admission({
@@ -250,7 +291,13 @@ export class Libp2pMesh implements MeshService {
       }),
     };
     // A NATed node cannot be dialed directly, so hole punching must not "fix" the test setup.
-    if (!relayOnly) services.dcutr = dcutr();
+    if (!relayOnly) {
+      services.dcutr = dcutr();
+      services.meshReachability = meshReachability(context, { announced: this.announce.length });
+      // Confirms observed public addresses once four peers dialled them back (large meshes).
+      services.autoNAT = autoNATv2();
+    }
+    if (options.upnp === true && !relayOnly) services.upnp = uPnPNAT();
     // Members relay without limits; strangers get libp2p's defaults (member-relay.ts).
     const relayPolicy = options.relay === true ? new MemberRelayPolicy(options.relaySlots) : undefined;
     if (relayPolicy !== undefined) {
@@ -259,7 +306,7 @@ export class Libp2pMesh implements MeshService {
     }
     // Every non-relay node also takes a reservation on a mesh relay when one is connected,
     // so a node behind a real NAT stays reachable; direct addresses are still dialed first.
-    const listenAddrs = relayOnly ? ['/p2p-circuit'] : [`/ip4/${this.host}/tcp/${this.port}`];
+    const listenAddrs = relayOnly ? ['/p2p-circuit'] : [...this.plan.addrs];
     if (!relayOnly && options.relay !== true && options.relayReservation !== false)
       listenAddrs.push('/p2p-circuit');
     this.libp2p = (await createLibp2p({
@@ -267,8 +314,16 @@ export class Libp2pMesh implements MeshService {
       logger: libp2pComponentLogger(),
       metrics: options.metrics,
       start: false,
-      addresses: { listen: listenAddrs },
-      transports: [tcp(), circuitRelayTransport({ maxInboundStopStreams: STREAM_LIMIT })],
+      addresses: {
+        listen: listenAddrs,
+        appendAnnounce: this.announce.map((ma) => ma.toString()),
+        announceFilter: announceFilter({ loopbackOnly: this.plan.loopbackOnly }),
+      },
+      transports: [
+        tcp(),
+        ...(options.quic === true ? [quic()] : []),
+        circuitRelayTransport({ maxInboundStopStreams: STREAM_LIMIT }),
+      ],
       connectionEncrypters: [noise({ crypto: noiseCrypto })],
       streamMuxers: [yamux({ streamOptions: { maxStreamWindowSize: YAMUX_MAX_WINDOW } })],
       peerDiscovery: options.mdns === true ? [mdns({ serviceTag: 'mesh-llm.local' })] : [],
@@ -286,6 +341,9 @@ export class Libp2pMesh implements MeshService {
         reconnectRetryInterval: 1_000,
         reconnectBackoffFactor: 1.5,
       },
+      // Every connection is pinged this often (connection.rtt); one that stops answering is
+      // closed, so a crashed peer counts as disconnected within seconds, not heartbeats.
+      connectionMonitor: { pingInterval: PING_INTERVAL_MS },
       // biome-ignore lint/suspicious/noExplicitAny: the service map is assembled conditionally.
       services: services as any,
     })) as unknown as Libp2p<Services>;
@@ -388,7 +446,7 @@ export class Libp2pMesh implements MeshService {
   inviteToken(options: { expiresInMs?: number } = {}): string {
     const addrs = this.addresses();
     if (addrs.length === 0) {
-      throw new ConfigError('this node has no dialable address yet (still waiting for a relay reservation?)');
+      throw new ConfigError(this.reachabilityProblem() ?? 'this node has no dialable address yet');
     }
     const owner = this.membership.owner;
     if (owner === undefined) {
@@ -472,6 +530,36 @@ export class Libp2pMesh implements MeshService {
     await this.local.resign();
   }
 
+  reachabilityProblem(): string | undefined {
+    const service = this.libp2p.services.meshReachability;
+    if (service === undefined) {
+      return this.addresses().length === 0
+        ? 'this node waits for a relay reservation (it has no address of its own)'
+        : undefined;
+    }
+    const bridges = bridgeInterfaceIps();
+    const classes = this.started ? this.libp2p.getMultiaddrs().map((ma) => classify(ma, bridges)) : [];
+    return service.problem(classes, this.plan.port || undefined);
+  }
+
+  link(endpointId: EndpointId): PeerLink {
+    const none: PeerLink = { kind: 'transitive', address: null, via: null };
+    if (!this.started || !isEndpointId(endpointId)) return none;
+    const connections = this.libp2p
+      .getConnections(peerIdFromEndpointId(endpointId))
+      .filter((c) => c.status === 'open');
+    const connection = connections.find((c) => !isRelayed(c)) ?? connections[0];
+    if (connection === undefined) return none;
+    const address = connection.remoteAddr.toString();
+    if (!isRelayed(connection)) return { kind: 'direct', address, via: null };
+    const relay = relayOf(connection.remoteAddr);
+    return {
+      kind: 'relayed',
+      address,
+      via: relay === undefined ? null : (endpointIdFromPeerId(relay) ?? null),
+    };
+  }
+
   async join(token: string): Promise<void> {
     const invite = decodeInviteToken(token);
     const owner = invite.owner === undefined ? undefined : new Uint8Array(Buffer.from(invite.owner, 'hex'));
@@ -494,8 +582,10 @@ export class Libp2pMesh implements MeshService {
     if (this.started && peers.length > 0) await bootstrap.connect(peers);
   }
 
+  /** Members, less those whose connection died and stayed dead (until they announce again). */
   peers(): PeerRecord[] {
-    return this.table.list();
+    const membership = this.libp2p.services.meshMembership;
+    return this.table.list().filter((p) => !membership.isLost(p.endpointId));
   }
 
   peer(endpointId: EndpointId): PeerRecord | undefined {
@@ -615,4 +705,17 @@ function isFresh(stream: Stream): boolean {
     stream.remoteWriteStatus === 'writable' &&
     stream.remoteReadStatus === 'readable'
   );
+}
+
+/** The relay's peer id in a circuit address (`.../p2p/RELAY/p2p-circuit/...`). */
+function relayOf(address: Multiaddr): PeerId | undefined {
+  const parts = address.getComponents();
+  const circuit = parts.findIndex((c) => c.name === 'p2p-circuit');
+  const relay = circuit > 0 ? parts[circuit - 1] : undefined;
+  if (relay?.name !== 'p2p' || relay.value === undefined) return undefined;
+  try {
+    return peerIdFromString(relay.value);
+  } catch {
+    return undefined;
+  }
 }

@@ -41,6 +41,16 @@ export interface PeerRecord {
   rttMs?: number;
 }
 
+/** How this node reaches a peer right now (status pages). */
+export interface PeerLink {
+  /** `direct`: a connection of its own; `relayed`: a circuit through a relay; `transitive`: known through gossip only. */
+  kind: 'direct' | 'relayed' | 'transitive';
+  /** The remote address of the connection in use. */
+  address: string | null;
+  /** For `relayed`: the relay's endpoint id. */
+  via: EndpointId | null;
+}
+
 export type PeerEvent =
   | { type: 'updated'; peer: PeerRecord }
   | { type: 'removed'; endpointId: EndpointId; reason: 'left' | 'silent' | 'evicted' };
@@ -71,6 +81,10 @@ export interface MeshService {
   inviteToken(options?: { expiresInMs?: number }): string;
   /** Owner only: revoke a member for good (docs/membership.md). */
   revoke(endpointId: EndpointId): Promise<void>;
+  /** What stops nodes elsewhere from dialling this one, and how to fix it; undefined when nothing. */
+  reachabilityProblem(): string | undefined;
+  /** How this node reaches `endpointId` right now. */
+  link(endpointId: EndpointId): PeerLink;
   /** Dial the members of an invite token (repeatable). */
   join(token: string): Promise<void>;
   peers(): PeerRecord[];

@@ -68,6 +68,12 @@ export interface NodeConfig {
   /** What one member can make this host hold: streams per peer, request bytes, read deadlines. */
   inboundLimits: InboundLimits;
   mdns: boolean;
+  /** Addresses others reach the mesh port on (--announce; multiaddr or host:port). */
+  announce: string[];
+  /** QUIC on the mesh port over UDP beside TCP (--no-quic turns it off). */
+  quic: boolean;
+  /** Ask the router for a port mapping over UPnP (--upnp). */
+  upnp: boolean;
   logFormat: LogFormat;
   /** When every host of a model is full: how long a request may wait, and how many may. */
   queueTimeoutMs: number;
@@ -118,6 +124,9 @@ export function defaultConfig(overrides: Partial<NodeConfig> = {}): NodeConfig {
     answerBounds: { ...DEFAULT_ANSWER_BOUNDS },
     inboundLimits: { ...DEFAULT_INBOUND_LIMITS },
     mdns: false,
+    announce: [],
+    quic: true,
+    upnp: false,
     logFormat: 'pretty',
     queueTimeoutMs: 30_000,
     maxQueued: 256,

@@ -13,7 +13,7 @@ import { ConfigError, describeError } from '../errors.ts';
 import type { SecurityPostureFacts } from '../hardening/types.ts';
 import type { Logger } from '../log.ts';
 import { loadOrCreateIdentity } from '../mesh/identity.ts';
-import { createLibp2pMesh } from '../mesh/libp2p-mesh.ts';
+import { createLibp2pMesh, LAN_MESH_ID } from '../mesh/libp2p-mesh.ts';
 import type { LocalAnnouncementFields, MeshService, StreamTapEvent } from '../mesh/types.ts';
 import { PROTOCOL_HTTP } from '../mesh/types.ts';
 import { libp2pMetrics } from '../metrics/libp2p.ts';
@@ -121,7 +121,8 @@ export async function startMeshNode(config: NodeConfig, deps: MeshNodeDeps): Pro
     const savedMeshId = (await readFile(meshIdFile, 'utf8').catch(() => '')).trim() || undefined;
     const mesh = await createLibp2pMesh({
       privateKey: identity.privateKey,
-      meshId: savedMeshId,
+      // A fresh --mdns node without a token joins the LAN's open mesh (said in --help).
+      meshId: savedMeshId ?? (config.mdns && config.join.length === 0 ? LAN_MESH_ID : undefined),
       dataDir: config.dataDir,
       listenHost: config.meshHost,
       listenPort: config.meshPort,
@@ -129,6 +130,9 @@ export async function startMeshNode(config: NodeConfig, deps: MeshNodeDeps): Pro
       reachableOnlyViaRelay: config.reachableOnlyViaRelay,
       heartbeatMs: config.heartbeatMs,
       mdns: config.mdns,
+      announce: config.announce,
+      quic: config.quic,
+      upnp: config.upnp,
       announcement: announcement(),
       version: VERSION,
       logger: logger.child({ component: 'mesh' }),
@@ -183,6 +187,12 @@ export async function startMeshNode(config: NodeConfig, deps: MeshNodeDeps): Pro
       mesh.handle(PROTOCOL_LOAD, (stream) => publisher.serve(stream));
     }
     const subscriptions = new LoadSubscriptions({ mesh, board: router.load, logger: loadLog });
+    // A host that left keeps no conversations (they would only be skipped until they expire).
+    cleanup.push(
+      mesh.onPeerEvent((event) => {
+        if (event.type === 'removed') router.affinity.forgetHost(event.endpointId);
+      }),
+    );
 
     mesh.handle(
       PROTOCOL_HTTP,

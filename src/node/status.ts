@@ -1,7 +1,7 @@
 import { ConfigError } from '../errors.ts';
 import { postureFromProto } from '../hardening/posture.ts';
 import type { SecurityPostureFacts } from '../hardening/types.ts';
-import type { MeshService, PeerRecord } from '../mesh/types.ts';
+import type { MeshService, PeerLink, PeerRecord } from '../mesh/types.ts';
 import type { PeerSample } from '../metrics/node-metrics.ts';
 import { NodeRole } from '../proto/gen/mesh_pb.js';
 import { hostedModels, type ModelPool, type Router } from '../routing/router.ts';
@@ -20,6 +20,8 @@ export interface PeerStatus {
   version: string;
   connected: boolean;
   transitive: boolean;
+  /** How this node reaches the peer: direct, relayed (via which relay) or transitive, and the address in use. */
+  link: PeerLink;
   lastSeenMs: number;
   e2e: { capable: boolean; inferencePublicKey: string | null };
   attestation: PeerAttestationStatus | null;
@@ -49,6 +51,8 @@ export interface StatusReport {
     /** The invite token; null while the node has no dialable address, or for a caller without the console credential. */
     token: string | null;
     addresses: string[];
+    /** Why nodes elsewhere could not dial this one, with the fix (--announce); null when they can. */
+    reachability: string | null;
     policy: { requireEncryption: boolean; requireAttestedHosts: boolean };
     e2e: { enabled: boolean; inferencePublicKey: string | null };
     attestation: {
@@ -95,6 +99,7 @@ export function buildStatusReport(input: {
         .map((m) => ({ name: m.id, contextLength: m.contextLength ?? null, hosts: m.hosts })),
       token: inviteTokenOrNull(mesh),
       addresses: mesh.addresses(),
+      reachability: mesh.reachabilityProblem() ?? null,
       policy: {
         requireEncryption: config.requireEncryption,
         requireAttestedHosts: config.requireAttestedHosts,
@@ -121,6 +126,7 @@ export function buildStatusReport(input: {
         version: a.version,
         connected: peer.connected,
         transitive: peer.transitive,
+        link: mesh.link(peer.endpointId),
         lastSeenMs: peer.lastSeenMs,
         e2e: { capable: key !== undefined, inferencePublicKey: key ? (a.inferencePublicKey ?? null) : null },
         attestation: attestation.peerStatus(peer.endpointId) ?? null,
@@ -151,7 +157,10 @@ export function peerSamples(report: StatusReport): PeerSample[] {
   return report.peers.map((p) => ({ tier: p.attestation?.tier ?? 'none', link: linkKind(p) }));
 }
 
+/** The peer's link report (direct, relayed, transitive) where the mesh gives one. */
 function linkKind(peer: PeerStatus): string {
+  const reported = (peer as { link?: { kind?: string } }).link?.kind;
+  if (reported) return reported;
   if (!peer.connected) return peer.transitive ? 'transitive' : 'disconnected';
   return 'direct';
 }

@@ -5,6 +5,7 @@ import { openResponse } from '../crypto/response-frames.ts';
 import { describeError, MeshError, UpstreamError } from '../errors.ts';
 import { type ApiRequest, bodyOf, readAll, type UpstreamResponse } from '../http/exchange.ts';
 import { parseResponse, serializeRequest } from '../http/http1.ts';
+import { StreamClosedError } from '../mesh/byte-stream.ts';
 import type { ByteStream, EndpointId, MeshService } from '../mesh/types.ts';
 import { PROTOCOL_HTTP } from '../mesh/types.ts';
 import { type AnswerBounds, AnswerWatchdog, boundedBody, DEFAULT_ANSWER_BOUNDS } from './answer-bounds.ts';
@@ -124,7 +125,10 @@ export class RemoteTransport {
           // try the next carrier
         }
       }
-      throw new UpstreamError(`could not reach host ${target.slice(0, 12)}: ${describeError(directError)}`);
+      throw new UpstreamError(
+        `could not reach host ${target.slice(0, 12)}: ${describeError(directError)}`,
+        directError instanceof MeshError ? directError.code : 'peer_unreachable',
+      );
     }
   }
 }
@@ -173,6 +177,9 @@ const MAX_REFUSAL_BYTES = 64 * 1024;
 /** E2E and wire failures become typed upstream errors (never a generic 500). */
 function asUpstreamError(error: unknown): MeshError {
   if (error instanceof MeshError) return error;
+  // The stream was reset or its connection died: a transport failure, not a decryption one.
+  if (error instanceof StreamClosedError)
+    return new UpstreamError(error.message, 'upstream_reset', { cause: error });
   if (isE2EError(error))
     return new UpstreamError(`end-to-end decryption failed (${error.code})`, `e2e_${error.code}`);
   return new UpstreamError(describeError(error), 'upstream_failed', { cause: error });

@@ -35,7 +35,13 @@ test('a member flooding 4,200 fresh origins does not partition the mesh', async 
   console.log(`forged in ${forged} ms, pushed in ${Date.now() - started - forged} ms`);
   // Several heartbeats: the fakes fall silent and are swept; the real peers must stay.
   await new Promise((r) => setTimeout(r, HEARTBEAT_MS * 5));
-  assert.ok(a.peer(b.endpointId) !== undefined && a.peer(c.endpointId) !== undefined, 'A keeps B and C');
+  // On a loaded machine a real peer may miss a beat, but the mesh must come back together (it
+  // never did: every exchange of the flooded nodes was refused whole, for good).
+  await waitFor(
+    () => a.peer(b.endpointId) !== undefined && a.peer(c.endpointId) !== undefined,
+    'A holds B and C',
+    30_000,
+  );
 
   // A newcomer that knows only A must still learn the rest of the mesh through it.
   const d = await cluster().node();
@@ -43,9 +49,9 @@ test('a member flooding 4,200 fresh origins does not partition the mesh', async 
   await waitFor(
     () => d.peer(b.endpointId) !== undefined && d.peer(c.endpointId) !== undefined,
     'newcomer learns the mesh through the flooded node',
-    15_000,
+    30_000,
   );
-  await waitFor(() => b.peer(d.endpointId) !== undefined, 'B learns the newcomer', 15_000);
+  await waitFor(() => b.peer(d.endpointId) !== undefined, 'B learns the newcomer', 30_000);
   // What the flood left behind stays well under one message's cap.
   assert.ok(a.peers().length <= 1_024, `A holds ${a.peers().length} peers`);
 });

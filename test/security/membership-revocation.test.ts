@@ -3,6 +3,7 @@ import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { multiaddr } from '@multiformats/multiaddr';
+import { durationFlag, runInvite, runRevoke } from '../../src/cli/commands/membership.ts';
 import { decodeInviteToken, encodeInviteToken } from '../../src/mesh/invite.ts';
 import { MEMBERSHIP_FILE, OWNER_KEY_FILE } from '../../src/mesh/membership.ts';
 import { PROTOCOL_HTTP } from '../../src/mesh/types.ts';
@@ -127,5 +128,26 @@ describe('mesh-llm invite / revoke through the console (local credential)', () =
     const revoked = await post(owner, '/api/revoke', { peer: member.endpointId }, await credentialOf(owner));
     assert.equal(revoked.status, 200);
     await waitFor(() => owner.mesh.peer(member.endpointId) === undefined, 'owner drops the revoked member');
+  });
+
+  test('the CLI: mesh-llm invite --expires 1h and revoke PEER talk to the running node', async () => {
+    const owner = await nodes.start('cli-owner');
+    const member = await nodes.start('cli-member', { join: [owner.mesh.inviteToken()] });
+    const port = new URL(owner.consoleUrl!).port;
+    const flags = ['--console', port, '--data-dir', owner.config.dataDir];
+    const printed: string[] = [];
+    const write = process.stdout.write;
+    process.stdout.write = ((chunk: string) => printed.push(String(chunk)) > 0) as typeof write;
+    try {
+      assert.equal(await runInvite([...flags, '--expires', '1h']), 0);
+      assert.equal(await runRevoke([member.endpointId, ...flags]), 0);
+    } finally {
+      process.stdout.write = write;
+    }
+    assert.equal(decodeInviteToken(printed[0]!.trim()).v, 2);
+    assert.match(printed[1]!, /revoked/);
+    await waitFor(() => owner.mesh.peer(member.endpointId) === undefined, 'the member is gone');
+    assert.throws(() => durationFlag('soon', '--expires'), /unit/);
+    assert.equal(durationFlag('24h', '--expires'), 86_400_000);
   });
 });

@@ -49,11 +49,19 @@ const HELP = `mesh-llm serve [flags]
   --idle-timeout S           seconds a streamed answer may stall (default 120)
   --console N                console port (default ${DEFAULT_CONSOLE_PORT}, loopback); 0 = any free port
   --no-console               do not serve the console
-  --bind-port N              mesh (libp2p) port (default: any free port)
-  --bind-host IP             mesh listen address (default 0.0.0.0; 127.0.0.1 keeps a mesh on this machine)
+  --bind-port N              mesh port, TCP and UDP (default: the one this data dir used last
+                             time, else any free port)
+  --bind-host IP             mesh listen address, IPv4 or IPv6 (default 0.0.0.0: every v4 and v6
+                             interface; 127.0.0.1 keeps a mesh on this machine)
+  --announce ADDR            an address others reach the mesh port on (host:port or a multiaddr;
+                             repeatable): a VPS behind 1:1 NAT, a port forward, a DNS name
+  --no-quic                  no QUIC (UDP) beside TCP: no hole punching, relayed behind NAT
+  --upnp                     ask the router for a port mapping (UPnP)
   --data-dir DIR             identity, pins and keys (default ~/.mesh-llm or $MESH_LLM_HOME)
   --relay                    act as a circuit relay for the mesh
-  --mdns                     discover peers on the LAN
+  --mdns                     discover peers on the LAN; a fresh node (no --join, no mesh yet)
+                             joins the LAN's mesh without a token: this trusts everyone on
+                             the LAN
   --require-encryption       never send a prompt in plaintext; refuse plaintext requests as a host
   --require-attested-hosts   send inference only to attested, live hosts (fails closed)
   --attestation-policy FILE  minimum tier, required posture, allowed hashes, pinned keys (JSON)
@@ -90,6 +98,9 @@ const FLAGS = {
   'no-console': { type: 'boolean' },
   'bind-port': { type: 'string' },
   'bind-host': { type: 'string' },
+  announce: { type: 'string', multiple: true },
+  'no-quic': { type: 'boolean' },
+  upnp: { type: 'boolean' },
   'data-dir': { type: 'string' },
   relay: { type: 'boolean' },
   mdns: { type: 'boolean' },
@@ -197,6 +208,9 @@ export function serveConfigFromArgs(args: string[]): NodeConfig | undefined {
       positiveIntFlag(values['attestation-refresh-ms'], '--attestation-refresh-ms') ??
       base.attestationRefreshMs,
     mdns: values.mdns ?? false,
+    announce: values.announce ?? [],
+    quic: !(values['no-quic'] ?? false),
+    upnp: values.upnp ?? false,
     logFormat: choiceFlag<LogFormat>(values['log-format'], '--log-format', ['pretty', 'json'], 'pretty'),
   });
 }

@@ -66,6 +66,13 @@ function hostingLines(hosting: StatusReport['node']['hosting']): string[] {
   ];
 }
 
+/** `direct ADDR`, `relayed via RELAY`, or `transitive` (known through gossip, not connected). */
+function linkCell(link: StatusReport['peers'][number]['link'] | undefined): string {
+  if (link === undefined || link.kind === 'transitive') return 'transitive';
+  if (link.kind === 'relayed') return `relayed via ${link.via === null ? '?' : short(link.via)}`;
+  return `direct ${link.address ?? ''}`.trim();
+}
+
 export function formatStatus(report: StatusReport): string {
   const n = report.node;
   const lines = [
@@ -74,6 +81,7 @@ export function formatStatus(report: StatusReport): string {
     `policy require-encryption=${n.policy.requireEncryption} require-attested-hosts=${n.policy.requireAttestedHosts}`,
     `posture debugger-blocked=${n.posture.debuggerBlocked} core-dumps-off=${n.posture.coreDumpsDisabled} plaintext=${n.posture.plaintextBoundary} hash=${n.posture.binaryHash.slice(0, 16)}`,
     ...hostingLines(n.hosting),
+    ...(n.reachability ? [`reach  ${n.reachability}`] : []),
     `models ${n.models.map((m) => `${m.name}@${m.hosts.map((h) => (h === 'local' ? 'local' : short(h))).join(',')}`).join('  ') || '—'}`,
     '',
   ];
@@ -82,6 +90,7 @@ export function formatStatus(report: StatusReport): string {
     'name',
     'role',
     'models',
+    'link',
     'rtt',
     'hardware',
     'e2e',
@@ -97,6 +106,7 @@ export function formatStatus(report: StatusReport): string {
     p.name,
     p.role,
     p.models.join(',') || '—',
+    linkCell(p.link),
     p.rttMs === null ? '—' : `${Math.round(p.rttMs)}ms`,
     p.hardware
       ? `${p.hardware.gpuKind || 'cpu'}${p.hardware.vramBytes > 0 ? ` ${gib(p.hardware.vramBytes)}` : ''} ${gib(p.hardware.memoryBytes)} ${p.hardware.cpuCores}c`

@@ -84,6 +84,7 @@ export class BootstrapService implements Startable {
     return peers;
   }
 
+  /** Whether `peer` (a peer id string) came from an invite token. */
   has(peer: string): boolean {
     return this.bootstraps.has(peer);
   }

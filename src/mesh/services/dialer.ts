@@ -1,14 +1,21 @@
 import { RELAY_V2_HOP_CODEC } from '@libp2p/circuit-relay-v2';
 import type { Connection, PeerId, Startable, Stream } from '@libp2p/interface';
-import { multiaddr } from '@multiformats/multiaddr';
+import { type Multiaddr, multiaddr } from '@multiformats/multiaddr';
 import { UpstreamError } from '../../errors.ts';
 import { DialGuard } from '../dial-guard.ts';
 import { peerIdFromEndpointId } from '../identity.ts';
 import type { EndpointId } from '../types.ts';
-import { listen, type MeshComponents, type MeshContext, short } from './context.ts';
+import { anySignal, listen, type MeshComponents, type MeshContext, short } from './context.ts';
 
 /** Streams per protocol and connection, each way. */
 export const STREAM_LIMIT = 1024;
+/** A request's whole dial (every candidate, relays included) ends by then, whatever its own signal. */
+export const DIAL_DEADLINE_MS = 5_000;
+/** Direct addresses get this head start before relay circuits are dialled too. */
+const RELAY_HEAD_START_MS = 250;
+/** An address whose dial failed is tried after the others for this long. */
+const FAILED_ADDRESS_MS = 30_000;
+const MAX_FAILED_ADDRESSES = 4096;
 
 export interface OpenedStream {
   stream: Stream;
@@ -27,6 +34,8 @@ export class DialerService implements Startable {
   private readonly relayPeers = new Set<string>();
   private readonly detachers: Array<() => void> = [];
   private readonly guard: DialGuard;
+  /** Address → until when it counts as failing. */
+  private readonly failed = new Map<string, number>();
 
   constructor(context: MeshContext, components: MeshComponents) {
     this.context = context;
@@ -51,53 +60,157 @@ export class DialerService implements Startable {
     for (const detach of this.detachers.splice(0)) detach();
   }
 
-  /** A new outbound stream: over the existing or a fresh connection, else through a relay. */
+  /**
+   * A new outbound stream to a member, within DIAL_DEADLINE_MS whatever the caller's own
+   * signal allows: over an open connection at once (a direct one before a relayed one), else
+   * over whichever candidate connects first, dialled in parallel.
+   */
   async negotiate(endpointId: EndpointId, protocol: string, signal: AbortSignal): Promise<OpenedStream> {
-    const { connectionManager } = this.components;
     const peerId = peerIdFromEndpointId(endpointId);
     const record = this.context.table.get(endpointId);
-    const connected = connectionManager.getConnections(peerId).length > 0;
-    if (record === undefined && !connected) {
+    const existing = this.bestConnection(peerId);
+    if (record === undefined && existing === undefined) {
       throw new UpstreamError(`peer ${short(endpointId)} is not known in this mesh`, 'peer_unknown');
     }
-    const streamOptions = { signal, runOnLimitedConnection: true, maxOutboundStreams: STREAM_LIMIT };
+    const deadline = anySignal(signal, AbortSignal.timeout(DIAL_DEADLINE_MS));
+    const streamOptions = {
+      signal: deadline,
+      runOnLimitedConnection: true,
+      maxOutboundStreams: STREAM_LIMIT,
+    };
+    let lastError: unknown;
+    if (existing !== undefined) {
+      try {
+        const stream = await existing.newStream(protocol, streamOptions);
+        return { stream, path: isRelayed(existing) ? 'relay' : 'direct' };
+      } catch (err) {
+        // A connection that cannot open a stream is dead: a fresh dial may still work.
+        lastError = err;
+        if (signal.aborted) throw new UpstreamError('stream open aborted', 'aborted', { cause: err });
+      }
+    }
+    if (record === undefined) {
+      throw new UpstreamError(`cannot reach peer ${short(endpointId)}`, 'peer_unreachable', {
+        cause: lastError,
+      });
+    }
     try {
-      // Not connected: only the announced addresses still within their dial budgets.
-      const target = connected
-        ? peerId
-        : this.guard.admit(endpointId, peerId.toString(), record!.announcement.listenAddrs);
-      if (Array.isArray(target) && target.length === 0)
-        throw new UpstreamError('dial budget spent', 'dial_limited');
-      const connection = await connectionManager.openConnection(target, { signal });
+      const connection = await this.dial(endpointId, peerId, record.announcement.listenAddrs, deadline);
       const stream = await connection.newStream(protocol, streamOptions);
       return { stream, path: isRelayed(connection) ? 'relay' : 'direct' };
     } catch (err) {
       if (signal.aborted) throw new UpstreamError('stream open aborted', 'aborted', { cause: err });
-      // Its own addresses failed: try a circuit through each relay we are connected to.
-      const viaRelay = await this.dialViaRelays(peerId, protocol, streamOptions);
-      if (viaRelay === undefined) {
-        throw new UpstreamError(`cannot reach peer ${short(endpointId)}`, 'peer_unreachable', { cause: err });
-      }
-      return { stream: viaRelay, path: 'relay' };
+      if (err instanceof UpstreamError) throw err;
+      const why = deadline.aborted
+        ? `no connection within ${DIAL_DEADLINE_MS / 1000} s`
+        : 'every address failed';
+      throw new UpstreamError(`cannot reach peer ${short(endpointId)} (${why})`, 'peer_unreachable', {
+        cause: err,
+      });
     }
   }
 
-  private async dialViaRelays(
+  /** An open connection to `peerId`: a direct one if there is one, else a relayed one. */
+  private bestConnection(peerId: PeerId): Connection | undefined {
+    const open = this.components.connectionManager.getConnections(peerId).filter((c) => c.status === 'open');
+    return open.find((c) => !isRelayed(c)) ?? open[0];
+  }
+
+  /**
+   * Dials the peer's announced addresses (within their budgets, recently failing ones last)
+   * and circuits through every relay we are connected to, in parallel: direct addresses
+   * first, circuits RELAY_HEAD_START_MS later, so a peer with a reachable address of its own
+   * is reached directly. The first connection wins; a relayed one that connects later is closed.
+   */
+  private async dial(
+    endpointId: EndpointId,
     peerId: PeerId,
-    protocol: string,
-    streamOptions: { signal: AbortSignal; runOnLimitedConnection: boolean; maxOutboundStreams: number },
-  ): Promise<Stream | undefined> {
+    announced: readonly string[],
+    signal: AbortSignal,
+  ): Promise<Connection> {
+    const admitted = this.guard.admit(endpointId, peerId.toString(), announced);
+    const direct = this.freshFirst(admitted.filter((ma) => !isCircuitAddr(ma)));
+    const circuits = new Map<string, Multiaddr>();
+    for (const ma of admitted) if (isCircuitAddr(ma)) circuits.set(ma.toString(), ma);
     for (const relay of this.relayPeers) {
-      if (relay === peerId.toString() || streamOptions.signal.aborted) continue;
-      try {
-        const circuit = multiaddr(`/p2p/${relay}/p2p-circuit/p2p/${peerId.toString()}`);
-        const connection = await this.components.connectionManager.openConnection(circuit, streamOptions);
-        return await connection.newStream(protocol, streamOptions);
-      } catch (err) {
-        this.context.log.debug({ relay, err: (err as Error).message }, 'relay circuit dial failed');
-      }
+      if (relay === peerId.toString()) continue;
+      const ma = multiaddr(`/p2p/${relay}/p2p-circuit/p2p/${peerId.toString()}`);
+      circuits.set(ma.toString(), ma);
     }
-    return undefined;
+    if (direct.length === 0 && circuits.size === 0) {
+      throw new UpstreamError(`no address of ${short(endpointId)} may be dialled now`, 'dial_limited');
+    }
+    const { transportManager } = this.components;
+    // Each attempt has a signal of its own that fires only to stop it: libp2p may keep a dial's
+    // signal attached to the connection it made, so the winner's must never fire afterwards.
+    const losers = new Set<AbortController>();
+    return new Promise<Connection>((resolve, reject) => {
+      const errors: unknown[] = [];
+      let pending = 0;
+      let launched = false;
+      let settled = false;
+      const settleIfDone = () => {
+        if (settled || !launched || pending > 0) return;
+        settled = true;
+        reject(new AggregateError(errors, 'every candidate address failed'));
+      };
+      const attempt = (ma: Multiaddr) => {
+        pending++;
+        const own = new AbortController();
+        const stop = () => own.abort(signal.reason);
+        signal.addEventListener('abort', stop, { once: true });
+        losers.add(own);
+        transportManager.dial(ma, { signal: own.signal }).then(
+          (connection) => {
+            pending--;
+            signal.removeEventListener('abort', stop);
+            losers.delete(own);
+            if (!settled) {
+              settled = true;
+              for (const loser of losers) loser.abort(new Error('another address connected first'));
+              resolve(connection);
+            } else if (isRelayed(connection)) {
+              connection.close().catch((err: Error) => connection.abort(err));
+            }
+          },
+          (err: unknown) => {
+            pending--;
+            signal.removeEventListener('abort', stop);
+            losers.delete(own);
+            errors.push(err);
+            if (!own.signal.aborted) this.markFailed(ma);
+            settleIfDone();
+          },
+        );
+      };
+      for (const ma of direct) attempt(ma);
+      const launchCircuits = () => {
+        if (!settled) for (const ma of circuits.values()) attempt(ma);
+        launched = true;
+        settleIfDone();
+      };
+      if (direct.length === 0 || circuits.size === 0) launchCircuits();
+      else setTimeout(launchCircuits, RELAY_HEAD_START_MS).unref();
+    });
+  }
+
+  /** Addresses that failed within FAILED_ADDRESS_MS go last (they age out of that list). */
+  private freshFirst(addrs: Multiaddr[]): Multiaddr[] {
+    const now = this.context.clock();
+    const failedAt = (ma: Multiaddr) => {
+      const until = this.failed.get(ma.toString());
+      return until !== undefined && until > now;
+    };
+    return [...addrs.filter((ma) => !failedAt(ma)), ...addrs.filter(failedAt)];
+  }
+
+  private markFailed(ma: Multiaddr): void {
+    const now = this.context.clock();
+    if (this.failed.size >= MAX_FAILED_ADDRESSES) {
+      for (const [key, until] of this.failed) if (until <= now) this.failed.delete(key);
+      if (this.failed.size >= MAX_FAILED_ADDRESSES) this.failed.delete(this.failed.keys().next().value!);
+    }
+    this.failed.set(ma.toString(), now + FAILED_ADDRESS_MS);
   }
 }
 
@@ -108,4 +221,8 @@ export function meshDialer(context: MeshContext): (components: MeshComponents) =
 /** A circuit-relay connection (limited, or dialled through /p2p-circuit). */
 export function isRelayed(connection: Pick<Connection, 'limits' | 'remoteAddr'>): boolean {
   return connection.limits !== undefined || connection.remoteAddr.toString().includes('/p2p-circuit');
+}
+
+function isCircuitAddr(ma: Multiaddr): boolean {
+  return ma.getComponents().some((c) => c.name === 'p2p-circuit');
 }

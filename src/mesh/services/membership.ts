@@ -5,6 +5,8 @@ import { listen, type MeshComponents, type MeshContext } from './context.ts';
 
 /** Tag that makes libp2p's reconnect queue redial a member whose connection dropped. */
 export const MEMBER_KEEP_ALIVE = `${KEEP_ALIVE}-mesh-member`;
+/** How long a dropped connection may take to come back before its peer counts as lost. */
+export const LOSS_GRACE_MS = 3_000;
 
 export interface MembershipInit {
   /** A NATed node cannot be dialled back, so it leaves reconnecting to the other side. */
@@ -24,6 +26,11 @@ export class MembershipService implements Startable {
   private readonly init: MembershipInit;
   private readonly detachers: Array<() => void> = [];
   private rttTimer: NodeJS.Timeout | undefined;
+  /** Members tagged KEEP_ALIVE (so a heartbeat's announcement does not tag them again). */
+  private readonly tagged = new Set<EndpointId>();
+  /** Peers lost: their connection died and stayed dead → the seq of their last announcement. */
+  private readonly lost = new Map<EndpointId, bigint>();
+  private readonly lossTimers = new Map<EndpointId, NodeJS.Timeout>();
 
   constructor(context: MeshContext, init: MembershipInit, components: MeshComponents) {
     this.context = context;
@@ -37,8 +44,17 @@ export class MembershipService implements Startable {
       listen(components, context.log, 'peer:connect', (evt) => this.onConnect(evt.detail)),
       listen(components, context.log, 'peer:disconnect', (evt) => this.onDisconnect(evt.detail)),
       context.table.onEvent((event) => {
-        if (event.type === 'updated' && event.peer.connected) this.keepAlive(event.peer.endpointId, true);
-        if (event.type === 'removed') this.keepAlive(event.endpointId, false);
+        if (event.type === 'updated') {
+          const { endpointId, connected, seq } = event.peer;
+          if (connected && !this.tagged.has(endpointId)) this.keepAlive(endpointId, true);
+          // A newer announcement is a sign of life: it is dialled again on the next request.
+          if (connected || (this.lost.get(endpointId) ?? seq) < seq) this.lost.delete(endpointId);
+        } else {
+          if (this.tagged.has(event.endpointId)) this.keepAlive(event.endpointId, false);
+          this.lost.delete(event.endpointId);
+          clearTimeout(this.lossTimers.get(event.endpointId));
+          this.lossTimers.delete(event.endpointId);
+        }
       }),
     );
     this.rttTimer = setInterval(() => this.refreshRtt(), context.heartbeatMs);
@@ -47,12 +63,26 @@ export class MembershipService implements Startable {
 
   stop(): void {
     clearInterval(this.rttTimer);
+    for (const timer of this.lossTimers.values()) clearTimeout(timer);
+    this.lossTimers.clear();
     for (const detach of this.detachers.splice(0)) detach();
+  }
+
+  /**
+   * A peer whose connection died and was not back within LOSS_GRACE_MS (libp2p's reconnect
+   * queue tries meanwhile): left out of routing until it announces itself again or reconnects.
+   */
+  isLost(endpointId: EndpointId): boolean {
+    return this.lost.has(endpointId);
   }
 
   private onConnect(peerId: PeerId): void {
     const id = endpointIdFromPeerId(peerId);
-    if (id !== undefined) this.context.table.setConnected(id, true);
+    if (id === undefined) return;
+    clearTimeout(this.lossTimers.get(id));
+    this.lossTimers.delete(id);
+    this.lost.delete(id);
+    this.context.table.setConnected(id, true);
   }
 
   private onDisconnect(peerId: PeerId): void {
@@ -60,10 +90,22 @@ export class MembershipService implements Startable {
     if (id === undefined) return;
     this.context.table.setConnected(id, false);
     this.init.onDisconnect?.(id);
+    if (this.context.table.get(id) === undefined || this.lossTimers.has(id)) return;
+    const timer = setTimeout(() => {
+      this.lossTimers.delete(id);
+      const record = this.context.table.get(id);
+      if (record === undefined || record.connected || this.context.stopSignal.aborted) return;
+      this.lost.set(id, record.seq);
+      this.context.log.info({ peer: id.slice(0, 12) }, 'peer connection lost, left out of routing');
+    }, LOSS_GRACE_MS);
+    timer.unref();
+    this.lossTimers.set(id, timer);
   }
 
   private keepAlive(endpointId: EndpointId, on: boolean): void {
     if (!this.init.redialMembers || this.context.stopSignal.aborted) return;
+    if (on) this.tagged.add(endpointId);
+    else this.tagged.delete(endpointId);
     const tags = on ? { [MEMBER_KEEP_ALIVE]: { value: 1 } } : { [MEMBER_KEEP_ALIVE]: undefined };
     this.components.peerStore.merge(peerIdFromEndpointId(endpointId), { tags }).catch((err: Error) => {
       this.context.log.debug({ err: err.message }, 'could not tag a member');
