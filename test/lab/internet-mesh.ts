@@ -32,7 +32,15 @@ export async function startInternetMesh(
 ): Promise<InternetMesh> {
   const nodes: LabNode[] = [];
   try {
-    const relay = await LabNode.start(lab, 'relay', ['--relay', '--bind-port', RELAY_PORT]);
+    // As on a VPS: the operator names the public address (item 1's --announce); a relay alone
+    // cannot have it confirmed, since AutoNAT needs dial-backs from 4 peers in 4 different /8s.
+    const relay = await LabNode.start(lab, 'relay', [
+      '--relay',
+      '--bind-port',
+      RELAY_PORT,
+      '--announce',
+      `${ADDR.relay}:${RELAY_PORT}`,
+    ]);
     nodes.push(relay);
     const relayToken = await relay.token().catch((err: Error) => err);
     // A relay token without the relay's public address cannot form this mesh; one naming it can,
