@@ -69,10 +69,7 @@ describe('the console in a real browser, on a 3-node mesh with a relay-only host
     await page.screenshot({ path: join(ARTIFACTS, 'console.png'), fullPage: true });
   });
 
-  // Pending net-core's per-peer link report in /api/status (issue: a relayed peer shows "direct").
-  test('the host reached only through the relay is drawn and listed as relayed', {
-    todo: 'needs the link field in /api/status',
-  }, async () => {
+  test('the host reached only through the relay is drawn and listed as relayed', async () => {
     const hostEdge = page.locator(`svg.topology path.edge[data-peer="${host.endpointId}"]`);
     await waitUntil(
       async () => (await hostEdge.getAttribute('data-link')) === 'relayed',
