@@ -85,3 +85,33 @@ export function parseAnnounce(value: string, quic: boolean): Multiaddr[] {
   if (quic) out.push(multiaddr(`${base}/udp/${port}/quic-v1`));
   return out;
 }
+
+/**
+ * The public addresses of this host's own interfaces that `listen` (the listen multiaddrs)
+ * covers: advertised at once, since no outside opinion is needed to know them (libp2p would
+ * wait for AutoNAT, which needs four peers, and a lone relay on a VPS advertised nothing).
+ */
+export function ownPublicAddrs(
+  listen: readonly string[],
+  bridgeIps: ReadonlySet<string> = bridgeInterfaceIps(),
+): Multiaddr[] {
+  const out: Multiaddr[] = [];
+  const interfaces = Object.values(networkInterfaces()).flatMap((addrs) => addrs ?? []);
+  for (const text of listen) {
+    const ma = multiaddr(text);
+    const [first, ...rest] = ma.getComponents();
+    if (first === undefined || (first.name !== 'ip4' && first.name !== 'ip6')) continue;
+    const tail = rest.map((c) => `/${c.name}${c.value === undefined ? '' : `/${c.value}`}`).join('');
+    const hosts =
+      first.value === '0.0.0.0' || first.value === '::'
+        ? interfaces
+            .filter((a) => a.family === (first.name === 'ip6' ? 'IPv6' : 'IPv4'))
+            .map((a) => a.address)
+        : [first.value ?? ''];
+    for (const host of hosts) {
+      const candidate = multiaddr(`/${first.name}/${host}${tail}`);
+      if (classify(candidate, bridgeIps) === 'public') out.push(candidate);
+    }
+  }
+  return out;
+}

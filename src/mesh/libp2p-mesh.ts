@@ -17,7 +17,13 @@ import { createLibp2p, type Libp2pInit } from 'libp2p';
 import { ConfigError, UpstreamError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { OwnerSigned, PeerAnnouncement } from '../proto/gen/mesh_pb.js';
-import { announceFilter, bridgeInterfaceIps, classify, parseAnnounce } from './address-policy.ts';
+import {
+  announceFilter,
+  bridgeInterfaceIps,
+  classify,
+  ownPublicAddrs,
+  parseAnnounce,
+} from './address-policy.ts';
 import { Admission, PROTOCOL_ADMIT } from './admission.ts';
 import { toByteStream } from './byte-stream.ts';
 import {
@@ -153,7 +159,8 @@ export async function createLibp2pMesh(options: MeshOptions): Promise<Libp2pMesh
     ? { port: 0 }
     : await meshPortFor({ host, requested, quic, dataDir: options.dataDir });
   const plan = await listenPlan(host, port, quic);
-  return new Libp2pMesh(options, identity, meshId, plan, announce).build();
+  const own = relayOnly ? [] : ownPublicAddrs(plan.addrs);
+  return new Libp2pMesh(options, identity, meshId, plan, [...announce, ...own]).build();
 }
 
 /**

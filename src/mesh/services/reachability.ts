@@ -1,6 +1,7 @@
+import { networkInterfaces } from 'node:os';
 import type { Startable } from '@libp2p/interface';
 import type { AddressManager } from '@libp2p/interface-internal';
-import type { Multiaddr } from '@multiformats/multiaddr';
+import { type Multiaddr, multiaddr } from '@multiformats/multiaddr';
 import { type AddressClass, bridgeInterfaceIps, classify } from '../address-policy.ts';
 import { listen, type MeshComponents, type MeshContext } from './context.ts';
 
@@ -60,7 +61,7 @@ export class ReachabilityService implements Startable {
   /** Confirms the public addresses of our own interfaces (the listeners' expanded addresses). */
   private confirmOwn(): void {
     const bridges = bridgeInterfaceIps();
-    for (const ma of this.components.transportManager.getAddrs()) {
+    for (const ma of this.components.transportManager.getAddrs().flatMap(expandWildcard)) {
       if (classify(ma, bridges) !== 'public') continue;
       this.components.addressManager.confirmObservedAddr(ma, { ttl: OWN_ADDRESS_TTL_MS });
     }
@@ -100,4 +101,17 @@ export function meshReachability(
   init: ReachabilityInit,
 ): (components: MeshComponents & { addressManager: AddressManager }) => ReachabilityService {
   return (components) => new ReachabilityService(context, init, components);
+}
+
+/** A listener on 0.0.0.0 or :: as one address per interface address of that family. */
+function expandWildcard(ma: Multiaddr): Multiaddr[] {
+  const [first, ...rest] = ma.getComponents();
+  const wildcard = first?.value === '0.0.0.0' || first?.value === '::';
+  if (first === undefined || !wildcard) return [ma];
+  const family = first.name === 'ip6' ? 'IPv6' : 'IPv4';
+  const tail = rest.map((c) => `/${c.name}${c.value === undefined ? '' : `/${c.value}`}`).join('');
+  return Object.values(networkInterfaces())
+    .flatMap((addrs) => addrs ?? [])
+    .filter((a) => a.family === family)
+    .map((a) => multiaddr(`/${first.name}/${a.address}${tail}`));
 }
