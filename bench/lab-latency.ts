@@ -2,7 +2,8 @@
  * Latency across real network boundaries (issue #14), from the network-namespace lab
  * (test/lab/topology.ts): a client in home B (behind NAT) asks
  *   - a host behind a symmetric NAT (home C): relayed for good;
- *   - a host behind a cone NAT (home A): relayed at first, direct once DCUtR upgrades the link;
+ *   - a host behind a cone NAT (home A): relayed at first, direct once the hole punch upgrades
+ *     the link (the relayed row times every request until the first direct one);
  *   - a host with a public address: direct from the first request.
  * Each row: the first request (dials included), then the steady p50/p99 of sequential small
  * non-streamed chat completions (fake backend, 2 tokens) on the path the row names. Needs root
@@ -38,6 +39,11 @@ async function steady(client: LabNode, model: string, path: string, count: numbe
   return { p50: percentile(times, 50), p99: percentile(times, 99), other };
 }
 
+function cell(first: ChatResult | undefined): string {
+  if (first === undefined) return '—';
+  return first.status === 200 ? `${first.ms.toFixed(0)} (${first.path})` : `failed ${first.status}`;
+}
+
 async function firstRequest(client: LabNode, model: string): Promise<ChatResult> {
   await waitFor(`the client to list ${model}`, 60_000, async () => (await client.models()).includes(model));
   return chat(client, model, 60_000);
@@ -63,14 +69,8 @@ async function main(): Promise<void> {
       note = '',
     ) => {
       const s = await steady(clientB, model, path, COUNT);
-      const firstCell =
-        first === undefined
-          ? '—'
-          : first.status === 200
-            ? `${first.ms.toFixed(0)} (${first.path})`
-            : `failed ${first.status}`;
       const stray = s.other > 0 ? `${s.other} of ${COUNT} took another path` : '';
-      rows.push([name, firstCell, path, s.p50, s.p99, [note, stray].filter(Boolean).join('; ')]);
+      rows.push([name, cell(first), path, s.p50, s.p99, [note, stray].filter(Boolean).join('; ')]);
     };
 
     await row(
@@ -79,23 +79,32 @@ async function main(): Promise<void> {
       await firstRequest(clientB, SLOW_MODEL),
       'relay',
     );
+    // Home A: relayed at first; every request until the first direct one is timed on the relay.
     const firstA = await firstRequest(clientB, HOME_MODEL);
-    await row('home B → home A, before the upgrade', HOME_MODEL, firstA, 'relay');
+    const relayed: number[] = firstA.path === 'relay' ? [firstA.ms] : [];
+    let firstDirect: ChatResult | undefined;
     const upgradeStart = performance.now();
-    const upgraded = await waitFor('a direct path to home A', UPGRADE_WAIT_MS, async () => {
+    while (firstDirect === undefined && performance.now() - upgradeStart < UPGRADE_WAIT_MS) {
       const result = await chat(clientB, HOME_MODEL, 10_000);
-      return result.path === 'direct';
-    }).then(
-      () => true,
-      () => false,
-    );
+      if (result.status === 200 && result.path === 'direct') firstDirect = result;
+      else if (result.status === 200 && result.path === 'relay') relayed.push(result.ms);
+    }
+    const upgradeMs = performance.now() - upgradeStart;
+    rows.push([
+      'home B → home A (cone NAT), through the relay',
+      cell(firstA),
+      'relay',
+      percentile(relayed, 50),
+      percentile(relayed, 99),
+      `${relayed.length} relayed requests before the upgrade`,
+    ]);
     await row(
-      'home B → home A, after the upgrade',
+      'home B → home A (cone NAT), after the hole punch',
       HOME_MODEL,
-      undefined,
+      firstDirect,
       'direct',
-      upgraded
-        ? `direct ${((performance.now() - upgradeStart) / 1000).toFixed(1)} s after the first request`
+      firstDirect
+        ? `first direct request ${(upgradeMs / 1000).toFixed(1)} s after the first relayed one`
         : `never direct within ${UPGRADE_WAIT_MS / 1000} s`,
     );
     await row('home B → public host', PUB_MODEL, await firstRequest(clientB, PUB_MODEL), 'direct');

@@ -42,18 +42,14 @@ import { MemberRelayPolicy, tableMembership } from './member-relay.ts';
 import { decodeSigned, encodeSigned, MeshMembership } from './membership.ts';
 import { noiseCrypto } from './noise-crypto.ts';
 import { PeerTable } from './peer-table.ts';
+import { isRelayed } from './race-dial.ts';
 import { AnnouncementSequence } from './sequence.ts';
 import { type AppHandler, type AppStreamsService, meshAppStreams } from './services/app-streams.ts';
 import { type BootstrapService, meshBootstrap } from './services/bootstrap.ts';
 import { anySignal, type MeshContext, short } from './services/context.ts';
-import {
-  type DialerService,
-  isRelayed,
-  meshDialer,
-  type OpenedStream,
-  STREAM_LIMIT,
-} from './services/dialer.ts';
+import { type DialerService, meshDialer, type OpenedStream, STREAM_LIMIT } from './services/dialer.ts';
 import { type GossipService, meshGossip } from './services/gossip-service.ts';
+import { meshHolePunch } from './services/hole-punch.ts';
 import { type MembershipService, meshMembership } from './services/membership.ts';
 import { meshReachability, type ReachabilityService } from './services/reachability.ts';
 import { coalesceTurnWrites } from './turn-coalescing.ts';
@@ -300,6 +296,8 @@ export class Libp2pMesh implements MeshService {
     // A NATed node cannot be dialed directly, so hole punching must not "fix" the test setup.
     if (!relayOnly) {
       services.dcutr = dcutr();
+      // DCUtR's exchange over TCP with predicted ports: what libp2p's DCUtR cannot do in Node.
+      services.meshHolePunch = meshHolePunch(context);
       services.meshReachability = meshReachability(context, { announced: this.announce.length });
       // Confirms observed public addresses once four peers dialled them back (large meshes).
       services.autoNAT = autoNATv2();
@@ -391,8 +389,12 @@ export class Libp2pMesh implements MeshService {
       },
       { runOnLimitedConnection: true, maxInboundStreams: 4, maxOutboundStreams: 4 },
     );
-    const onOpen = (evt: CustomEvent<Parameters<typeof coalesceTurnWrites>[0]>) =>
+    const onOpen = (evt: CustomEvent<Parameters<typeof coalesceTurnWrites>[0]>) => {
       coalesceTurnWrites(evt.detail);
+      // Streams kept warm over a relayed connection would keep requests on the relay.
+      const remote = endpointIdFromPeerId(evt.detail.remotePeer);
+      if (!isRelayed(evt.detail) && remote !== undefined) this.warm.drop(remote);
+    };
     const onSelfUpdate = () => this.scheduleReannounce();
     this.libp2p.addEventListener('connection:open', onOpen);
     this.libp2p.addEventListener('self:peer:update', onSelfUpdate);

@@ -2,6 +2,7 @@ import { KEEP_ALIVE, type PeerId, type Startable } from '@libp2p/interface';
 import { peerIdFromString } from '@libp2p/peer-id';
 import { type Multiaddr, multiaddr } from '@multiformats/multiaddr';
 import { ConfigError } from '../../errors.ts';
+import { isCircuitAddr, RELAY_HEAD_START_MS, raceDial } from '../race-dial.ts';
 import { listen, type MeshComponents, type MeshContext, timeoutSignal } from './context.ts';
 
 /** Tag that keeps an invite's peers connected: libp2p's reconnect queue redials them. */
@@ -20,9 +21,11 @@ export interface BootstrapInit {
 
 /**
  * The peers of invite tokens: their addresses go into the peer store with a KEEP_ALIVE tag,
- * so libp2p dials them and redials them whenever they drop; when its reconnect queue gives
- * up, they are tried again later (a bootstrap peer is never forgotten). Also dials the peers
- * that mDNS discovers.
+ * so libp2p redials them whenever they drop; when its reconnect queue gives up, they are tried
+ * again later (a bootstrap peer is never forgotten). Each of our own dials tries every address
+ * of the token at once, circuits included: a token printed behind NAT holds LAN addresses that
+ * lead nowhere from elsewhere, and libp2p's queue would spend its whole timeout on each in turn.
+ * Also dials the peers that mDNS discovers.
  */
 export class BootstrapService implements Startable {
   private readonly context: MeshContext;
@@ -117,9 +120,15 @@ export class BootstrapService implements Startable {
       multiaddrs: addrs.map((ma) => ma.decapsulateCode(421)),
       tags: { [BOOTSTRAP_KEEP_ALIVE]: { value: 1 } },
     });
-    const connection = await this.components.connectionManager.openConnection(addrs, {
-      signal: timeoutSignal(this.context, DIAL_TIMEOUT_MS),
-    });
+    const connection =
+      this.components.connectionManager.getConnections(peerId).find((c) => c.status === 'open') ??
+      (await raceDial({
+        transportManager: this.components.transportManager,
+        direct: addrs.filter((ma) => !isCircuitAddr(ma)),
+        circuits: addrs.filter(isCircuitAddr),
+        headStartMs: RELAY_HEAD_START_MS,
+        signal: timeoutSignal(this.context, DIAL_TIMEOUT_MS),
+      }));
     await this.init.onConnected(connection.remotePeer);
   }
 

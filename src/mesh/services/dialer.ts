@@ -2,20 +2,35 @@ import { RELAY_V2_HOP_CODEC } from '@libp2p/circuit-relay-v2';
 import type { Connection, PeerId, Startable, Stream } from '@libp2p/interface';
 import { type Multiaddr, multiaddr } from '@multiformats/multiaddr';
 import { UpstreamError } from '../../errors.ts';
+import { classify } from '../address-policy.ts';
 import { DialGuard } from '../dial-guard.ts';
 import { peerIdFromEndpointId } from '../identity.ts';
+import {
+  isCircuitAddr,
+  isRelayed,
+  PUBLIC_HEAD_START_MS,
+  RELAY_HEAD_START_MS,
+  raceDial,
+} from '../race-dial.ts';
 import type { EndpointId } from '../types.ts';
-import { anySignal, listen, type MeshComponents, type MeshContext, short } from './context.ts';
+import {
+  anySignal,
+  listen,
+  type MeshComponents,
+  type MeshContext,
+  raceSignal,
+  short,
+  timeoutSignal,
+} from './context.ts';
 
 /** Streams per protocol and connection, each way. */
 export const STREAM_LIMIT = 1024;
 /** A request's whole dial (every candidate, relays included) ends by then, whatever its own signal. */
 export const DIAL_DEADLINE_MS = 5_000;
-/** Direct addresses get this head start before relay circuits are dialled too. */
-const RELAY_HEAD_START_MS = 250;
 /** An address whose dial failed is tried after the others for this long. */
 const FAILED_ADDRESS_MS = 30_000;
 const MAX_FAILED_ADDRESSES = 4096;
+const NO_BRIDGES: ReadonlySet<string> = new Set();
 
 export interface OpenedStream {
   stream: Stream;
@@ -36,6 +51,8 @@ export class DialerService implements Startable {
   private readonly guard: DialGuard;
   /** Address → until when it counts as failing. */
   private readonly failed = new Map<string, number>();
+  /** Dials in flight, one per peer: concurrent requests share it (duplicate circuits get reset). */
+  private readonly inFlight = new Map<EndpointId, Promise<Connection>>();
 
   constructor(context: MeshContext, components: MeshComponents) {
     this.context = context;
@@ -95,7 +112,7 @@ export class DialerService implements Startable {
       });
     }
     try {
-      const connection = await this.dial(endpointId, peerId, record.announcement.listenAddrs, deadline);
+      const connection = await this.dialOnce(endpointId, peerId, record.announcement.listenAddrs, deadline);
       const stream = await connection.newStream(protocol, streamOptions);
       return { stream, path: isRelayed(connection) ? 'relay' : 'direct' };
     } catch (err) {
@@ -117,10 +134,29 @@ export class DialerService implements Startable {
   }
 
   /**
+   * Joins the dial to this peer already in flight, or starts one. The shared dial has its own
+   * deadline (one caller's cancellation must not fail the others); each caller keeps its own.
+   */
+  private dialOnce(
+    endpointId: EndpointId,
+    peerId: PeerId,
+    announced: readonly string[],
+    signal: AbortSignal,
+  ): Promise<Connection> {
+    let dial = this.inFlight.get(endpointId);
+    if (dial === undefined) {
+      const shared = timeoutSignal(this.context, DIAL_DEADLINE_MS);
+      dial = this.dial(endpointId, peerId, announced, shared).finally(() => this.inFlight.delete(endpointId));
+      this.inFlight.set(endpointId, dial);
+    }
+    return raceSignal(dial, signal);
+  }
+
+  /**
    * Dials the peer's announced addresses (within their budgets, recently failing ones last)
-   * and circuits through every relay we are connected to, in parallel: direct addresses
-   * first, circuits RELAY_HEAD_START_MS later, so a peer with a reachable address of its own
-   * is reached directly. The first connection wins; a relayed one that connects later is closed.
+   * and circuits through every relay we are connected to, in parallel (race-dial.ts): direct
+   * addresses first, circuits a head start later, a longer one when the peer has a public
+   * address, so that such a peer is reached directly.
    */
   private async dial(
     endpointId: EndpointId,
@@ -140,57 +176,13 @@ export class DialerService implements Startable {
     if (direct.length === 0 && circuits.size === 0) {
       throw new UpstreamError(`no address of ${short(endpointId)} may be dialled now`, 'dial_limited');
     }
-    const { transportManager } = this.components;
-    // Each attempt has a signal of its own that fires only to stop it: libp2p may keep a dial's
-    // signal attached to the connection it made, so the winner's must never fire afterwards.
-    const losers = new Set<AbortController>();
-    return new Promise<Connection>((resolve, reject) => {
-      const errors: unknown[] = [];
-      let pending = 0;
-      let launched = false;
-      let settled = false;
-      const settleIfDone = () => {
-        if (settled || !launched || pending > 0) return;
-        settled = true;
-        reject(new AggregateError(errors, 'every candidate address failed'));
-      };
-      const attempt = (ma: Multiaddr) => {
-        pending++;
-        const own = new AbortController();
-        const stop = () => own.abort(signal.reason);
-        signal.addEventListener('abort', stop, { once: true });
-        losers.add(own);
-        transportManager.dial(ma, { signal: own.signal }).then(
-          (connection) => {
-            pending--;
-            signal.removeEventListener('abort', stop);
-            losers.delete(own);
-            if (!settled) {
-              settled = true;
-              for (const loser of losers) loser.abort(new Error('another address connected first'));
-              resolve(connection);
-            } else if (isRelayed(connection)) {
-              connection.close().catch((err: Error) => connection.abort(err));
-            }
-          },
-          (err: unknown) => {
-            pending--;
-            signal.removeEventListener('abort', stop);
-            losers.delete(own);
-            errors.push(err);
-            if (!own.signal.aborted) this.markFailed(ma);
-            settleIfDone();
-          },
-        );
-      };
-      for (const ma of direct) attempt(ma);
-      const launchCircuits = () => {
-        if (!settled) for (const ma of circuits.values()) attempt(ma);
-        launched = true;
-        settleIfDone();
-      };
-      if (direct.length === 0 || circuits.size === 0) launchCircuits();
-      else setTimeout(launchCircuits, RELAY_HEAD_START_MS).unref();
+    return raceDial({
+      transportManager: this.components.transportManager,
+      direct,
+      circuits: [...circuits.values()],
+      headStartMs: direct.some(isPublic) ? PUBLIC_HEAD_START_MS : RELAY_HEAD_START_MS,
+      signal,
+      onFailed: (ma) => this.markFailed(ma),
     });
   }
 
@@ -218,11 +210,7 @@ export function meshDialer(context: MeshContext): (components: MeshComponents) =
   return (components) => new DialerService(context, components);
 }
 
-/** A circuit-relay connection (limited, or dialled through /p2p-circuit). */
-export function isRelayed(connection: Pick<Connection, 'limits' | 'remoteAddr'>): boolean {
-  return connection.limits !== undefined || connection.remoteAddr.toString().includes('/p2p-circuit');
-}
-
-function isCircuitAddr(ma: Multiaddr): boolean {
-  return ma.getComponents().some((c) => c.name === 'p2p-circuit');
+/** A direct address that is public (not a LAN's): such a peer is dialled directly. */
+function isPublic(ma: Multiaddr): boolean {
+  return classify(ma, NO_BRIDGES) === 'public';
 }

@@ -7,8 +7,6 @@ import { listen, type MeshComponents, type MeshContext } from './context.ts';
 
 /** A year: our own interface's address does not need re-confirming while we listen on it. */
 const OWN_ADDRESS_TTL_MS = 365 * 24 * 3_600_000;
-/** A NAT mapping someone observed is trusted this long, then needs a peer to see it again. */
-const OBSERVED_UDP_TTL_MS = 10 * 60_000;
 
 export interface ReachabilityInit {
   /** Addresses the operator announced (--announce): they need no confirmation. */
@@ -19,7 +17,10 @@ export interface ReachabilityInit {
  * What others can dial. libp2p keeps a public listen address unconfirmed until AutoNAT (which
  * needs four peers to agree) confirms it, so a relay on a VPS advertised only 127.0.0.1. An
  * address of this host's own interface that is public needs no outside opinion: it is
- * confirmed here. Also says, in words, what is missing when nobody outside could dial us.
+ * confirmed here. What peers observe is not: our dials leave from other ports than the
+ * listeners' (@libp2p/tcp, and @chainsafe/libp2p-quic's separate client endpoint), so an
+ * observed address is a NAT mapping of a dialling socket, and nothing answers there. Also
+ * says, in words, what is missing when nobody outside could dial us.
  */
 export class ReachabilityService implements Startable {
   private readonly context: MeshContext;
@@ -39,15 +40,7 @@ export class ReachabilityService implements Startable {
 
   start(): void {
     const { components, context } = this;
-    const detachListening = listen(components, context.log, 'transport:listening', () => this.confirmOwn());
-    const detachIdentify = listen(components, context.log, 'peer:identify', (evt) => {
-      const observed = evt.detail.observedAddr;
-      if (observed !== undefined) this.confirmObservedUdp(observed);
-    });
-    this.detach = () => {
-      detachListening();
-      detachIdentify();
-    };
+    this.detach = listen(components, context.log, 'transport:listening', () => this.confirmOwn());
   }
 
   afterStart(): void {
@@ -65,18 +58,6 @@ export class ReachabilityService implements Startable {
       if (classify(ma, bridges) !== 'public') continue;
       this.components.addressManager.confirmObservedAddr(ma, { ttl: OWN_ADDRESS_TTL_MS });
     }
-  }
-
-  /**
-   * What a peer saw as our QUIC address (identify): behind a NAT that keeps one mapping per
-   * socket, that is the public address a hole punch (DCUtR) needs both sides to send, so it is
-   * confirmed for a while. A TCP one is not: Node cannot do a TCP simultaneous open.
-   */
-  private confirmObservedUdp(observed: Multiaddr): void {
-    const parts = observed.getComponents();
-    if (!parts.some((c) => c.name === 'quic-v1') || classify(observed, bridgeInterfaceIps()) !== 'public')
-      return;
-    this.components.addressManager.confirmObservedAddr(observed, { ttl: OBSERVED_UDP_TTL_MS });
   }
 
   /**

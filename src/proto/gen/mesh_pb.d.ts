@@ -786,6 +786,52 @@ export declare type AdmitResponse = Message<"meshllm.node.v1.AdmitResponse"> & {
 export declare const AdmitResponseSchema: GenMessage<AdmitResponse>;
 
 /**
+ * /mesh-llm/punch/1.0.0 (a TCP hole punch over a relayed connection, DCUtR's exchange): each
+ * side says where its NAT will map the port it is about to dial from; then SYNC, and both dial.
+ *
+ * @generated from message meshllm.node.v1.PunchMessage
+ */
+export declare type PunchMessage = Message<"meshllm.node.v1.PunchMessage"> & {
+  /**
+   * @generated from field: meshllm.node.v1.PunchMessage.Type type = 1;
+   */
+  type: PunchMessage_Type;
+
+  /**
+   * multiaddrs /ip4/PUBLIC/tcp/PORT
+   *
+   * @generated from field: repeated bytes addrs = 2;
+   */
+  addrs: Uint8Array[];
+};
+
+/**
+ * Describes the message meshllm.node.v1.PunchMessage.
+ * Use `create(PunchMessageSchema)` to create a new message.
+ */
+export declare const PunchMessageSchema: GenMessage<PunchMessage>;
+
+/**
+ * @generated from enum meshllm.node.v1.PunchMessage.Type
+ */
+export enum PunchMessage_Type {
+  /**
+   * @generated from enum value: CONNECT = 0;
+   */
+  CONNECT = 0,
+
+  /**
+   * @generated from enum value: SYNC = 1;
+   */
+  SYNC = 1,
+}
+
+/**
+ * Describes the enum meshllm.node.v1.PunchMessage.Type.
+ */
+export declare const PunchMessage_TypeSchema: GenEnum<PunchMessage_Type>;
+
+/**
  * @generated from enum meshllm.node.v1.NodeRole
  */
 export enum NodeRole {
