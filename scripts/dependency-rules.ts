@@ -1,7 +1,7 @@
 /**
  * The README's dependency arrows as dependency-cruiser rules:
  * `cli → node → {api, routing, mesh, backends} → {openai, crypto, attestation, hardening, proto, http}`
- * with encoding, errors and log at the bottom. A folder may use its own layer and any layer below,
+ * with encoding, errors, log and files at the bottom. A folder may use its own layer and any layer below,
  * never one above; nothing may form a cycle; crypto and attestation stay pure. Every entry of src/
  * must be placed here: a new top-level folder fails the check until it is given a layer.
  * The web console's front end (console/, browser code bundled by scripts/build-console.ts) lives
@@ -12,7 +12,7 @@ import type { IConfiguration, IForbiddenRuleType } from 'dependency-cruiser';
 
 /** Lowest layer first. A name is a folder of src/ or a file src/<name>.ts. */
 export const LAYERS: string[][] = [
-  ['encoding', 'errors', 'log'],
+  ['encoding', 'errors', 'log', 'files'],
   ['openai', 'crypto', 'attestation', 'hardening', 'proto', 'http', 'metrics'],
   ['api', 'routing', 'mesh', 'backends'],
   ['node'],

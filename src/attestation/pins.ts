@@ -1,8 +1,8 @@
-import { randomBytes } from 'node:crypto';
-import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { decodeBase64Strict } from '../encoding/base64.ts';
 import { ConfigError } from '../errors.ts';
+import { writeFileAtomic } from '../files/atomic-write.ts';
 
 export const PINS_FILE = 'attestation-pins.json';
 
@@ -183,18 +183,9 @@ export class PinStore {
     }
     const body = `${JSON.stringify({ version: 1, pins }, null, 2)}\n`;
     await mkdir(dirname(this.path), { recursive: true, mode: 0o700 });
-    const tmp = `${this.path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
     try {
-      const handle = await open(tmp, 'wx', 0o600);
-      try {
-        await handle.writeFile(body);
-        await handle.sync();
-      } finally {
-        await handle.close();
-      }
-      await rename(tmp, this.path);
+      await writeFileAtomic(this.path, body);
     } catch (cause) {
-      await rm(tmp, { force: true });
       throw new ConfigError(`cannot write attestation pins ${this.path}`, { cause });
     }
   }

@@ -9,10 +9,11 @@ import {
   timingSafeEqual,
   verify,
 } from 'node:crypto';
-import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
+import { mkdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
 import { ConfigError } from '../errors.ts';
+import { writeFileAtomic } from '../files/atomic-write.ts';
 import {
   type AdmitRequest,
   type AdmitResponse,
@@ -187,7 +188,7 @@ export class MeshMembership {
     });
     if (this.dataDir !== undefined) {
       await mkdir(this.dataDir, { recursive: true, mode: 0o700 });
-      await writeAtomic(
+      await writeFileAtomic(
         join(this.dataDir, OWNER_KEY_FILE),
         privateKey.export({ format: 'pem', type: 'pkcs8' }) as string,
       );
@@ -344,7 +345,7 @@ export class MeshMembership {
       revocations: this.revocations().map((r) => encodeSigned(r)!),
     };
     await mkdir(this.dataDir, { recursive: true, mode: 0o700 });
-    await writeAtomic(join(this.dataDir, MEMBERSHIP_FILE), `${JSON.stringify(state, null, 2)}\n`);
+    await writeFileAtomic(join(this.dataDir, MEMBERSHIP_FILE), `${JSON.stringify(state, null, 2)}\n`);
   }
 
   private issue<T extends typeof MembershipSchema | typeof InviteSchema | typeof RevocationSchema>(
@@ -382,16 +383,4 @@ export function decodeSigned(text: unknown): OwnerSigned | undefined {
   } catch {
     return undefined;
   }
-}
-
-async function writeAtomic(path: string, text: string): Promise<void> {
-  const tmp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
-  const handle = await open(tmp, 'wx', 0o600);
-  try {
-    await handle.writeFile(text);
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-  await rename(tmp, path);
 }

@@ -63,10 +63,11 @@ describe('mesh across NAT and the internet (network-namespace lab)', { skip: una
       timeoutMs: 60_000,
     });
     assert.equal(res.status, 200);
-    assert.equal(
-      res.headers['x-mesh-path'],
-      'relay',
-      'a host behind symmetric NAT is reached through the relay',
+    // Through the relay node either way: a circuit, or app-level forwarding when the circuit is
+    // not up yet. Both die with the relay, which the assertions below check.
+    assert.ok(
+      ['relay', 'forwarded'].includes(String(res.headers['x-mesh-path'])),
+      `a host behind symmetric NAT is reached through the relay (path ${res.headers['x-mesh-path']})`,
     );
     let text = '';
     let killedAt = 0;
