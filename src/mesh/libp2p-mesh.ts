@@ -56,6 +56,7 @@ import {
 import { type GossipService, meshGossip } from './services/gossip-service.ts';
 import { type MembershipService, meshMembership } from './services/membership.ts';
 import { meshReachability, type ReachabilityService } from './services/reachability.ts';
+import { meshStaleConnections, type StaleConnectionService } from './services/stale-connections.ts';
 import { coalesceTurnWrites } from './turn-coalescing.ts';
 import {
   type ByteStream,
@@ -124,6 +125,7 @@ type Services = {
   meshBootstrap: BootstrapService;
   meshDialer: DialerService;
   meshAppStreams: AppStreamsService;
+  meshStaleConnections: StaleConnectionService;
   meshReachability?: ReachabilityService;
 };
 
@@ -131,6 +133,7 @@ type Services = {
 const YAMUX_MAX_WINDOW = 2 * 1024 * 1024;
 const WARM_STREAMS_DEFAULT = 8;
 const PING_INTERVAL_MS = 5_000;
+const PING_TIMEOUT_MS = 5_000;
 const WARM_STREAMS_REFILL_AT = 2;
 const WARM_STREAM_IDLE_MS = 60_000;
 
@@ -290,7 +293,10 @@ export class Libp2pMesh implements MeshService {
           await this.libp2p.services.meshGossip.exchange(peer);
         },
       }),
-      meshDialer: meshDialer(context),
+      meshDialer: meshDialer(context, {
+        lostConnection: (id) => this.libp2p.services.meshMembership.connectionLost(id),
+      }),
+      meshStaleConnections: meshStaleConnections(context),
       meshAppStreams: meshAppStreams(context, {
         memberWaitMs: options.memberWaitMs ?? 5_000,
         wrap: (stream, protocol, remote) => this.wrap(stream, protocol, remote),
@@ -350,7 +356,9 @@ export class Libp2pMesh implements MeshService {
       },
       // Every connection is pinged this often (connection.rtt); one that stops answering is
       // closed, so a crashed peer counts as disconnected within seconds, not heartbeats.
-      connectionMonitor: { pingInterval: PING_INTERVAL_MS },
+      // The timeout is capped: libp2p's adapts upwards after failures (to 60 s), which would
+      // let a connection that went silent (a renumbered NAT) linger.
+      connectionMonitor: { pingInterval: PING_INTERVAL_MS, pingTimeout: { maxTimeout: PING_TIMEOUT_MS } },
       // biome-ignore lint/suspicious/noExplicitAny: the service map is assembled conditionally.
       services: services as any,
     })) as unknown as Libp2p<Services>;

@@ -1,7 +1,7 @@
 import { RELAY_V2_HOP_CODEC } from '@libp2p/circuit-relay-v2';
 import type { Connection, PeerId, Startable, Stream } from '@libp2p/interface';
 import { type Multiaddr, multiaddr } from '@multiformats/multiaddr';
-import { UpstreamError } from '../../errors.ts';
+import { PeerLostError, UpstreamError } from '../../errors.ts';
 import { DialGuard } from '../dial-guard.ts';
 import { peerIdFromEndpointId } from '../identity.ts';
 import type { EndpointId } from '../types.ts';
@@ -11,6 +11,11 @@ import { anySignal, listen, type MeshComponents, type MeshContext, short } from 
 export const STREAM_LIMIT = 1024;
 /** A request's whole dial (every candidate, relays included) ends by then, whatever its own signal. */
 export const DIAL_DEADLINE_MS = 5_000;
+/**
+ * A peer whose last connection closed moments ago (or that is lost) is most likely gone: it
+ * gets this much, so a request meant for a crashed host fails (or fails over) within seconds.
+ */
+export const LOST_PEER_DIAL_MS = 2_000;
 /** Direct addresses get this head start before relay circuits are dialled too. */
 const RELAY_HEAD_START_MS = 250;
 /** An address whose dial failed is tried after the others for this long. */
@@ -22,6 +27,11 @@ export interface OpenedStream {
   path: 'direct' | 'relay';
 }
 
+export interface DialerInit {
+  /** Whether the peer's last connection closed and has not come back (membership.ts). */
+  lostConnection: (endpointId: EndpointId) => boolean;
+}
+
 /**
  * Opens outbound streams to members: over an existing connection, else by dialling the
  * addresses the peer announced (within their dial budgets), else through a circuit on each
@@ -29,6 +39,7 @@ export interface OpenedStream {
  */
 export class DialerService implements Startable {
   private readonly context: MeshContext;
+  private readonly init: DialerInit;
   private readonly components: MeshComponents;
   /** Connected peers whose identify listed the circuit-relay hop protocol. */
   private readonly relayPeers = new Set<string>();
@@ -37,8 +48,9 @@ export class DialerService implements Startable {
   /** Address → until when it counts as failing. */
   private readonly failed = new Map<string, number>();
 
-  constructor(context: MeshContext, components: MeshComponents) {
+  constructor(context: MeshContext, init: DialerInit, components: MeshComponents) {
     this.context = context;
+    this.init = init;
     this.components = components;
     this.guard = new DialGuard(context.clock);
   }
@@ -63,7 +75,9 @@ export class DialerService implements Startable {
   /**
    * A new outbound stream to a member, within DIAL_DEADLINE_MS whatever the caller's own
    * signal allows: over an open connection at once (a direct one before a relayed one), else
-   * over whichever candidate connects first, dialled in parallel.
+   * over whichever candidate connects first, dialled in parallel. A connection that cannot
+   * open a stream by the deadline is dead and is closed; a peer whose connection just died gets
+   * only LOST_PEER_DIAL_MS and fails with PeerLostError.
    */
   async negotiate(endpointId: EndpointId, protocol: string, signal: AbortSignal): Promise<OpenedStream> {
     const peerId = peerIdFromEndpointId(endpointId);
@@ -72,7 +86,9 @@ export class DialerService implements Startable {
     if (record === undefined && existing === undefined) {
       throw new UpstreamError(`peer ${short(endpointId)} is not known in this mesh`, 'peer_unknown');
     }
-    const deadline = anySignal(signal, AbortSignal.timeout(DIAL_DEADLINE_MS));
+    const lost = existing === undefined && this.init.lostConnection(endpointId);
+    const budgetMs = lost ? LOST_PEER_DIAL_MS : DIAL_DEADLINE_MS;
+    const deadline = anySignal(signal, AbortSignal.timeout(budgetMs));
     const streamOptions = {
       signal: deadline,
       runOnLimitedConnection: true,
@@ -84,9 +100,20 @@ export class DialerService implements Startable {
         const stream = await existing.newStream(protocol, streamOptions);
         return { stream, path: isRelayed(existing) ? 'relay' : 'direct' };
       } catch (err) {
-        // A connection that cannot open a stream is dead: a fresh dial may still work.
         lastError = err;
         if (signal.aborted) throw new UpstreamError('stream open aborted', 'aborted', { cause: err });
+        if (deadline.aborted) {
+          // No stream in the whole deadline: the connection is dead though nothing closed it
+          // yet (a NAT that renumbered, a relay leg gone silent). Closing it lets the next
+          // request dial afresh and the peer table see the loss now.
+          existing.abort(new Error('no stream within the dial deadline'));
+          throw new UpstreamError(
+            `cannot reach peer ${short(endpointId)} (its connection stopped answering)`,
+            'peer_unreachable',
+            { cause: err },
+          );
+        }
+        // A connection that cannot open a stream is dead: a fresh dial may still work.
       }
     }
     if (record === undefined) {
@@ -100,13 +127,12 @@ export class DialerService implements Startable {
       return { stream, path: isRelayed(connection) ? 'relay' : 'direct' };
     } catch (err) {
       if (signal.aborted) throw new UpstreamError('stream open aborted', 'aborted', { cause: err });
-      if (err instanceof UpstreamError) throw err;
-      const why = deadline.aborted
-        ? `no connection within ${DIAL_DEADLINE_MS / 1000} s`
-        : 'every address failed';
-      throw new UpstreamError(`cannot reach peer ${short(endpointId)} (${why})`, 'peer_unreachable', {
-        cause: err,
-      });
+      if (err instanceof UpstreamError && err.code !== 'peer_unreachable') throw err;
+      const why = deadline.aborted ? `no connection within ${budgetMs / 1000} s` : 'every address failed';
+      const message = `cannot reach peer ${short(endpointId)} (${why})`;
+      if (lost)
+        throw new PeerLostError(`${message}; its connection closed and has not come back`, { cause: err });
+      throw new UpstreamError(message, 'peer_unreachable', { cause: err });
     }
   }
 
@@ -140,6 +166,7 @@ export class DialerService implements Startable {
     if (direct.length === 0 && circuits.size === 0) {
       throw new UpstreamError(`no address of ${short(endpointId)} may be dialled now`, 'dial_limited');
     }
+    signal.throwIfAborted();
     const { transportManager } = this.components;
     // Each attempt has a signal of its own that fires only to stop it: libp2p may keep a dial's
     // signal attached to the connection it made, so the winner's must never fire afterwards.
@@ -152,8 +179,18 @@ export class DialerService implements Startable {
       const settleIfDone = () => {
         if (settled || !launched || pending > 0) return;
         settled = true;
+        signal.removeEventListener('abort', onDeadline);
         reject(new AggregateError(errors, 'every candidate address failed'));
       };
+      // The deadline ends the dial at once: a transport that is slow to honour its abort (a
+      // QUIC handshake, a relay's stop request) is left to settle on its own.
+      const onDeadline = () => {
+        if (settled) return;
+        settled = true;
+        for (const loser of losers) loser.abort(signal.reason);
+        reject(new AggregateError(errors, 'no candidate address connected by the deadline'));
+      };
+      signal.addEventListener('abort', onDeadline, { once: true });
       const attempt = (ma: Multiaddr) => {
         pending++;
         const own = new AbortController();
@@ -167,6 +204,7 @@ export class DialerService implements Startable {
             losers.delete(own);
             if (!settled) {
               settled = true;
+              signal.removeEventListener('abort', onDeadline);
               for (const loser of losers) loser.abort(new Error('another address connected first'));
               resolve(connection);
             } else if (isRelayed(connection)) {
@@ -214,8 +252,11 @@ export class DialerService implements Startable {
   }
 }
 
-export function meshDialer(context: MeshContext): (components: MeshComponents) => DialerService {
-  return (components) => new DialerService(context, components);
+export function meshDialer(
+  context: MeshContext,
+  init: DialerInit,
+): (components: MeshComponents) => DialerService {
+  return (components) => new DialerService(context, init, components);
 }
 
 /** A circuit-relay connection (limited, or dialled through /p2p-circuit). */
