@@ -71,6 +71,16 @@ export class UpstreamError extends MeshError {
   }
 }
 
+/**
+ * The peer's connection closed moments ago and a short dial did not bring it back: it most
+ * likely crashed, so it is not tried through other members either.
+ */
+export class PeerLostError extends UpstreamError {
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, 'peer_unreachable', options);
+  }
+}
+
 export class UpstreamTimeoutError extends MeshError {
   constructor(message: string) {
     super('upstream_timeout', 'upstream_timeout', message);

@@ -52,6 +52,7 @@ import { type GossipService, meshGossip } from './services/gossip-service.ts';
 import { meshHolePunch } from './services/hole-punch.ts';
 import { type MembershipService, meshMembership } from './services/membership.ts';
 import { meshReachability, type ReachabilityService } from './services/reachability.ts';
+import { meshStaleConnections, type StaleConnectionService } from './services/stale-connections.ts';
 import { coalesceTurnWrites } from './turn-coalescing.ts';
 import {
   type ByteStream,
@@ -120,6 +121,7 @@ type Services = {
   meshBootstrap: BootstrapService;
   meshDialer: DialerService;
   meshAppStreams: AppStreamsService;
+  meshStaleConnections: StaleConnectionService;
   meshReachability?: ReachabilityService;
 };
 
@@ -127,6 +129,7 @@ type Services = {
 const YAMUX_MAX_WINDOW = 2 * 1024 * 1024;
 const WARM_STREAMS_DEFAULT = 8;
 const PING_INTERVAL_MS = 5_000;
+const PING_TIMEOUT_MS = 5_000;
 const WARM_STREAMS_REFILL_AT = 2;
 const WARM_STREAM_IDLE_MS = 60_000;
 
@@ -286,7 +289,10 @@ export class Libp2pMesh implements MeshService {
           await this.libp2p.services.meshGossip.exchange(peer);
         },
       }),
-      meshDialer: meshDialer(context),
+      meshDialer: meshDialer(context, {
+        lostConnection: (id) => this.libp2p.services.meshMembership.connectionLost(id),
+      }),
+      meshStaleConnections: meshStaleConnections(context),
       meshAppStreams: meshAppStreams(context, {
         memberWaitMs: options.memberWaitMs ?? 5_000,
         wrap: (stream, protocol, remote) => this.wrap(stream, protocol, remote),
@@ -348,7 +354,9 @@ export class Libp2pMesh implements MeshService {
       },
       // Every connection is pinged this often (connection.rtt); one that stops answering is
       // closed, so a crashed peer counts as disconnected within seconds, not heartbeats.
-      connectionMonitor: { pingInterval: PING_INTERVAL_MS },
+      // The timeout is capped: libp2p's adapts upwards after failures (to 60 s), which would
+      // let a connection that went silent (a renumbered NAT) linger.
+      connectionMonitor: { pingInterval: PING_INTERVAL_MS, pingTimeout: { maxTimeout: PING_TIMEOUT_MS } },
       // biome-ignore lint/suspicious/noExplicitAny: the service map is assembled conditionally.
       services: services as any,
     })) as unknown as Libp2p<Services>;

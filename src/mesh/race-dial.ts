@@ -73,6 +73,7 @@ export function raceDial(init: RaceDialInit): Promise<Connection> {
       if (winner !== undefined || failed || pending > 0) return;
       if (launched < stages.length) return launchNext();
       failed = true;
+      signal.removeEventListener('abort', onDeadline);
       for (const timer of timers) clearTimeout(timer);
       reject(new AggregateError(errors, 'every candidate address failed'));
     };
@@ -92,6 +93,7 @@ export function raceDial(init: RaceDialInit): Promise<Connection> {
           finish();
           if (winner === undefined && !failed) {
             winner = connection;
+            signal.removeEventListener('abort', onDeadline);
             for (const timer of timers) clearTimeout(timer);
             // A relayed winner leaves the direct attempts running: one may still connect.
             const keepDirect = isRelayed(connection);
@@ -110,6 +112,17 @@ export function raceDial(init: RaceDialInit): Promise<Connection> {
         },
       );
     };
+    // The deadline ends the race at once: a transport that is slow to honour its abort (a QUIC
+    // handshake, a relay's stop request) is left to settle on its own.
+    const onDeadline = () => {
+      if (winner !== undefined || failed) return;
+      failed = true;
+      for (const timer of timers) clearTimeout(timer);
+      for (const controller of running.keys()) controller.abort(signal.reason);
+      reject(new AggregateError(errors, 'no candidate address connected by the deadline'));
+    };
+    if (signal.aborted) return onDeadline();
+    signal.addEventListener('abort', onDeadline, { once: true });
     launchNext();
     for (let i = 1; i < stages.length; i++) {
       const timer = setTimeout(() => {

@@ -2,7 +2,7 @@ import { E2E_MAGIC, sealRequest } from '../crypto/envelope.ts';
 import { isE2EError } from '../crypto/errors.ts';
 import type { PreparedExchanges } from '../crypto/prepared-exchanges.ts';
 import { openResponse } from '../crypto/response-frames.ts';
-import { describeError, MeshError, UpstreamError } from '../errors.ts';
+import { describeError, MeshError, PeerLostError, UpstreamError } from '../errors.ts';
 import { type ApiRequest, bodyOf, readAll, type UpstreamResponse } from '../http/exchange.ts';
 import { parseResponse, serializeRequest } from '../http/http1.ts';
 import { StreamClosedError } from '../mesh/byte-stream.ts';
@@ -106,7 +106,7 @@ export class RemoteTransport {
       options.signal.removeEventListener('abort', onAbort);
       this.#onE2eFailure(error);
       stream.abort(error instanceof Error ? error : new Error(String(error)));
-      throw watchdog.error() ?? asUpstreamError(error);
+      throw watchdog.error() ?? beforeAnswerError(error, path, target);
     }
   }
 
@@ -115,6 +115,8 @@ export class RemoteTransport {
       const stream = await this.#mesh.openStream(target, PROTOCOL_HTTP, { signal });
       return { stream, path: stream.path ?? 'direct' };
     } catch (directError) {
+      // A host whose connection just died is not sought through others: it most likely crashed.
+      if (directError instanceof PeerLostError) throw directError;
       // Not dialable (e.g. learned transitively and behind NAT): ask connected peers to forward.
       for (const peer of this.#mesh.peers()) {
         if (!peer.connected || peer.endpointId === target || signal.aborted) continue;
@@ -174,15 +176,71 @@ async function* refusalOrSealed(
 
 const MAX_REFUSAL_BYTES = 64 * 1024;
 
-/** E2E and wire failures become typed upstream errors (never a generic 500). */
+/** E2E codes that say the stream ended early, not that received bytes failed to open. */
+const ENDED_EARLY = new Set(['truncated', 'missing_end']);
+
+/**
+ * E2E and wire failures become typed upstream errors (never a generic 500). What happened to
+ * the stream decides: closed or reset under the answer, or ended before the answer's end
+ * marker, is a transport failure (upstream_reset); only bytes that arrived and failed to
+ * authenticate or parse as frames are an end-to-end failure (e2e_*).
+ */
 function asUpstreamError(error: unknown): MeshError {
   if (error instanceof MeshError) return error;
-  // The stream was reset or its connection died: a transport failure, not a decryption one.
-  if (error instanceof StreamClosedError)
-    return new UpstreamError(error.message, 'upstream_reset', { cause: error });
-  if (isE2EError(error))
+  if (isConnectionLoss(error) || isStreamReset(error))
+    return new UpstreamError(`the host's stream broke off: ${error.message}`, 'upstream_reset', {
+      cause: error,
+    });
+  if (isE2EError(error)) {
+    if (ENDED_EARLY.has(error.code))
+      return new UpstreamError(
+        `the host's answer ended before its end (${error.message})`,
+        'upstream_reset',
+        {
+          cause: error,
+        },
+      );
     return new UpstreamError(`end-to-end decryption failed (${error.code})`, `e2e_${error.code}`);
+  }
   return new UpstreamError(describeError(error), 'upstream_failed', { cause: error });
+}
+
+/**
+ * A failure before the answer's head arrived. The connection closing under the stream (our
+ * ping found it dead, a relay dropped the circuit), or a forwarding node resetting it (it could
+ * not reach the host), means the host is unreachable: nothing of the answer was lost.
+ */
+function beforeAnswerError(error: unknown, path: StreamPath, target: EndpointId): MeshError {
+  if (isConnectionLoss(error) || (path === 'forwarded' && isStreamReset(error))) {
+    const how = path === 'forwarded' ? 'through the forwarding node' : 'its connection closed';
+    return new UpstreamError(
+      `could not reach host ${target.slice(0, 12)} (${how} before it answered)`,
+      'peer_unreachable',
+      { cause: error },
+    );
+  }
+  return asUpstreamError(error);
+}
+
+/** The remote reset the stream. */
+function isStreamReset(error: unknown): error is Error {
+  return error instanceof Error && error.name === 'StreamResetError';
+}
+
+/** Names libp2p gives a stream's end when its connection closed or was aborted under it. */
+const CONNECTION_LOSS = new Set([
+  'StreamAbortedError',
+  'ConnectionClosedError',
+  'MuxerClosedError',
+  'TimeoutError',
+]);
+
+/**
+ * The stream's connection closed (StreamClosedError) or was aborted under it (libp2p's ping
+ * timed out: the stream ends with that error). Our own deadlines are told apart before this.
+ */
+function isConnectionLoss(error: unknown): error is Error {
+  return error instanceof StreamClosedError || (error instanceof Error && CONNECTION_LOSS.has(error.name));
 }
 
 /**

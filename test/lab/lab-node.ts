@@ -152,16 +152,12 @@ export function killGroup(child: ChildProcess, signal: NodeJS.Signals): void {
 }
 
 /** A minimal environment: no NODE_OPTIONS or test-runner variables reach the node. */
-// MESH_LAB_LOG_LEVEL sets the nodes' log level (default info); MESH_LAB_DEBUG their libp2p DEBUG.
+// MESH_LAB_LOG_LEVEL sets the nodes' log level (default info); MESH_LAB_DEBUG is passed on as
+// DEBUG (libp2p's own logs, e.g. `libp2p:connection-monitor*`).
 export function nodeEnv(): NodeJS.ProcessEnv {
   const level = process.env.MESH_LAB_LOG_LEVEL ?? 'info';
-  const debug = process.env.MESH_LAB_DEBUG;
-  return {
-    PATH: process.env.PATH,
-    HOME: process.env.HOME,
-    MESH_LLM_LOG_LEVEL: level,
-    ...(debug ? { DEBUG: debug } : {}),
-  };
+  const debug = process.env.MESH_LAB_DEBUG ? { DEBUG: process.env.MESH_LAB_DEBUG } : {};
+  return { PATH: process.env.PATH, HOME: process.env.HOME, MESH_LLM_LOG_LEVEL: level, ...debug };
 }
 
 export class LabNode {

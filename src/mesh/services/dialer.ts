@@ -1,7 +1,7 @@
 import { RELAY_V2_HOP_CODEC } from '@libp2p/circuit-relay-v2';
 import type { Connection, PeerId, Startable, Stream } from '@libp2p/interface';
 import { type Multiaddr, multiaddr } from '@multiformats/multiaddr';
-import { UpstreamError } from '../../errors.ts';
+import { PeerLostError, UpstreamError } from '../../errors.ts';
 import { classify } from '../address-policy.ts';
 import { DialGuard } from '../dial-guard.ts';
 import { peerIdFromEndpointId } from '../identity.ts';
@@ -27,6 +27,11 @@ import {
 export const STREAM_LIMIT = 1024;
 /** A request's whole dial (every candidate, relays included) ends by then, whatever its own signal. */
 export const DIAL_DEADLINE_MS = 5_000;
+/**
+ * A peer whose last connection closed moments ago (or that is lost) is most likely gone: it
+ * gets this much, so a request meant for a crashed host fails (or fails over) within seconds.
+ */
+export const LOST_PEER_DIAL_MS = 2_000;
 /** An address whose dial failed is tried after the others for this long. */
 const FAILED_ADDRESS_MS = 30_000;
 const MAX_FAILED_ADDRESSES = 4096;
@@ -37,6 +42,11 @@ export interface OpenedStream {
   path: 'direct' | 'relay';
 }
 
+export interface DialerInit {
+  /** Whether the peer's last connection closed and has not come back (membership.ts). */
+  lostConnection: (endpointId: EndpointId) => boolean;
+}
+
 /**
  * Opens outbound streams to members: over an existing connection, else by dialling the
  * addresses the peer announced (within their dial budgets), else through a circuit on each
@@ -44,6 +54,7 @@ export interface OpenedStream {
  */
 export class DialerService implements Startable {
   private readonly context: MeshContext;
+  private readonly init: DialerInit;
   private readonly components: MeshComponents;
   /** Connected peers whose identify listed the circuit-relay hop protocol. */
   private readonly relayPeers = new Set<string>();
@@ -54,8 +65,9 @@ export class DialerService implements Startable {
   /** Dials in flight, one per peer: concurrent requests share it (duplicate circuits get reset). */
   private readonly inFlight = new Map<EndpointId, Promise<Connection>>();
 
-  constructor(context: MeshContext, components: MeshComponents) {
+  constructor(context: MeshContext, init: DialerInit, components: MeshComponents) {
     this.context = context;
+    this.init = init;
     this.components = components;
     this.guard = new DialGuard(context.clock);
   }
@@ -80,7 +92,9 @@ export class DialerService implements Startable {
   /**
    * A new outbound stream to a member, within DIAL_DEADLINE_MS whatever the caller's own
    * signal allows: over an open connection at once (a direct one before a relayed one), else
-   * over whichever candidate connects first, dialled in parallel.
+   * over whichever candidate connects first, dialled in parallel. A connection that cannot
+   * open a stream by the deadline is dead and is closed; a peer whose connection just died gets
+   * only LOST_PEER_DIAL_MS and fails with PeerLostError.
    */
   async negotiate(endpointId: EndpointId, protocol: string, signal: AbortSignal): Promise<OpenedStream> {
     const peerId = peerIdFromEndpointId(endpointId);
@@ -89,7 +103,9 @@ export class DialerService implements Startable {
     if (record === undefined && existing === undefined) {
       throw new UpstreamError(`peer ${short(endpointId)} is not known in this mesh`, 'peer_unknown');
     }
-    const deadline = anySignal(signal, AbortSignal.timeout(DIAL_DEADLINE_MS));
+    const lost = existing === undefined && this.init.lostConnection(endpointId);
+    const budgetMs = lost ? LOST_PEER_DIAL_MS : DIAL_DEADLINE_MS;
+    const deadline = anySignal(signal, AbortSignal.timeout(budgetMs));
     const streamOptions = {
       signal: deadline,
       runOnLimitedConnection: true,
@@ -101,9 +117,20 @@ export class DialerService implements Startable {
         const stream = await existing.newStream(protocol, streamOptions);
         return { stream, path: isRelayed(existing) ? 'relay' : 'direct' };
       } catch (err) {
-        // A connection that cannot open a stream is dead: a fresh dial may still work.
         lastError = err;
         if (signal.aborted) throw new UpstreamError('stream open aborted', 'aborted', { cause: err });
+        if (deadline.aborted) {
+          // No stream in the whole deadline: the connection is dead though nothing closed it
+          // yet (a NAT that renumbered, a relay leg gone silent). Closing it lets the next
+          // request dial afresh and the peer table see the loss now.
+          existing.abort(new Error('no stream within the dial deadline'));
+          throw new UpstreamError(
+            `cannot reach peer ${short(endpointId)} (its connection stopped answering)`,
+            'peer_unreachable',
+            { cause: err },
+          );
+        }
+        // A connection that cannot open a stream is dead: a fresh dial may still work.
       }
     }
     if (record === undefined) {
@@ -112,18 +139,23 @@ export class DialerService implements Startable {
       });
     }
     try {
-      const connection = await this.dialOnce(endpointId, peerId, record.announcement.listenAddrs, deadline);
+      const connection = await this.dialOnce(
+        endpointId,
+        peerId,
+        record.announcement.listenAddrs,
+        budgetMs,
+        deadline,
+      );
       const stream = await connection.newStream(protocol, streamOptions);
       return { stream, path: isRelayed(connection) ? 'relay' : 'direct' };
     } catch (err) {
       if (signal.aborted) throw new UpstreamError('stream open aborted', 'aborted', { cause: err });
-      if (err instanceof UpstreamError) throw err;
-      const why = deadline.aborted
-        ? `no connection within ${DIAL_DEADLINE_MS / 1000} s`
-        : 'every address failed';
-      throw new UpstreamError(`cannot reach peer ${short(endpointId)} (${why})`, 'peer_unreachable', {
-        cause: err,
-      });
+      if (err instanceof UpstreamError && err.code !== 'peer_unreachable') throw err;
+      const why = deadline.aborted ? `no connection within ${budgetMs / 1000} s` : 'every address failed';
+      const message = `cannot reach peer ${short(endpointId)} (${why})`;
+      if (lost)
+        throw new PeerLostError(`${message}; its connection closed and has not come back`, { cause: err });
+      throw new UpstreamError(message, 'peer_unreachable', { cause: err });
     }
   }
 
@@ -134,18 +166,20 @@ export class DialerService implements Startable {
   }
 
   /**
-   * Joins the dial to this peer already in flight, or starts one. The shared dial has its own
-   * deadline (one caller's cancellation must not fail the others); each caller keeps its own.
+   * Joins the dial to this peer already in flight, or starts one. The shared dial has a
+   * deadline of its own (one caller's cancellation must not fail the others); each caller
+   * keeps its own.
    */
   private dialOnce(
     endpointId: EndpointId,
     peerId: PeerId,
     announced: readonly string[],
+    budgetMs: number,
     signal: AbortSignal,
   ): Promise<Connection> {
     let dial = this.inFlight.get(endpointId);
     if (dial === undefined) {
-      const shared = timeoutSignal(this.context, DIAL_DEADLINE_MS);
+      const shared = timeoutSignal(this.context, budgetMs);
       dial = this.dial(endpointId, peerId, announced, shared).finally(() => this.inFlight.delete(endpointId));
       this.inFlight.set(endpointId, dial);
     }
@@ -176,6 +210,7 @@ export class DialerService implements Startable {
     if (direct.length === 0 && circuits.size === 0) {
       throw new UpstreamError(`no address of ${short(endpointId)} may be dialled now`, 'dial_limited');
     }
+    signal.throwIfAborted();
     return raceDial({
       transportManager: this.components.transportManager,
       direct,
@@ -206,8 +241,11 @@ export class DialerService implements Startable {
   }
 }
 
-export function meshDialer(context: MeshContext): (components: MeshComponents) => DialerService {
-  return (components) => new DialerService(context, components);
+export function meshDialer(
+  context: MeshContext,
+  init: DialerInit,
+): (components: MeshComponents) => DialerService {
+  return (components) => new DialerService(context, init, components);
 }
 
 /** A direct address that is public (not a LAN's): such a peer is dialled directly. */

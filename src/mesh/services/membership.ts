@@ -76,6 +76,11 @@ export class MembershipService implements Startable {
     return this.lost.has(endpointId);
   }
 
+  /** Whether the peer's last connection closed and it has not reconnected (lost, or within the grace). */
+  connectionLost(endpointId: EndpointId): boolean {
+    return this.lossTimers.has(endpointId) || this.lost.has(endpointId);
+  }
+
   private onConnect(peerId: PeerId): void {
     const id = endpointIdFromPeerId(peerId);
     if (id === undefined) return;
