@@ -42,7 +42,7 @@ import { MemberRelayPolicy, tableMembership } from './member-relay.ts';
 import { decodeSigned, encodeSigned, MeshMembership } from './membership.ts';
 import { noiseCrypto } from './noise-crypto.ts';
 import { PeerTable } from './peer-table.ts';
-import { isRelayed } from './race-dial.ts';
+import { circuitRelayId, isRelayed } from './race-dial.ts';
 import { AnnouncementSequence } from './sequence.ts';
 import { type AppHandler, type AppStreamsService, meshAppStreams } from './services/app-streams.ts';
 import { type BootstrapService, meshBootstrap } from './services/bootstrap.ts';
@@ -724,14 +724,12 @@ function isFresh(stream: Stream): boolean {
   );
 }
 
-/** The relay's peer id in a circuit address (`.../p2p/RELAY/p2p-circuit/...`). */
+/** The relay's peer id in a circuit address. */
 function relayOf(address: Multiaddr): PeerId | undefined {
-  const parts = address.getComponents();
-  const circuit = parts.findIndex((c) => c.name === 'p2p-circuit');
-  const relay = circuit > 0 ? parts[circuit - 1] : undefined;
-  if (relay?.name !== 'p2p' || relay.value === undefined) return undefined;
+  const relay = circuitRelayId(address);
+  if (relay === undefined) return undefined;
   try {
-    return peerIdFromString(relay.value);
+    return peerIdFromString(relay);
   } catch {
     return undefined;
   }

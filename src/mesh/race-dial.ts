@@ -27,6 +27,14 @@ export function isRelayed(connection: Pick<Connection, 'limits' | 'remoteAddr'>)
   return connection.limits !== undefined || connection.remoteAddr.toString().includes('/p2p-circuit');
 }
 
+/** The relay's peer id in a circuit address (`…/p2p/RELAY/p2p-circuit/…`). */
+export function circuitRelayId(ma: Multiaddr): string | undefined {
+  const parts = ma.getComponents();
+  const circuit = parts.findIndex((c) => c.name === 'p2p-circuit');
+  const relay = circuit > 0 ? parts[circuit - 1] : undefined;
+  return relay?.name === 'p2p' ? relay.value : undefined;
+}
+
 export function isCircuitAddr(ma: Multiaddr): boolean {
   return ma.getComponents().some((c) => c.name === 'p2p-circuit');
 }

@@ -6,6 +6,7 @@ import { classify } from '../address-policy.ts';
 import { DialGuard } from '../dial-guard.ts';
 import { peerIdFromEndpointId } from '../identity.ts';
 import {
+  circuitRelayId,
   isCircuitAddr,
   isRelayed,
   PUBLIC_HEAD_START_MS,
@@ -200,12 +201,17 @@ export class DialerService implements Startable {
   ): Promise<Connection> {
     const admitted = this.guard.admit(endpointId, peerId.toString(), announced);
     const direct = this.freshFirst(admitted.filter((ma) => !isCircuitAddr(ma)));
+    // One circuit per relay: circuits through one relay share its connection, and each extra
+    // one is an inbound connection the target counts against the relay's address (libp2p
+    // refuses more than 5 a second from one address).
     const circuits = new Map<string, Multiaddr>();
-    for (const ma of admitted) if (isCircuitAddr(ma)) circuits.set(ma.toString(), ma);
     for (const relay of this.relayPeers) {
       if (relay === peerId.toString()) continue;
-      const ma = multiaddr(`/p2p/${relay}/p2p-circuit/p2p/${peerId.toString()}`);
-      circuits.set(ma.toString(), ma);
+      circuits.set(relay, multiaddr(`/p2p/${relay}/p2p-circuit/p2p/${peerId.toString()}`));
+    }
+    for (const ma of admitted) {
+      const relay = circuitRelayId(ma);
+      if (relay !== undefined && !circuits.has(relay)) circuits.set(relay, ma);
     }
     if (direct.length === 0 && circuits.size === 0) {
       throw new UpstreamError(`no address of ${short(endpointId)} may be dialled now`, 'dial_limited');
