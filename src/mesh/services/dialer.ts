@@ -104,10 +104,10 @@ export class DialerService implements Startable {
     if (record === undefined && existing === undefined) {
       throw new UpstreamError(`peer ${short(endpointId)} is not known in this mesh`, 'peer_unknown');
     }
-    const lost = existing === undefined && this.init.lostConnection(endpointId);
-    const budgetMs = lost ? LOST_PEER_DIAL_MS : DIAL_DEADLINE_MS;
-    const deadline = anySignal(signal, AbortSignal.timeout(budgetMs));
-    const streamOptions = {
+    let lost = existing === undefined && this.init.lostConnection(endpointId);
+    let budgetMs = lost ? LOST_PEER_DIAL_MS : DIAL_DEADLINE_MS;
+    let deadline = anySignal(signal, AbortSignal.timeout(budgetMs));
+    let streamOptions = {
       signal: deadline,
       runOnLimitedConnection: true,
       maxOutboundStreams: STREAM_LIMIT,
@@ -131,7 +131,14 @@ export class DialerService implements Startable {
             { cause: err },
           );
         }
-        // A connection that cannot open a stream is dead: a fresh dial may still work.
+        // A connection that cannot open a stream is dead: a fresh dial may still work. When it
+        // was the peer's last one (it closed as we used it: a crash), the peer counts as lost.
+        if (existing.status !== 'open' && this.bestConnection(peerId) === undefined) {
+          lost = true;
+          budgetMs = LOST_PEER_DIAL_MS;
+          deadline = anySignal(signal, AbortSignal.timeout(budgetMs));
+          streamOptions = { ...streamOptions, signal: deadline };
+        }
       }
     }
     if (record === undefined) {
