@@ -15,7 +15,7 @@ import { parseArgs } from 'node:util';
 import { ensureTinyGguf } from '../src/backends/gguf/tiny-model.ts';
 import { type LlamaServer, llamaServerBinary, startLlamaServer } from './lib/llama-server.ts';
 import { percentile, printTable } from './lib/load.ts';
-import { type NodeProcess, spawnNode, waitForModel } from './lib/node-process.ts';
+import { cpuMsOf, type NodeProcess, spawnNode, waitForModel } from './lib/node-process.ts';
 
 const { values } = parseArgs({
   options: {
@@ -91,15 +91,26 @@ interface Sample {
   tokens: number;
   seconds: number;
   ttfts: number[];
+  /** CPU time the server process used in the round (all its threads). */
+  cpuMs: number;
 }
 
-async function round(url: string, concurrency: number): Promise<Sample> {
+interface Target {
+  name: string;
+  url: string;
+  cpuMs(): Promise<number>;
+  stop(): Promise<void>;
+}
+
+async function round(target: Target, concurrency: number): Promise<Sample> {
+  const cpuBefore = await target.cpuMs();
   const started = performance.now();
-  const results = await Promise.all(Array.from({ length: concurrency }, () => stream(url)));
+  const results = await Promise.all(Array.from({ length: concurrency }, () => stream(target.url)));
   return {
     tokens: results.reduce((a, r) => a + r.tokens, 0),
     seconds: (performance.now() - started) / 1000,
     ttfts: results.map((r) => r.ttftMs),
+    cpuMs: (await target.cpuMs()) - cpuBefore,
   };
 }
 
@@ -108,6 +119,7 @@ function merge(samples: Sample[]) {
   const seconds = samples.reduce((a, s) => a + s.seconds, 0);
   return {
     tokPerS: tokens / seconds,
+    cpuUsPerToken: (samples.reduce((a, s) => a + s.cpuMs, 0) * 1000) / tokens,
     ttftP50: percentile(
       samples.flatMap((s) => s.ttfts),
       50,
@@ -119,7 +131,7 @@ const dir = join(tmpdir(), 'mesh-llm-bench-models');
 await mkdir(dir, { recursive: true });
 const model = values.model ?? (await ensureTinyGguf(dir));
 
-const targets: { name: string; url: string; stop(): Promise<void> }[] = [];
+const targets: Target[] = [];
 let node: NodeProcess | undefined;
 let server: LlamaServer | undefined;
 try {
@@ -138,7 +150,7 @@ try {
     ]);
     await waitForModel(node.apiUrl, MODEL_NAME);
     const n = node;
-    targets.push({ name: 'in-process', url: n.apiUrl, stop: () => n.stop() });
+    targets.push({ name: 'in-process', url: n.apiUrl, cpuMs: () => n.cpuMs(), stop: () => n.stop() });
   }
   if (values.only !== 'inprocess') {
     const binary = await llamaServerBinary({ build: !values['no-build'] });
@@ -153,17 +165,22 @@ try {
       alias: MODEL_NAME,
     });
     const s = server;
-    targets.push({ name: 'llama-server', url: s.url, stop: () => s.stop() });
+    targets.push({
+      name: 'llama-server',
+      url: s.url,
+      cpuMs: () => cpuMsOf(s.child.pid!),
+      stop: () => s.stop(),
+    });
   }
 
   const rows: (string | number)[][] = [];
   for (const concurrency of LEVELS) {
     const samples = new Map<string, Sample[]>(targets.map((t) => [t.name, []]));
-    for (const t of targets) await round(t.url, concurrency); // warm-up
+    for (const t of targets) await round(t, concurrency); // warm-up
     for (let r = 0; r < ROUNDS; r++) {
       // Alternate the order each round so neither always runs right after the other's load.
       const order = r % 2 === 0 ? targets : [...targets].reverse();
-      for (const t of order) samples.get(t.name)!.push(await round(t.url, concurrency));
+      for (const t of order) samples.get(t.name)!.push(await round(t, concurrency));
     }
     const inproc = samples.has('in-process') ? merge(samples.get('in-process')!) : undefined;
     const server_ = samples.has('llama-server') ? merge(samples.get('llama-server')!) : undefined;
@@ -174,6 +191,8 @@ try {
       inproc && server_ ? `${(inproc.tokPerS / server_.tokPerS).toFixed(2)}x` : '—',
       inproc?.ttftP50 ?? Number.NaN,
       server_?.ttftP50 ?? Number.NaN,
+      inproc?.cpuUsPerToken ?? Number.NaN,
+      server_?.cpuUsPerToken ?? Number.NaN,
     ]);
   }
   printTable(
@@ -185,6 +204,8 @@ try {
       'ratio',
       'TTFT p50 in-process ms',
       'TTFT p50 llama-server ms',
+      'CPU µs/token in-process',
+      'CPU µs/token llama-server',
     ],
     rows,
   );

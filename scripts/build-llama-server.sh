@@ -16,7 +16,20 @@ if [[ -x "$binary" ]]; then
   exit 0
 fi
 [[ -f "$bundle" ]] || { echo "missing $bundle (npm install first)" >&2; exit 1; }
-command -v cmake >/dev/null || { echo "cmake is required to build llama-server" >&2; exit 1; }
+tools=()
+command -v cmake >/dev/null || tools+=(cmake)
+command -v make >/dev/null || tools+=(make)
+command -v g++ >/dev/null || tools+=(g++)
+command -v git >/dev/null || tools+=(git)
+if [[ ${#tools[@]} -gt 0 ]]; then
+  if [[ "$(id -u)" -ne 0 ]]; then
+    echo "building llama-server needs: ${tools[*]} (Debian/Ubuntu: sudo apt-get install -y ${tools[*]})" >&2
+    exit 1
+  fi
+  echo "installing build tools: ${tools[*]}" >&2
+  apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${tools[@]}" >&2
+fi
 
 if [[ ! -d "$cache/.git" ]]; then
   mkdir -p "$(dirname "$cache")"

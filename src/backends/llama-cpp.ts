@@ -45,6 +45,7 @@ import {
   samplingOf,
 } from './llama/params.ts';
 import { type LlamaRuntime, llamaRuntime } from './llama/runtime.ts';
+import { TokenSteps } from './llama/token-steps.ts';
 import { PushStream } from './push-stream.ts';
 import { SlotPool } from './slot-pool.ts';
 import { TokenTextStream } from './text-stream.ts';
@@ -111,6 +112,8 @@ export class LlamaCppBackend implements InferenceBackend {
   /** Aborts every running generation on stop(). */
   #shutdown = new AbortController();
   readonly #active = new Set<Promise<unknown>>();
+  /** One decode batch per token for all generations; output written while llama.cpp decodes. */
+  readonly #steps = new TokenSteps();
 
   constructor(options: LlamaCppBackendOptions) {
     this.#options = options;
@@ -159,7 +162,7 @@ export class LlamaCppBackend implements InferenceBackend {
       parallel: this.#parallel,
       gpuLayers: this.#options.gpuLayers,
       availableRamBytes: this.#options.availableRamBytes,
-      activeSequences: () => this.#parallel - (this.#pool?.available ?? this.#parallel),
+      dispatchSchedule: this.#steps.dispatchSchedule,
       logger: this.#log,
     });
     this.#loaded = loaded;
@@ -446,18 +449,30 @@ export class LlamaCppBackend implements InferenceBackend {
         : undefined,
     });
     // The generator ends by itself on an end-of-generation token.
-    for await (const token of tokens) {
-      if (signal.aborted) break;
-      completionTokens++;
-      if (prepared.stopTokens.has(token)) break;
-      if (penalised) generated.push(token);
-      const piece = text.push(token);
-      if (piece) onText(piece);
-      if (text.stopped) break;
-      if (completionTokens >= maxTokens) {
-        finishReason = 'length';
-        break;
+    let joined = false;
+    try {
+      for await (const token of tokens) {
+        if (signal.aborted) break;
+        completionTokens++;
+        if (prepared.stopTokens.has(token)) break;
+        if (penalised) generated.push(token);
+        const piece = text.push(token);
+        if (piece) this.#steps.deliver(() => onText(piece));
+        if (text.stopped) break;
+        if (completionTokens >= maxTokens) {
+          finishReason = 'length';
+          break;
+        }
+        // From its first token on (the prompt is decoded), the generation steps with the others.
+        if (!joined) {
+          joined = true;
+          this.#steps.join();
+        }
+        await this.#steps.arrive();
       }
+    } finally {
+      if (joined) this.#steps.leave();
+      this.#steps.flush();
     }
     if (!signal.aborted) {
       const rest = text.flush();

@@ -26,8 +26,8 @@ export interface LoadModelOptions {
   gpuLayers?: GpuLayersChoice;
   /** RAM this model may use; default: what the OS reports available. */
   availableRamBytes?: number;
-  /** Sequences generating right now (the batching schedule below reads it). */
-  activeSequences?: () => number;
+  /** When to decode what the sequences queued (see token-steps.ts); default node-llama-cpp's. */
+  dispatchSchedule?: (dispatch: () => void) => void;
   logger: Logger;
 }
 
@@ -49,19 +49,6 @@ async function sha256File(path: string): Promise<string> {
   const hash = createHash('sha256');
   for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) hash.update(chunk as Buffer);
   return hash.digest('hex');
-}
-
-/**
- * When to decode what the sequences queued. node-llama-cpp's default waits for the next event
- * loop turn so that concurrent sequences share one batch; a lone sequence gains nothing from the
- * wait and pays a turn per token (18-36 % of tokens/s in the bare loop on the tiny model,
- * measured interleaved), so it is decoded at once.
- */
-function dispatchSchedule(active: (() => number) | undefined): (dispatch: () => void) => void {
-  return (dispatch) => {
-    if (active !== undefined && active() <= 1) queueMicrotask(dispatch);
-    else setImmediate(dispatch);
-  };
 }
 
 export async function loadLlamaModel(options: LoadModelOptions): Promise<LoadedLlamaModel> {
@@ -99,7 +86,7 @@ export async function loadLlamaModel(options: LoadModelOptions): Promise<LoadedL
       sequences: options.parallel,
       threads: options.threads,
       failedCreationRemedy: options.contextSize === undefined ? undefined : false,
-      batching: { dispatchSchedule: dispatchSchedule(options.activeSequences) },
+      batching: options.dispatchSchedule ? { dispatchSchedule: options.dispatchSchedule } : undefined,
     });
     const sequences: LlamaContextSequence[] = [];
     for (let i = 0; i < options.parallel; i++) sequences.push(context.getSequence());
