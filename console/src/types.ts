@@ -124,19 +124,4 @@ export interface Status {
   models?: ModelPool[];
 }
 
-export interface ModelTraffic {
-  model: string;
-  requests: number;
-  errors: number;
-  latencySecondsSum: number;
-  latencyCount: number;
-  ttftSecondsSum: number;
-  ttftCount: number;
-  completionTokens: number;
-  generationSeconds: number;
-}
-
-export interface Traffic {
-  at: number;
-  models: ModelTraffic[];
-}
+export type { ModelTraffic, TrafficReport as Traffic } from '../../src/metrics/traffic-shape.ts';

@@ -112,16 +112,13 @@ function consoleCredentialRequired(): UnauthorizedError {
 
 /**
  * The console is loopback-only, but a browser on this machine can still be steered at it:
- * refuse DNS-rebinding hosts and cross-origin writes.
+ * refuse DNS-rebinding hosts and writes from any other origin, other local ports included (a
+ * page another local server serves is not the console).
  */
 function refuseForeignOrigins(request: IncomingApiRequest): void {
   requireLoopbackHost(request);
   const origin = request.headers.origin;
-  if (
-    request.method !== 'GET' &&
-    origin !== undefined &&
-    !/^http:\/\/(127\.0\.0\.1|localhost)(:\d+)?$/.test(origin)
-  ) {
+  if (request.method !== 'GET' && origin !== undefined && origin !== `http://${request.headers.host}`) {
     throw new MeshError('forbidden', 'forbidden_origin', 'Cross-origin requests to the console are refused');
   }
   requireJsonContentType(request);

@@ -1,4 +1,4 @@
-import { chmod, mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   generateKeyPair,
@@ -10,6 +10,7 @@ import type { PeerId, PrivateKey } from '@libp2p/interface';
 import { peerIdFromPrivateKey, peerIdFromPublicKey, peerIdFromString } from '@libp2p/peer-id';
 import { encodeHex } from '../encoding/hex.ts';
 import { ConfigError } from '../errors.ts';
+import { writeFileAtomic } from '../files/atomic-write.ts';
 import type { EndpointId } from './types.ts';
 
 /** File holding the libp2p Ed25519 private key (protobuf-encoded), mode 0600. */
@@ -60,10 +61,8 @@ export async function loadOrCreateIdentity(dataDir: string): Promise<MeshIdentit
   }
   await mkdir(dataDir, { recursive: true, mode: 0o700 });
   const identity = await generateIdentity();
-  // Write then rename so a crash never leaves a truncated key behind.
-  const tmp = `${file}.${process.pid}.tmp`;
-  await writeFile(tmp, privateKeyToProtobuf(identity.privateKey), { mode: 0o600 });
-  await rename(tmp, file);
+  // A crash never leaves a truncated key behind.
+  await writeFileAtomic(file, privateKeyToProtobuf(identity.privateKey));
   return identity;
 }
 

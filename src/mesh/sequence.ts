@@ -1,5 +1,6 @@
-import { readFile, rename, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { writeFileAtomic } from '../files/atomic-write.ts';
 
 const SEQ_FILE = 'announcement-seq';
 
@@ -43,8 +44,6 @@ export class AnnouncementSequence {
 
   async persist(): Promise<void> {
     if (this.file === undefined) return;
-    const tmp = `${this.file}.${process.pid}.tmp`;
-    await writeFile(tmp, `${this.current}\n`, { mode: 0o600 });
-    await rename(tmp, this.file);
+    await writeFileAtomic(this.file, `${this.current}\n`);
   }
 }

@@ -5,6 +5,7 @@
  * codes, tiers): never a prompt, a key, a token or the mesh id.
  */
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import type { ModelTraffic } from './traffic-shape.ts';
 
 export type RouteLabel = 'local' | 'direct' | 'relay' | 'forwarded' | 'none';
 
@@ -12,19 +13,6 @@ export type RouteLabel = 'local' | 'direct' | 'relay' | 'forwarded' | 'none';
 export interface PeerSample {
   tier: string;
   link: string;
-}
-
-export interface ModelTraffic {
-  model: string;
-  requests: number;
-  errors: number;
-  latencySecondsSum: number;
-  latencyCount: number;
-  ttftSecondsSum: number;
-  ttftCount: number;
-  completionTokens: number;
-  /** Time spent streaming after the first byte: tokens / this = tokens per second. */
-  generationSeconds: number;
 }
 
 const LATENCY_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];

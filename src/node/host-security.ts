@@ -29,11 +29,19 @@ export function advertisedInferenceKey(peer: PeerRecord): Uint8Array | undefined
   return key ?? undefined;
 }
 
-/** `e2e: false` emulates a node from before E2E: it neither knows nor uses field 36. */
-export function createHostSecurity(trust: PeerTrust | undefined, options: { e2e: boolean }): HostSecurity {
+/**
+ * `e2e: false` emulates a node from before E2E: it neither knows nor uses field 36.
+ * `attestationPolicy`: the client routes under --require-attested-hosts; only then does a proven
+ * tier make a host preferred (SPEC §6.5: no tier is a reason to prefer a host without a policy).
+ */
+export function createHostSecurity(
+  trust: PeerTrust | undefined,
+  options: { e2e: boolean; attestationPolicy: boolean },
+): HostSecurity {
+  const ranked = options.attestationPolicy ? trust : undefined;
   return {
     inferenceKey: options.e2e ? advertisedInferenceKey : () => undefined,
-    preference: (peer) => trust?.rank(peer.endpointId) ?? 0,
+    preference: (peer) => ranked?.rank(peer.endpointId) ?? 0,
   };
 }
 

@@ -167,7 +167,10 @@ export async function startMeshNode(config: NodeConfig, deps: MeshNodeDeps): Pro
         bounds: config.answerBounds,
         onE2eFailure: (reason) => metrics.e2eFailures.inc({ reason, side: 'client' }),
       }),
-      security: createHostSecurity(attestation.trust, { e2e: config.e2e }),
+      security: createHostSecurity(attestation.trust, {
+        e2e: config.e2e,
+        attestationPolicy: config.requireAttestedHosts,
+      }),
       gates,
       logger: logger.child({ component: 'router' }),
       queue: new CapacityQueue({ maxWaiting: config.maxQueued, timeoutMs: config.queueTimeoutMs }),

@@ -5,7 +5,7 @@
  * cache holds the prefix), else the local backend, else the better of two picked at random
  * ("power of two choices": close to the least loaded host without every sender herding onto
  * the same one between load reports), drawn from the free hosts of the highest security
- * preference (attested before unattested, as before pooling: a preferred host is filled first,
+ * preference (under --require-attested-hosts: hardware-rooted first; a preferred host is filled first,
  * the others take what it has no room for). Better = lower utilisation (running + queued + this
  * request, over slots), then lower round-trip time. The
  * other hosts follow in that order as failover, hosts passed over after a no_capacity answer

@@ -110,6 +110,24 @@ describe('the loopback API and console against web pages and hostile hosts', () 
     assert.equal(next.status, 200, 'the node keeps serving');
   });
 
+  test("the console refuses writes from any other origin, another local port's page included", async () => {
+    const own = new URL(node.consoleUrl!).origin;
+    const post = (origin: string) =>
+      rawRequest(node.consoleUrl!, {
+        method: 'POST',
+        path: '/api/trust/reset',
+        headers: { 'content-type': 'application/json', origin },
+        body: JSON.stringify({ peer: 'x' }),
+      });
+    for (const foreign of ['http://localhost:3000', 'http://127.0.0.1:1', 'https://evil.example']) {
+      const answer = await post(foreign);
+      assert.equal(answer.status, 403, foreign);
+      assert.equal(JSON.parse(answer.text).error.code, 'forbidden_origin');
+    }
+    const mine = await post(own);
+    assert.equal(mine.status, 401, 'its own page gets as far as the credential check');
+  });
+
   test('the console shows the invite token and accepts writes only with the local credential', async () => {
     const file = join(node.config.dataDir, CONSOLE_CREDENTIAL_FILE);
     assert.equal((await stat(file)).mode & 0o777, 0o600);

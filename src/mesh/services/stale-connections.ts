@@ -1,19 +1,21 @@
-import type { Connection, Startable, Stream } from '@libp2p/interface';
-import { byteStream } from '@libp2p/utils';
+import type { Connection, Startable } from '@libp2p/interface';
 import { endpointIdFromPeerId } from '../identity.ts';
-import { listen, type MeshComponents, type MeshContext, short, timeoutSignal } from './context.ts';
+import { listen, type MeshComponents, type MeshContext, short } from './context.ts';
 
-/** libp2p's ping protocol (every mesh node runs @libp2p/ping): one 32-byte echo. */
-const PING_PROTOCOL = '/ipfs/ping/1.0.0';
-const PING_BYTES = 32;
-/** An older connection that does not echo a ping within this is closed. */
+/**
+ * A protocol no node handles: the remote's "not supported" answer is the probe's echo, one
+ * round trip, as libp2p's connection monitor also counts it. No handler, no stream limit shared
+ * with the monitor's own pings (a second ping stream would trip libp2p's limit of one).
+ */
+const PROBE_PROTOCOL = '/mesh-llm/probe/1.0.0';
+/** An older connection that does not answer within this is closed. */
 export const STALE_PROBE_MS = 3_000;
 
 /**
  * A peer that opens a new connection while we still hold an older one may have moved (its NAT
  * renumbered, it restarted elsewhere): the older connection may be dead without anything having
  * closed it, and libp2p keeps using it (a relay puts circuits on a peer's first connection).
- * Each older connection is pinged at once and closed if it does not answer, instead of lingering
+ * Each older connection is probed at once and closed if it does not answer, instead of lingering
  * until the connection monitor's next ping times out.
  */
 export class StaleConnectionService implements Startable {
@@ -48,26 +50,23 @@ export class StaleConnectionService implements Startable {
   private async probe(connection: Connection): Promise<void> {
     const { log, stopSignal } = this.context;
     this.probing.add(connection);
-    const signal = timeoutSignal(this.context, STALE_PROBE_MS);
-    let stream: Stream | undefined;
+    const timeout = AbortSignal.timeout(STALE_PROBE_MS);
     try {
-      stream = await connection.newStream(PING_PROTOCOL, { signal, runOnLimitedConnection: true });
-      const bytes = byteStream(stream);
-      await bytes.write(crypto.getRandomValues(new Uint8Array(PING_BYTES)), { signal });
-      await bytes.read({ bytes: PING_BYTES, signal });
-      await stream.close({ signal });
+      const stream = await connection.newStream(PROBE_PROTOCOL, {
+        signal: AbortSignal.any([timeout, stopSignal]),
+        runOnLimitedConnection: true,
+      });
+      stream.abort(new Error('probe answered'));
     } catch (err) {
-      const error = err instanceof Error ? err : new Error(String(err));
-      stream?.abort(error);
-      // A peer without the ping protocol still answered the negotiation: it is alive.
-      if (error.name === 'UnsupportedProtocolError' || stopSignal.aborted || connection.status !== 'open')
-        return;
+      // Any answer (not supported, a stream limit) proves the connection alive; only silence
+      // until the deadline condemns it.
+      if (!timeout.aborted || stopSignal.aborted || connection.status !== 'open') return;
       const id = endpointIdFromPeerId(connection.remotePeer);
       log.info(
-        { peer: id === undefined ? undefined : short(id), reason: error.message },
+        { peer: id === undefined ? undefined : short(id) },
         'closing a dead older connection to a peer that reconnected',
       );
-      connection.abort(error);
+      connection.abort(err instanceof Error ? err : new Error(String(err)));
     } finally {
       this.probing.delete(connection);
     }
