@@ -53,6 +53,11 @@ import { meshHolePunch } from './services/hole-punch.ts';
 import { type MembershipService, meshMembership } from './services/membership.ts';
 import { meshReachability, type ReachabilityService } from './services/reachability.ts';
 import { meshStaleConnections, type StaleConnectionService } from './services/stale-connections.ts';
+import {
+  meshTransitiveLiveness,
+  TRANSITIVE_CHECK_MS,
+  type TransitiveLivenessService,
+} from './services/transitive-liveness.ts';
 import { coalesceTurnWrites } from './turn-coalescing.ts';
 import {
   type ByteStream,
@@ -95,6 +100,8 @@ export interface MeshOptions {
   relayReservation?: boolean;
   /** Default 60000. */
   heartbeatMs?: number;
+  /** How often hosts known only through gossip are checked through members (0 = never). Default 10000. */
+  transitiveCheckMs?: number;
   mdns?: boolean;
   announcement?: LocalAnnouncementFields;
   version: string;
@@ -122,6 +129,7 @@ type Services = {
   meshDialer: DialerService;
   meshAppStreams: AppStreamsService;
   meshStaleConnections: StaleConnectionService;
+  meshTransitiveLiveness: TransitiveLivenessService;
   meshReachability?: ReachabilityService;
 };
 
@@ -293,6 +301,12 @@ export class Libp2pMesh implements MeshService {
         lostConnection: (id) => this.libp2p.services.meshMembership.connectionLost(id),
       }),
       meshStaleConnections: meshStaleConnections(context),
+      meshTransitiveLiveness: meshTransitiveLiveness(context, {
+        intervalMs: options.transitiveCheckMs ?? TRANSITIVE_CHECK_MS,
+        reaches: (via, target, signal) => this.reaches(via, target, signal),
+        isLost: (id) => this.libp2p.services.meshMembership.isLost(id),
+        markUnreachable: (id, seq) => this.libp2p.services.meshMembership.markUnreachable(id, seq),
+      }),
       meshAppStreams: meshAppStreams(context, {
         memberWaitMs: options.memberWaitMs ?? 5_000,
         wrap: (stream, protocol, remote) => this.wrap(stream, protocol, remote),
@@ -680,6 +694,32 @@ export class Libp2pMesh implements MeshService {
       throw new UpstreamError(`forwarding through ${short(via)} failed`, 'upstream_failed', { cause: err });
     }
     return stream;
+  }
+
+  /**
+   * Whether `target` ends an empty HTTP request forwarded by `via` quietly (as a host ends an
+   * unused warm stream); false when `via` reset it; undefined when `via` could not be asked.
+   */
+  private async reaches(
+    via: EndpointId,
+    target: EndpointId,
+    signal: AbortSignal,
+  ): Promise<boolean | undefined> {
+    const stream = await this.openForwardedStream(via, target, { signal }).catch(() => undefined);
+    if (stream === undefined) return undefined;
+    const onAbort = () => stream.abort(new Error('reachability check timed out'));
+    signal.addEventListener('abort', onAbort, { once: true });
+    try {
+      await stream.closeWrite();
+      for await (const _ of stream.source) {
+        // A host never answers an empty request: whatever comes is drained.
+      }
+      return true;
+    } catch {
+      return signal.aborted ? undefined : false;
+    } finally {
+      signal.removeEventListener('abort', onAbort);
+    }
   }
 
   private wrap(stream: Stream, protocol: string, remote: EndpointId): ByteStream {

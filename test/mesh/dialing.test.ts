@@ -72,3 +72,29 @@ test('a peer whose connection died leaves routing within seconds, and returns wh
     30_000,
   );
 });
+
+test('a crashed host known only through gossip leaves routing once no member reaches it', async () => {
+  const target = await cluster().node({ ...QUIET, announcement: { hostedModels: ['m'] } });
+  // As a host's inbound HTTP handler does with an empty request: nothing to answer.
+  target.handle(PROTOCOL_HTTP, async (stream) => {
+    for await (const _ of stream.source) {
+      // drained
+    }
+    await stream.closeWrite();
+  });
+  const middle = await cluster().node(QUIET);
+  const client = await cluster().node({ ...QUIET, transitiveCheckMs: 300 });
+  await middle.join(target.inviteToken());
+  await client.join(middle.inviteToken());
+  const listed = () => client.peers().some((p) => p.endpointId === target.endpointId);
+  await waitFor(listed, 'client lists the host it learnt through the middle');
+  // Several rounds of checks through the middle find it alive.
+  await new Promise((resolve) => setTimeout(resolve, 1_500));
+  assert.ok(listed(), 'a live host stays listed');
+  assert.equal(client.connectionsTo(target.endpointId).length, 0, 'known only through gossip');
+  const crashed = Date.now();
+  await target.abort();
+  await waitFor(() => !listed(), 'the crashed host leaves the client peer list', 15_000);
+  assert.ok(Date.now() - crashed < 15_000);
+  assert.ok(client.peer(target.endpointId) !== undefined, 'still known, only left out of routing');
+});

@@ -142,7 +142,19 @@ export class AppStreamsService implements Startable {
       inbound.abort(new Error('unknown forward target'));
       return;
     }
-    const outbound = await this.init.openStream(target, PROTOCOL_HTTP, stopSignal);
+    let outbound: ByteStream;
+    try {
+      outbound = await this.init.openStream(target, PROTOCOL_HTTP, stopSignal);
+    } catch (err) {
+      // Routine when a host just went away (members ask whether it still answers): the reset
+      // tells the sender; no warning here.
+      log.debug(
+        { from: short(remote), target: short(target), err: (err as Error).message },
+        'forward target unreachable',
+      );
+      inbound.abort(err instanceof Error ? err : new Error(String(err)));
+      return;
+    }
     const rest = head.subarray(32);
     if (rest.byteLength > 0) await outbound.write(rest);
     const remainder: ByteStream = {

@@ -146,6 +146,7 @@ export class DialerService implements Startable {
         cause: lastError,
       });
     }
+    let answered = false;
     try {
       const connection = await this.dialOnce(
         endpointId,
@@ -154,6 +155,7 @@ export class DialerService implements Startable {
         budgetMs,
         deadline,
       );
+      answered = true;
       const stream = await connection.newStream(protocol, streamOptions);
       return { stream, path: isRelayed(connection) ? 'relay' : 'direct' };
     } catch (err) {
@@ -161,7 +163,9 @@ export class DialerService implements Startable {
       if (err instanceof UpstreamError && err.code !== 'peer_unreachable') throw err;
       const why = deadline.aborted ? `no connection within ${budgetMs / 1000} s` : 'every address failed';
       const message = `cannot reach peer ${short(endpointId)} (${why})`;
-      if (lost)
+      // A peer that took the connection (and then closed it: a per-address connection limit) is
+      // alive, and others may still reach it.
+      if (lost && !answered)
         throw new PeerLostError(`${message}; its connection closed and has not come back`, { cause: err });
       throw new UpstreamError(message, 'peer_unreachable', { cause: err });
     }

@@ -76,6 +76,13 @@ export class MembershipService implements Startable {
     return this.lost.has(endpointId);
   }
 
+  /** Leaves an unconnected peer out of routing as if its connection had died (transitive checks). */
+  markUnreachable(endpointId: EndpointId, seq: bigint): void {
+    const record = this.context.table.get(endpointId);
+    if (record === undefined || record.connected || record.seq !== seq) return;
+    this.lost.set(endpointId, seq);
+  }
+
   /** Whether the peer's last connection closed and it has not reconnected (lost, or within the grace). */
   connectionLost(endpointId: EndpointId): boolean {
     return this.lossTimers.has(endpointId) || this.lost.has(endpointId);
