@@ -6,9 +6,8 @@ import { autoNATv2 } from '@libp2p/autonat-v2';
 import { circuitRelayTransport } from '@libp2p/circuit-relay-v2';
 import { dcutr } from '@libp2p/dcutr';
 import { type Identify, identify } from '@libp2p/identify';
-import type { Libp2p, PeerId, PrivateKey, Stream } from '@libp2p/interface';
+import type { Connection, Libp2p, PeerId, PrivateKey, Stream } from '@libp2p/interface';
 import { mdns } from '@libp2p/mdns';
-import { peerIdFromString } from '@libp2p/peer-id';
 import { type Ping, ping } from '@libp2p/ping';
 import { tcp } from '@libp2p/tcp';
 import { uPnPNAT } from '@libp2p/upnp-nat';
@@ -17,13 +16,7 @@ import { createLibp2p, type Libp2pInit } from 'libp2p';
 import { ConfigError, UpstreamError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { OwnerSigned, PeerAnnouncement } from '../proto/gen/mesh_pb.js';
-import {
-  announceFilter,
-  bridgeInterfaceIps,
-  classify,
-  ownPublicAddrs,
-  parseAnnounce,
-} from './address-policy.ts';
+import { announceFilter, ownPublicAddrs, parseAnnounce } from './address-policy.ts';
 import { Admission, PROTOCOL_ADMIT } from './admission.ts';
 import { toByteStream } from './byte-stream.ts';
 import {
@@ -41,8 +34,9 @@ import { LocalAnnouncement } from './local-announcement.ts';
 import { MemberRelayPolicy, tableMembership } from './member-relay.ts';
 import { decodeSigned, encodeSigned, MeshMembership } from './membership.ts';
 import { noiseCrypto } from './noise-crypto.ts';
+import { type ConnectionSummary, peerLink, summarize } from './peer-links.ts';
 import { PeerTable } from './peer-table.ts';
-import { circuitRelayId, isRelayed } from './race-dial.ts';
+import { isRelayed } from './race-dial.ts';
 import { AnnouncementSequence } from './sequence.ts';
 import { type AppHandler, type AppStreamsService, meshAppStreams } from './services/app-streams.ts';
 import { type BootstrapService, meshBootstrap } from './services/bootstrap.ts';
@@ -568,27 +562,11 @@ export class Libp2pMesh implements MeshService {
         ? 'this node waits for a relay reservation (it has no address of its own)'
         : undefined;
     }
-    const bridges = bridgeInterfaceIps();
-    const classes = this.started ? this.libp2p.getMultiaddrs().map((ma) => classify(ma, bridges)) : [];
-    return service.problem(classes, this.plan.port || undefined);
+    return service.problem(this.started ? this.libp2p.getMultiaddrs() : [], this.plan.port || undefined);
   }
 
   link(endpointId: EndpointId): PeerLink {
-    const none: PeerLink = { kind: 'transitive', address: null, via: null };
-    if (!this.started || !isEndpointId(endpointId)) return none;
-    const connections = this.libp2p
-      .getConnections(peerIdFromEndpointId(endpointId))
-      .filter((c) => c.status === 'open');
-    const connection = connections.find((c) => !isRelayed(c)) ?? connections[0];
-    if (connection === undefined) return none;
-    const address = connection.remoteAddr.toString();
-    if (!isRelayed(connection)) return { kind: 'direct', address, via: null };
-    const relay = relayOf(connection.remoteAddr);
-    return {
-      kind: 'relayed',
-      address,
-      via: relay === undefined ? null : (endpointIdFromPeerId(relay) ?? null),
-    };
+    return peerLink(this.started && isEndpointId(endpointId) ? this.connections(endpointId) : []);
   }
 
   async join(token: string): Promise<void> {
@@ -640,13 +618,8 @@ export class Libp2pMesh implements MeshService {
   }
 
   /** Open libp2p connections to a peer, for status pages and tests. */
-  connectionsTo(endpointId: EndpointId): Array<{ remoteAddr: string; limited: boolean; direction: string }> {
-    if (!isEndpointId(endpointId)) return [];
-    return this.libp2p.getConnections(peerIdFromEndpointId(endpointId)).map((c) => ({
-      remoteAddr: c.remoteAddr.toString(),
-      limited: c.limits !== undefined,
-      direction: c.direction,
-    }));
+  connectionsTo(endpointId: EndpointId): ConnectionSummary[] {
+    return isEndpointId(endpointId) ? summarize(this.connections(endpointId)) : [];
   }
 
   handle(protocol: string, handler: AppHandler): void {
@@ -748,8 +721,11 @@ export class Libp2pMesh implements MeshService {
   }
 
   private isConnected(endpointId: EndpointId): boolean {
-    if (!this.started) return false;
-    return this.libp2p.getConnections(peerIdFromEndpointId(endpointId)).length > 0;
+    return this.started && this.connections(endpointId).length > 0;
+  }
+
+  private connections(endpointId: EndpointId): Connection[] {
+    return this.libp2p.getConnections(peerIdFromEndpointId(endpointId));
   }
 }
 
@@ -762,15 +738,4 @@ function isFresh(stream: Stream): boolean {
     stream.remoteWriteStatus === 'writable' &&
     stream.remoteReadStatus === 'readable'
   );
-}
-
-/** The relay's peer id in a circuit address. */
-function relayOf(address: Multiaddr): PeerId | undefined {
-  const relay = circuitRelayId(address);
-  if (relay === undefined) return undefined;
-  try {
-    return peerIdFromString(relay);
-  } catch {
-    return undefined;
-  }
 }

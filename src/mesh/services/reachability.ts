@@ -2,7 +2,7 @@ import { networkInterfaces } from 'node:os';
 import type { Startable } from '@libp2p/interface';
 import type { AddressManager } from '@libp2p/interface-internal';
 import { type Multiaddr, multiaddr } from '@multiformats/multiaddr';
-import { type AddressClass, bridgeInterfaceIps, classify } from '../address-policy.ts';
+import { bridgeInterfaceIps, classify } from '../address-policy.ts';
 import { listen, type MeshComponents, type MeshContext } from './context.ts';
 
 /** A year: our own interface's address does not need re-confirming while we listen on it. */
@@ -64,7 +64,9 @@ export class ReachabilityService implements Startable {
    * Why a node elsewhere could not reach us with the advertised addresses, if it could not;
    * undefined when a public or relay address is advertised.
    */
-  problem(advertised: readonly AddressClass[], listenPort: number | undefined): string | undefined {
+  problem(addresses: readonly Multiaddr[], listenPort: number | undefined): string | undefined {
+    const bridges = bridgeInterfaceIps();
+    const advertised = addresses.map((ma) => classify(ma, bridges));
     if (advertised.includes('public') || advertised.includes('relay') || this.init.announced > 0)
       return undefined;
     const port = listenPort === undefined ? 'the mesh port' : `port ${listenPort} (TCP and UDP)`;
