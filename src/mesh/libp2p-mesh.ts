@@ -6,7 +6,7 @@ import { autoNATv2 } from '@libp2p/autonat-v2';
 import { circuitRelayTransport } from '@libp2p/circuit-relay-v2';
 import { dcutr } from '@libp2p/dcutr';
 import { type Identify, identify } from '@libp2p/identify';
-import type { Connection, Libp2p, PeerId, PrivateKey, Stream } from '@libp2p/interface';
+import type { Connection, Libp2p, PrivateKey, Stream } from '@libp2p/interface';
 import { mdns } from '@libp2p/mdns';
 import { type Ping, ping } from '@libp2p/ping';
 import { tcp } from '@libp2p/tcp';
@@ -15,9 +15,8 @@ import type { Multiaddr } from '@multiformats/multiaddr';
 import { createLibp2p, type Libp2pInit } from 'libp2p';
 import { ConfigError, UpstreamError } from '../errors.ts';
 import type { Logger } from '../log.ts';
-import type { OwnerSigned, PeerAnnouncement } from '../proto/gen/mesh_pb.js';
+import type { PeerAnnouncement } from '../proto/gen/mesh_pb.js';
 import { announceFilter, ownPublicAddrs, parseAnnounce } from './address-policy.ts';
-import { Admission, PROTOCOL_ADMIT } from './admission.ts';
 import { toByteStream } from './byte-stream.ts';
 import {
   endpointIdFromPeerId,
@@ -27,17 +26,18 @@ import {
   type MeshIdentity,
   peerIdFromEndpointId,
 } from './identity.ts';
-import { decodeInviteToken, encodeInviteToken, isValidMeshId } from './invite.ts';
+import { decodeInviteToken, isValidMeshId } from './invite.ts';
 import { libp2pComponentLogger } from './libp2p-logger.ts';
 import { checkListenHost, type ListenPlan, listenPlan, meshPortFor } from './listen-addresses.ts';
 import { LocalAnnouncement } from './local-announcement.ts';
 import { MemberRelayPolicy, tableMembership } from './member-relay.ts';
-import { decodeSigned, encodeSigned, MeshMembership } from './membership.ts';
+import { MeshMembership } from './membership.ts';
 import { noiseCrypto } from './noise-crypto.ts';
 import { type ConnectionSummary, peerLink, summarize } from './peer-links.ts';
 import { PeerTable } from './peer-table.ts';
 import { isRelayed } from './race-dial.ts';
 import { AnnouncementSequence } from './sequence.ts';
+import { type AccessService, isRevokedPeer, meshAccess } from './services/access.ts';
 import { type AppHandler, type AppStreamsService, meshAppStreams } from './services/app-streams.ts';
 import { type BootstrapService, meshBootstrap } from './services/bootstrap.ts';
 import { anySignal, type MeshContext, short } from './services/context.ts';
@@ -116,6 +116,7 @@ export interface MeshOptions {
 /** The mesh's own services inside libp2p, beside libp2p's identify and ping. */
 type Services = {
   identify: Identify;
+  meshAccess: AccessService;
   ping: Ping;
   meshGossip: GossipService;
   meshMembership: MembershipService;
@@ -193,11 +194,6 @@ export class Libp2pMesh implements MeshService {
   private detachSelfUpdate: (() => void) | undefined;
   private detachRelayPolicy: (() => void) | undefined;
   private readonly membership: MeshMembership;
-  private readonly admission: Admission;
-  /** A node that creates a mesh (no mesh id given) holds its owner key. */
-  private readonly createdHere: boolean;
-  /** The invite of the token joined with, until the owner has admitted this node. */
-  private pendingInvite: OwnerSigned | undefined;
 
   constructor(
     options: MeshOptions,
@@ -216,7 +212,6 @@ export class Libp2pMesh implements MeshService {
     this.heartbeatMs = options.heartbeatMs ?? 60_000;
     const clock = options.clock ?? Date.now;
     this.membership = new MeshMembership(options.dataDir);
-    this.createdHere = options.meshId === undefined;
     this.sequence = new AnnouncementSequence({ dataDir: options.dataDir, clock });
     this.table = new PeerTable({
       selfEndpointId: this.endpointId,
@@ -247,16 +242,8 @@ export class Libp2pMesh implements MeshService {
       membership: this.membership,
       meshId: () => this.currentMeshId,
       invited: (peer) => this.libp2p.services.meshBootstrap.has(peer.toString()),
-      ingestRevocations: (list) => this.ingestRevocations(list),
+      ingestRevocations: (list) => this.libp2p.services.meshAccess.ingest(list),
     };
-    this.admission = new Admission({
-      membership: this.membership,
-      self: this.endpointId,
-      clock,
-      isMember: (id) => this.table.get(id) !== undefined,
-      ownerNode: () => this.table.list().find((r) => r.announcement.meshOwnerNode)?.endpointId,
-      openStream: (id, protocol, signal) => this.openStream(id, protocol, { signal }),
-    });
     const warmStreams = options.warmStreams ?? WARM_STREAMS_DEFAULT;
     this.warm = new WarmStreamPool<OpenedStream>({
       size: warmStreams,
@@ -287,12 +274,19 @@ export class Libp2pMesh implements MeshService {
       meshBootstrap: meshBootstrap(context, {
         mdns: options.mdns === true,
         onConnected: async (peer) => {
-          await this.admitVia(peer);
+          await this.libp2p.services.meshAccess.admitVia(peer);
           await this.libp2p.services.meshGossip.exchange(peer);
         },
       }),
       meshDialer: meshDialer(context, {
         lostConnection: (id) => this.libp2p.services.meshMembership.connectionLost(id),
+      }),
+      meshAccess: meshAccess(context, {
+        createdHere: options.meshId === undefined,
+        hasBootstrapPeers: () => this.libp2p.services.meshBootstrap.all().length > 0,
+        openStream: (id, protocol, signal) => this.openStream(id, protocol, { signal }),
+        pushRevocations: () => this.libp2p.services.meshGossip.pushRevocations(),
+        onRevoked: (id) => this.warm.drop(id),
       }),
       meshStaleConnections: meshStaleConnections(context),
       meshTransitiveLiveness: meshTransitiveLiveness(context, {
@@ -349,9 +343,9 @@ export class Libp2pMesh implements MeshService {
       connectionGater: {
         denyInboundRelayReservation: relayPolicy && ((peer) => relayPolicy.holdReservation(peer)),
         // A revoked member gets no connection either way (docs/membership.md).
-        denyDialPeer: (peer) => this.isRevoked(peer),
-        denyInboundEncryptedConnection: (peer) => this.isRevoked(peer),
-        denyOutboundEncryptedConnection: (peer) => this.isRevoked(peer),
+        denyDialPeer: (peer) => isRevokedPeer(this.membership, peer),
+        denyInboundEncryptedConnection: (peer) => isRevokedPeer(this.membership, peer),
+        denyOutboundEncryptedConnection: (peer) => isRevokedPeer(this.membership, peer),
       },
       connectionManager: {
         // Members and invite peers carry KEEP_ALIVE tags: libp2p redials them when they drop
@@ -379,15 +373,7 @@ export class Libp2pMesh implements MeshService {
     if (this.started) return;
     if (this.stopping) throw new ConfigError('a stopped mesh node cannot be restarted; create a new one');
     await this.sequence.load();
-    await this.membership.load();
-    if (
-      this.createdHere &&
-      this.libp2p.services.meshBootstrap.all().length === 0 &&
-      this.membership.owner === undefined
-    ) {
-      await this.membership.createOwner(this.endpointId, this.context.clock());
-    }
-    this.local.merge(this.membershipFields());
+    await this.libp2p.services.meshAccess.load();
     try {
       await this.libp2p.start();
     } catch (err) {
@@ -395,16 +381,6 @@ export class Libp2pMesh implements MeshService {
       throw new ConfigError(`cannot start the mesh listener: ${(err as Error).message}`, { cause: err });
     }
     this.started = true;
-    // Joiners are not members yet: admission is served below the member check, rate-limited.
-    await this.libp2p.handle(
-      PROTOCOL_ADMIT,
-      (stream, connection) => {
-        const remote = endpointIdFromPeerId(connection.remotePeer);
-        if (remote === undefined) stream.abort(new Error('peer identity is not Ed25519'));
-        else void this.admission.serve(toByteStream(stream), remote);
-      },
-      { runOnLimitedConnection: true, maxInboundStreams: 4, maxOutboundStreams: 4 },
-    );
     const onOpen = (evt: CustomEvent<Parameters<typeof coalesceTurnWrites>[0]>) => {
       coalesceTurnWrites(evt.detail);
       // Streams kept warm over a relayed connection would keep requests on the relay.
@@ -473,86 +449,17 @@ export class Libp2pMesh implements MeshService {
     if (addrs.length === 0) {
       throw new ConfigError(this.reachabilityProblem() ?? 'this node has no dialable address yet');
     }
-    const owner = this.membership.owner;
-    if (owner === undefined) {
-      if (options.expiresInMs !== undefined) {
-        throw new ConfigError('this mesh has no owner key: its invites cannot expire');
-      }
-      return encodeInviteToken(this.currentMeshId, addrs);
-    }
-    const invite = encodeSigned(this.membership.invite(options.expiresInMs, this.context.clock()));
-    if (invite === undefined) {
-      throw new ConfigError('this node holds no invite for its mesh yet (not admitted by its owner)');
-    }
-    return encodeInviteToken(this.currentMeshId, addrs, {
-      owner: Buffer.from(owner).toString('hex'),
-      invite,
-    });
+    return this.libp2p.services.meshAccess.inviteToken(addrs, options);
   }
 
   /** The owner revokes a member: published to every node, enforced by each, kept across restarts. */
-  async revoke(endpointId: EndpointId): Promise<void> {
-    if (!isEndpointId(endpointId)) throw new ConfigError('PEER must be a 64-character hex endpoint id');
-    if (endpointId === this.endpointId) throw new ConfigError('the owner node cannot revoke itself');
-    await this.membership.revoke(endpointId, this.context.clock());
-    await this.applyRevocation(endpointId);
-    if (this.started) await this.libp2p.services.meshGossip.pushRevocations();
+  revoke(endpointId: EndpointId): Promise<void> {
+    return this.libp2p.services.meshAccess.revoke(endpointId);
   }
 
   /** Membership facts for status pages and tests. */
   membershipStatus(): { owned: boolean; owner: boolean; admitted: boolean; revoked: number } {
-    return {
-      owned: this.membership.owner !== undefined,
-      owner: this.membership.isOwner,
-      admitted: this.membership.certificate !== undefined,
-      revoked: this.membership.revocations().length,
-    };
-  }
-
-  private isRevoked(peer: PeerId): boolean {
-    const id = endpointIdFromPeerId(peer);
-    return id !== undefined && this.membership.isRevoked(id);
-  }
-
-  private membershipFields(): LocalAnnouncementFields {
-    return { membership: this.membership.certificate, meshOwnerNode: this.membership.isOwner };
-  }
-
-  private async applyRevocation(endpointId: EndpointId): Promise<void> {
-    this.table.forget(endpointId);
-    this.warm.drop(endpointId);
-    this.log.info({ peer: short(endpointId) }, 'peer revoked by the mesh owner');
-    if (this.started) await this.libp2p.hangUp(peerIdFromEndpointId(endpointId)).catch(() => undefined);
-  }
-
-  private async ingestRevocations(list: readonly OwnerSigned[]): Promise<void> {
-    const fresh: EndpointId[] = [];
-    for (const signed of list) {
-      const id = this.membership.addRevocation(signed);
-      if (id !== undefined) fresh.push(id);
-    }
-    if (fresh.length === 0) return;
-    await this.membership.save().catch((err: Error) => {
-      this.log.warn({ err: err.message }, 'could not persist revocations');
-    });
-    for (const id of fresh) await this.applyRevocation(id);
-    // Passed on at once; the heartbeat's exchanges repair any miss.
-    void this.libp2p.services.meshGossip.pushRevocations();
-  }
-
-  /** In a mesh with an owner, trades the token's invite for a certificate through `peer`. */
-  private async admitVia(peer: PeerId): Promise<void> {
-    const invite = this.pendingInvite;
-    if (!this.membership.needsAdmission || invite === undefined) return;
-    const stream = await this.libp2p.dialProtocol(peer, PROTOCOL_ADMIT, {
-      signal: AbortSignal.any([AbortSignal.timeout(10_000), this.stopController.signal]),
-      runOnLimitedConnection: true,
-    });
-    await this.admission.request(toByteStream(stream), invite);
-    this.pendingInvite = undefined;
-    this.log.info('admitted to the mesh by its owner');
-    this.local.merge(this.membershipFields());
-    await this.local.resign();
+    return this.libp2p.services.meshAccess.status();
   }
 
   reachabilityProblem(): string | undefined {
@@ -571,21 +478,10 @@ export class Libp2pMesh implements MeshService {
 
   async join(token: string): Promise<void> {
     const invite = decodeInviteToken(token);
-    const owner = invite.owner === undefined ? undefined : new Uint8Array(Buffer.from(invite.owner, 'hex'));
-    // A token without an owner for our own mesh never downgrades it (certificates stay required).
-    const ownerChanged =
-      owner !== undefined &&
-      (this.membership.owner === undefined || !Buffer.from(owner).equals(this.membership.owner));
-    if (invite.mesh !== this.currentMeshId || ownerChanged) {
-      // The mesh id is the members' secret: never logged.
-      this.log.info('joining the mesh of the invite');
+    await this.libp2p.services.meshAccess.join(invite, () => {
       this.currentMeshId = invite.mesh;
       this.table.reset();
-      await this.membership.adopt(owner);
-      this.local.merge(this.membershipFields());
-      if (this.started) await this.local.resign();
-    }
-    if (this.membership.needsAdmission) this.pendingInvite = decodeSigned(invite.invite);
+    });
     const bootstrap = this.libp2p.services.meshBootstrap;
     const peers = bootstrap.add(invite.addrs, this.peerId);
     if (this.started && peers.length > 0) await bootstrap.connect(peers);
