@@ -6,7 +6,7 @@ import { autoNATv2 } from '@libp2p/autonat-v2';
 import { circuitRelayTransport } from '@libp2p/circuit-relay-v2';
 import { dcutr } from '@libp2p/dcutr';
 import { type Identify, identify } from '@libp2p/identify';
-import type { Connection, Libp2p, PrivateKey, Stream } from '@libp2p/interface';
+import type { Connection, Libp2p, PrivateKey } from '@libp2p/interface';
 import { mdns } from '@libp2p/mdns';
 import { type Ping, ping } from '@libp2p/ping';
 import { tcp } from '@libp2p/tcp';
@@ -17,9 +17,7 @@ import { ConfigError, UpstreamError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { PeerAnnouncement } from '../proto/gen/mesh_pb.js';
 import { announceFilter, ownPublicAddrs, parseAnnounce } from './address-policy.ts';
-import { toByteStream } from './byte-stream.ts';
 import {
-  endpointIdFromPeerId,
   endpointIdToBytes,
   identityFromPrivateKey,
   isEndpointId,
@@ -35,13 +33,12 @@ import { MeshMembership } from './membership.ts';
 import { noiseCrypto } from './noise-crypto.ts';
 import { type ConnectionSummary, peerLink, summarize } from './peer-links.ts';
 import { PeerTable } from './peer-table.ts';
-import { isRelayed } from './race-dial.ts';
 import { AnnouncementSequence } from './sequence.ts';
 import { type AccessService, isRevokedPeer, meshAccess } from './services/access.ts';
 import { type AppHandler, type AppStreamsService, meshAppStreams } from './services/app-streams.ts';
 import { type BootstrapService, meshBootstrap } from './services/bootstrap.ts';
-import { anySignal, type MeshContext, short } from './services/context.ts';
-import { type DialerService, meshDialer, type OpenedStream, STREAM_LIMIT } from './services/dialer.ts';
+import { type MeshContext, short } from './services/context.ts';
+import { type DialerService, meshDialer, STREAM_LIMIT } from './services/dialer.ts';
 import { type GossipService, meshGossip } from './services/gossip-service.ts';
 import { meshHolePunch } from './services/hole-punch.ts';
 import { type MembershipService, meshMembership } from './services/membership.ts';
@@ -62,11 +59,8 @@ import {
   type PeerLink,
   type PeerRecord,
   PROTOCOL_FORWARD,
-  PROTOCOL_GOSSIP,
-  PROTOCOL_HTTP,
   type StreamTapEvent,
 } from './types.ts';
-import { WarmStreamPool } from './warm-streams.ts';
 
 export interface MeshOptions {
   /** Node identity: a libp2p Ed25519 key, or an identity from identity.ts. One is required. */
@@ -133,8 +127,6 @@ const YAMUX_MAX_WINDOW = 2 * 1024 * 1024;
 const WARM_STREAMS_DEFAULT = 8;
 const PING_INTERVAL_MS = 5_000;
 const PING_TIMEOUT_MS = 5_000;
-const WARM_STREAMS_REFILL_AT = 2;
-const WARM_STREAM_IDLE_MS = 60_000;
 
 /**
  * The mesh of a LAN: the one fresh `--mdns` nodes (no token, no mesh yet) join, so that two of
@@ -184,7 +176,6 @@ export class Libp2pMesh implements MeshService {
   private readonly local: LocalAnnouncement;
   private readonly context: MeshContext;
   private readonly stopController = new AbortController();
-  private readonly warm: WarmStreamPool<OpenedStream>;
   // Set by build(), before anyone else sees the instance.
   private libp2p!: Libp2p<Services>;
   private started = false;
@@ -244,19 +235,6 @@ export class Libp2pMesh implements MeshService {
       invited: (peer) => this.libp2p.services.meshBootstrap.has(peer.toString()),
       ingestRevocations: (list) => this.libp2p.services.meshAccess.ingest(list),
     };
-    const warmStreams = options.warmStreams ?? WARM_STREAMS_DEFAULT;
-    this.warm = new WarmStreamPool<OpenedStream>({
-      size: warmStreams,
-      refillAt: Math.min(WARM_STREAMS_REFILL_AT, warmStreams - 1),
-      idleMs: WARM_STREAM_IDLE_MS,
-      open: (endpointId) =>
-        this.libp2p.services.meshDialer.negotiate(endpointId, PROTOCOL_HTTP, this.stopController.signal),
-      usable: ({ stream }) => isFresh(stream),
-      // A plain close reaches the host as an empty request, which it ends quietly.
-      discard: ({ stream }) => void stream.close().catch(() => stream.abort(new Error('discarded'))),
-      onOpenError: (endpointId, err) =>
-        this.log.debug({ peer: short(endpointId), err: (err as Error).message }, 'warm stream open failed'),
-    });
   }
 
   /** Creates the libp2p node with the mesh's services (not started). */
@@ -269,7 +247,7 @@ export class Libp2pMesh implements MeshService {
       meshGossip: meshGossip(context),
       meshMembership: meshMembership(context, {
         redialMembers: !relayOnly,
-        onDisconnect: (id) => this.warm.drop(id),
+        onDisconnect: (id) => this.libp2p.services.meshAppStreams.drop(id),
       }),
       meshBootstrap: meshBootstrap(context, {
         mdns: options.mdns === true,
@@ -286,18 +264,20 @@ export class Libp2pMesh implements MeshService {
         hasBootstrapPeers: () => this.libp2p.services.meshBootstrap.all().length > 0,
         openStream: (id, protocol, signal) => this.openStream(id, protocol, { signal }),
         pushRevocations: () => this.libp2p.services.meshGossip.pushRevocations(),
-        onRevoked: (id) => this.warm.drop(id),
+        onRevoked: (id) => this.libp2p.services.meshAppStreams.drop(id),
       }),
       meshStaleConnections: meshStaleConnections(context),
       meshTransitiveLiveness: meshTransitiveLiveness(context, {
         intervalMs: options.transitiveCheckMs ?? TRANSITIVE_CHECK_MS,
-        reaches: (via, target, signal) => this.reaches(via, target, signal),
+        openForwarded: (via, target, signal) => this.openForwardedStream(via, target, { signal }),
         isLost: (id) => this.libp2p.services.meshMembership.isLost(id),
         markUnreachable: (id, seq) => this.libp2p.services.meshMembership.markUnreachable(id, seq),
       }),
       meshAppStreams: meshAppStreams(context, {
         memberWaitMs: options.memberWaitMs ?? 5_000,
-        wrap: (stream, protocol, remote) => this.wrap(stream, protocol, remote),
+        streamTap: options.streamTap,
+        warmStreams: options.warmStreams ?? WARM_STREAMS_DEFAULT,
+        negotiate: (id, protocol, signal) => this.libp2p.services.meshDialer.negotiate(id, protocol, signal),
         openStream: (target, protocol, signal) => this.openStream(target, protocol, { signal }),
       }),
     };
@@ -381,12 +361,8 @@ export class Libp2pMesh implements MeshService {
       throw new ConfigError(`cannot start the mesh listener: ${(err as Error).message}`, { cause: err });
     }
     this.started = true;
-    const onOpen = (evt: CustomEvent<Parameters<typeof coalesceTurnWrites>[0]>) => {
+    const onOpen = (evt: CustomEvent<Parameters<typeof coalesceTurnWrites>[0]>) =>
       coalesceTurnWrites(evt.detail);
-      // Streams kept warm over a relayed connection would keep requests on the relay.
-      const remote = endpointIdFromPeerId(evt.detail.remotePeer);
-      if (!isRelayed(evt.detail) && remote !== undefined) this.warm.drop(remote);
-    };
     const onSelfUpdate = () => this.scheduleReannounce();
     this.libp2p.addEventListener('connection:open', onOpen);
     this.libp2p.addEventListener('self:peer:update', onSelfUpdate);
@@ -427,7 +403,6 @@ export class Libp2pMesh implements MeshService {
 
   private async shutdown(): Promise<void> {
     this.stopController.abort();
-    this.warm.stop();
     await this.sequence.persist().catch((err: Error) => {
       this.log.warn({ err: err.message }, 'could not persist the announcement sequence');
     });
@@ -531,22 +506,12 @@ export class Libp2pMesh implements MeshService {
     if (!isEndpointId(endpointId)) throw new UpstreamError('invalid endpoint id', 'peer_unknown');
     if (endpointId === this.endpointId)
       throw new UpstreamError('cannot open a mesh stream to this node itself');
-    const pooled = protocol === PROTOCOL_HTTP;
-    // The combined signal is built only for a negotiation: a warm stream needs none.
-    const opened =
-      (pooled ? this.warm.take(endpointId) : undefined) ??
-      (await this.libp2p.services.meshDialer.negotiate(
-        endpointId,
-        protocol,
-        anySignal(options.signal, this.stopController.signal),
-      ));
-    if (pooled) opened.stream.addEventListener('close', () => this.warm.refill(endpointId), { once: true });
-    return { ...this.wrap(opened.stream, protocol, endpointId), path: opened.path };
+    return this.libp2p.services.meshAppStreams.open(endpointId, protocol, options.signal);
   }
 
   /** Pre-negotiated HTTP streams ready for `endpointId` (tests, diagnostics). */
   warmStreamCount(endpointId: EndpointId): number {
-    return this.warm.size(endpointId);
+    return this.libp2p.services.meshAppStreams.warmCount(endpointId);
   }
 
   async openForwardedStream(
@@ -563,44 +528,6 @@ export class Libp2pMesh implements MeshService {
       throw new UpstreamError(`forwarding through ${short(via)} failed`, 'upstream_failed', { cause: err });
     }
     return stream;
-  }
-
-  /**
-   * Whether `target` ends an empty HTTP request forwarded by `via` quietly (as a host ends an
-   * unused warm stream); false when `via` reset it; undefined when `via` could not be asked.
-   */
-  private async reaches(
-    via: EndpointId,
-    target: EndpointId,
-    signal: AbortSignal,
-  ): Promise<boolean | undefined> {
-    const stream = await this.openForwardedStream(via, target, { signal }).catch(() => undefined);
-    if (stream === undefined) return undefined;
-    const onAbort = () => stream.abort(new Error('reachability check timed out'));
-    signal.addEventListener('abort', onAbort, { once: true });
-    try {
-      await stream.closeWrite();
-      for await (const _ of stream.source) {
-        // A host never answers an empty request: whatever comes is drained.
-      }
-      return true;
-    } catch {
-      return signal.aborted ? undefined : false;
-    } finally {
-      signal.removeEventListener('abort', onAbort);
-    }
-  }
-
-  private wrap(stream: Stream, protocol: string, remote: EndpointId): ByteStream {
-    const tap = this.options.streamTap;
-    if (tap === undefined || protocol === PROTOCOL_GOSSIP) return toByteStream(stream);
-    return toByteStream(stream, (direction, bytes) => {
-      try {
-        tap({ protocol, direction, remote, bytes });
-      } catch {
-        // A faulty observer must not break the stream.
-      }
-    });
   }
 
   private scheduleReannounce(): void {
@@ -623,15 +550,4 @@ export class Libp2pMesh implements MeshService {
   private connections(endpointId: EndpointId): Connection[] {
     return this.libp2p.getConnections(peerIdFromEndpointId(endpointId));
   }
-}
-
-/** Open both ways and never used: safe to carry a new request. */
-function isFresh(stream: Stream): boolean {
-  return (
-    stream.status === 'open' &&
-    stream.writeStatus === 'writable' &&
-    stream.readStatus === 'readable' &&
-    stream.remoteWriteStatus === 'writable' &&
-    stream.remoteReadStatus === 'readable'
-  );
 }

@@ -1,34 +1,43 @@
 import type { Connection, Startable, Stream } from '@libp2p/interface';
 import { ConfigError } from '../../errors.ts';
-import { pipeBoth } from '../byte-stream.ts';
+import { pipeBoth, toByteStream } from '../byte-stream.ts';
 import { endpointIdFromBytes, endpointIdFromPeerId } from '../identity.ts';
+import { isRelayed } from '../race-dial.ts';
 import {
   type ByteStream,
   type EndpointId,
   PROTOCOL_FORWARD,
   PROTOCOL_GOSSIP,
   PROTOCOL_HTTP,
+  type StreamTapEvent,
 } from '../types.ts';
-import type { MeshComponents, MeshContext } from './context.ts';
-import { short } from './context.ts';
-import { STREAM_LIMIT } from './dialer.ts';
+import { WarmStreamPool } from '../warm-streams.ts';
+import { anySignal, listen, type MeshComponents, type MeshContext, short } from './context.ts';
+import { type OpenedStream, STREAM_LIMIT } from './dialer.ts';
 
 export type AppHandler = (stream: ByteStream, remote: EndpointId) => void | Promise<void>;
 
 const FORWARD_HEADER_TIMEOUT_MS = 30_000;
+const WARM_STREAMS_REFILL_AT = 2;
+const WARM_STREAM_IDLE_MS = 60_000;
 
 export interface AppStreamsInit {
   /** How long an inbound stream waits for an unknown remote's announcement. */
   memberWaitMs: number;
-  /** Wraps a libp2p stream as bytes (with the node's stream tap, if any). */
-  wrap: (stream: Stream, protocol: string, remote: EndpointId) => ByteStream;
+  /** Sees every chunk of every app-protocol stream (gossip excluded), forwarded ones too. */
+  streamTap?: (event: StreamTapEvent) => void;
+  /** Pre-negotiated HTTP streams kept per recently used host (0 disables). */
+  warmStreams: number;
+  /** A new outbound stream to a member (the dialer's). */
+  negotiate: (endpointId: EndpointId, protocol: string, signal: AbortSignal) => Promise<OpenedStream>;
   /** Opens the onward PROTOCOL_HTTP stream of a forward. */
   openStream: (target: EndpointId, protocol: string, signal: AbortSignal) => Promise<ByteStream>;
 }
 
 /**
- * Inbound app-protocol streams: only members of this mesh are served, each protocol by its
+ * App-protocol streams. Inbound: only members of this mesh are served, each protocol by its
  * registered handler; PROTOCOL_FORWARD streams are piped on to their target (app-level relay).
+ * Outbound: HTTP streams come from a pool of pre-negotiated ones when one is ready.
  */
 export class AppStreamsService implements Startable {
   private readonly context: MeshContext;
@@ -36,23 +45,70 @@ export class AppStreamsService implements Startable {
   private readonly components: MeshComponents;
   private readonly handlers = new Map<string, AppHandler>();
   private readonly registered = new Set<string>();
+  private readonly warm: WarmStreamPool<OpenedStream>;
+  private detachOpen: (() => void) | undefined;
   private started = false;
 
   constructor(context: MeshContext, init: AppStreamsInit, components: MeshComponents) {
     this.context = context;
     this.init = init;
     this.components = components;
+    this.warm = new WarmStreamPool<OpenedStream>({
+      size: init.warmStreams,
+      refillAt: Math.min(WARM_STREAMS_REFILL_AT, init.warmStreams - 1),
+      idleMs: WARM_STREAM_IDLE_MS,
+      open: (endpointId) => init.negotiate(endpointId, PROTOCOL_HTTP, context.stopSignal),
+      usable: ({ stream }) => isFresh(stream),
+      // A plain close reaches the host as an empty request, which it ends quietly.
+      discard: ({ stream }) => void stream.close().catch(() => stream.abort(new Error('discarded'))),
+      onOpenError: (endpointId, err) =>
+        context.log.debug(
+          { peer: short(endpointId), err: (err as Error).message },
+          'warm stream open failed',
+        ),
+    });
   }
 
   async start(): Promise<void> {
     this.started = true;
+    // Streams kept warm over a relayed connection would keep requests on the relay.
+    this.detachOpen = listen(this.components, this.context.log, 'connection:open', (evt) => {
+      const remote = endpointIdFromPeerId(evt.detail.remotePeer);
+      if (!isRelayed(evt.detail) && remote !== undefined) this.warm.drop(remote);
+    });
     await this.register(PROTOCOL_FORWARD);
     for (const protocol of this.handlers.keys()) await this.register(protocol);
+  }
+
+  beforeStop(): void {
+    this.warm.stop();
   }
 
   stop(): void {
     this.started = false;
     this.registered.clear();
+    this.detachOpen?.();
+  }
+
+  /** A stream to a member: a warm one for PROTOCOL_HTTP when ready, else a new one. */
+  async open(endpointId: EndpointId, protocol: string, signal: AbortSignal | undefined): Promise<ByteStream> {
+    const pooled = protocol === PROTOCOL_HTTP;
+    // The combined signal is built only for a negotiation: a warm stream needs none.
+    const opened =
+      (pooled ? this.warm.take(endpointId) : undefined) ??
+      (await this.init.negotiate(endpointId, protocol, anySignal(signal, this.context.stopSignal)));
+    if (pooled) opened.stream.addEventListener('close', () => this.warm.refill(endpointId), { once: true });
+    return { ...this.wrap(opened.stream, protocol, endpointId), path: opened.path };
+  }
+
+  /** Pre-negotiated HTTP streams ready for `endpointId` (tests, diagnostics). */
+  warmCount(endpointId: EndpointId): number {
+    return this.warm.size(endpointId);
+  }
+
+  /** Closes the warm streams to a peer (it disconnected, was revoked, or got a direct connection). */
+  drop(endpointId: EndpointId): void {
+    this.warm.drop(endpointId);
   }
 
   handle(protocol: string, handler: AppHandler): void {
@@ -90,7 +146,7 @@ export class AppStreamsService implements Startable {
       stream.abort(new Error('peer identity is not Ed25519'));
       return;
     }
-    const bytes = this.init.wrap(stream, protocol, remote);
+    const bytes = this.wrap(stream, protocol, remote);
     try {
       // Only members of this mesh (a verified announcement with our mesh id) are served.
       if (!(await table.whenKnown(remote, this.init.memberWaitMs, stopSignal))) {
@@ -166,6 +222,18 @@ export class AppStreamsService implements Startable {
     log.debug({ from: short(remote), target: short(target) }, 'forwarding stream');
     await pipeBoth(remainder, outbound);
   }
+
+  private wrap(stream: Stream, protocol: string, remote: EndpointId): ByteStream {
+    const tap = this.init.streamTap;
+    if (tap === undefined || protocol === PROTOCOL_GOSSIP) return toByteStream(stream);
+    return toByteStream(stream, (direction, bytes) => {
+      try {
+        tap({ protocol, direction, remote, bytes });
+      } catch {
+        // A faulty observer must not break the stream.
+      }
+    });
+  }
 }
 
 export function meshAppStreams(
@@ -173,6 +241,17 @@ export function meshAppStreams(
   init: AppStreamsInit,
 ): (components: MeshComponents) => AppStreamsService {
   return (components) => new AppStreamsService(context, init, components);
+}
+
+/** Open both ways and never used: safe to carry a new request. */
+function isFresh(stream: Stream): boolean {
+  return (
+    stream.status === 'open' &&
+    stream.writeStatus === 'writable' &&
+    stream.readStatus === 'readable' &&
+    stream.remoteWriteStatus === 'writable' &&
+    stream.remoteReadStatus === 'readable'
+  );
 }
 
 function concatBytes(a: Uint8Array, b: Uint8Array): Uint8Array {

@@ -1,5 +1,5 @@
 import type { Startable } from '@libp2p/interface';
-import type { EndpointId, PeerRecord } from '../types.ts';
+import type { ByteStream, EndpointId, PeerRecord } from '../types.ts';
 import { type MeshComponents, type MeshContext, short, timeoutSignal } from './context.ts';
 
 /** How often hosts known only through gossip are checked through a connected member. */
@@ -11,11 +11,8 @@ const CHECK_TIMEOUT_MS = 10_000;
 
 export interface TransitiveLivenessInit {
   intervalMs: number;
-  /**
-   * Whether `target` answers an empty request forwarded by `via` (it ends it quietly): true;
-   * false when `via` reset it (it could not reach the target); undefined when inconclusive.
-   */
-  reaches: (via: EndpointId, target: EndpointId, signal: AbortSignal) => Promise<boolean | undefined>;
+  /** A PROTOCOL_HTTP stream to `target` carried by `via` (the mesh's openForwardedStream). */
+  openForwarded: (via: EndpointId, target: EndpointId, signal: AbortSignal) => Promise<ByteStream>;
   isLost: (endpointId: EndpointId) => boolean;
   /** Leaves the peer out of routing until it reconnects or announces itself again. */
   markUnreachable: (endpointId: EndpointId, seq: bigint) => void;
@@ -76,9 +73,11 @@ export class TransitiveLivenessService implements Startable {
       carriers
         .slice(0, CARRIERS_PER_CHECK)
         .map((via) =>
-          this.init
-            .reaches(via.endpointId, target.endpointId, timeoutSignal(this.context, CHECK_TIMEOUT_MS))
-            .catch(() => undefined),
+          this.reaches(
+            via.endpointId,
+            target.endpointId,
+            timeoutSignal(this.context, CHECK_TIMEOUT_MS),
+          ).catch(() => undefined),
         ),
     );
     if (verdicts.includes(true) || !verdicts.includes(false)) return;
@@ -90,6 +89,32 @@ export class TransitiveLivenessService implements Startable {
       'host known only through gossip is unreachable through every member asked, left out of routing',
     );
     this.init.markUnreachable(target.endpointId, target.seq);
+  }
+
+  /**
+   * Whether `target` ends an empty HTTP request forwarded by `via` quietly (as a host ends an
+   * unused warm stream); false when `via` reset it; undefined when `via` could not be asked.
+   */
+  private async reaches(
+    via: EndpointId,
+    target: EndpointId,
+    signal: AbortSignal,
+  ): Promise<boolean | undefined> {
+    const stream = await this.init.openForwarded(via, target, signal).catch(() => undefined);
+    if (stream === undefined) return undefined;
+    const onAbort = () => stream.abort(new Error('reachability check timed out'));
+    signal.addEventListener('abort', onAbort, { once: true });
+    try {
+      await stream.closeWrite();
+      for await (const _ of stream.source) {
+        // A host never answers an empty request: whatever comes is drained.
+      }
+      return true;
+    } catch {
+      return signal.aborted ? undefined : false;
+    } finally {
+      signal.removeEventListener('abort', onAbort);
+    }
   }
 }
 
