@@ -1,22 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import { noise } from '@chainsafe/libp2p-noise';
-import { quic } from '@chainsafe/libp2p-quic';
-import { yamux } from '@chainsafe/libp2p-yamux';
-import { autoNATv2 } from '@libp2p/autonat-v2';
-import { circuitRelayTransport } from '@libp2p/circuit-relay-v2';
-import { dcutr } from '@libp2p/dcutr';
-import { type Identify, identify } from '@libp2p/identify';
 import type { Connection, Libp2p, PrivateKey } from '@libp2p/interface';
-import { mdns } from '@libp2p/mdns';
-import { type Ping, ping } from '@libp2p/ping';
-import { tcp } from '@libp2p/tcp';
-import { uPnPNAT } from '@libp2p/upnp-nat';
-import type { Multiaddr } from '@multiformats/multiaddr';
-import { createLibp2p, type Libp2pInit } from 'libp2p';
 import { ConfigError, UpstreamError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { PeerAnnouncement } from '../proto/gen/mesh_pb.js';
-import { announceFilter, ownPublicAddrs, parseAnnounce } from './address-policy.ts';
 import {
   endpointIdToBytes,
   identityFromPrivateKey,
@@ -25,31 +11,27 @@ import {
   peerIdFromEndpointId,
 } from './identity.ts';
 import { decodeInviteToken, isValidMeshId } from './invite.ts';
-import { libp2pComponentLogger } from './libp2p-logger.ts';
-import { checkListenHost, type ListenPlan, listenPlan, meshPortFor } from './listen-addresses.ts';
+import {
+  createMeshNode,
+  type Listening,
+  type MeshServices,
+  type NodeOptions,
+  planListening,
+} from './libp2p-node.ts';
 import { LocalAnnouncement } from './local-announcement.ts';
-import { MemberRelayPolicy, tableMembership } from './member-relay.ts';
 import { MeshMembership } from './membership.ts';
-import { noiseCrypto } from './noise-crypto.ts';
 import { type ConnectionSummary, peerLink, summarize } from './peer-links.ts';
 import { PeerTable } from './peer-table.ts';
 import { AnnouncementSequence } from './sequence.ts';
-import { type AccessService, isRevokedPeer, meshAccess } from './services/access.ts';
-import { type AppHandler, type AppStreamsService, meshAppStreams } from './services/app-streams.ts';
-import { type BootstrapService, meshBootstrap } from './services/bootstrap.ts';
+import { meshAccess } from './services/access.ts';
+import { type AppHandler, meshAppStreams } from './services/app-streams.ts';
+import { meshBootstrap } from './services/bootstrap.ts';
 import { type MeshContext, short } from './services/context.ts';
-import { type DialerService, meshDialer, STREAM_LIMIT } from './services/dialer.ts';
-import { type GossipService, meshGossip } from './services/gossip-service.ts';
-import { meshHolePunch } from './services/hole-punch.ts';
-import { type MembershipService, meshMembership } from './services/membership.ts';
-import { meshReachability, type ReachabilityService } from './services/reachability.ts';
-import { meshStaleConnections, type StaleConnectionService } from './services/stale-connections.ts';
-import {
-  meshTransitiveLiveness,
-  TRANSITIVE_CHECK_MS,
-  type TransitiveLivenessService,
-} from './services/transitive-liveness.ts';
-import { coalesceTurnWrites } from './turn-coalescing.ts';
+import { meshDialer } from './services/dialer.ts';
+import { meshGossip } from './services/gossip-service.ts';
+import { meshMembership } from './services/membership.ts';
+import { meshStaleConnections } from './services/stale-connections.ts';
+import { meshTransitiveLiveness, TRANSITIVE_CHECK_MS } from './services/transitive-liveness.ts';
 import {
   type ByteStream,
   type EndpointId,
@@ -62,35 +44,16 @@ import {
   type StreamTapEvent,
 } from './types.ts';
 
-export interface MeshOptions {
+export interface MeshOptions extends NodeOptions {
   /** Node identity: a libp2p Ed25519 key, or an identity from identity.ts. One is required. */
   privateKey?: PrivateKey;
   identity?: MeshIdentity;
   /** Mesh to belong to; a fresh random id (a new mesh) when absent. join() adopts the token's. */
   meshId?: string;
-  /** An IPv4 or IPv6 address; '127.0.0.1' (default); '0.0.0.0' or '::' listen on v4 and v6. */
-  listenHost?: string;
-  /** 0 (default) = the port this data dir used last time if free, else any free port. */
-  listenPort?: number;
-  /** Addresses others reach this node on (multiaddr or host:port): advertised as they are. */
-  announce?: string[];
-  /** QUIC on the same port number over UDP beside TCP (hole punching needs UDP). Default false. */
-  quic?: boolean;
-  /** Ask the router for a port mapping over UPnP. */
-  upnp?: boolean;
-  /** Act as a circuit-relay-v2 server: unlimited for members, libp2p's limits for others. */
-  relay?: boolean;
-  /** Relay reservations held at once (default RELAY_BOUNDS.slots; strangers get half). */
-  relaySlots?: number;
-  /** Simulate a NATed node: no direct listen address; reachable via relay circuits only. */
-  reachableOnlyViaRelay?: boolean;
-  /** Also reserve a circuit on a connected mesh relay (default true; NATed nodes always do). */
-  relayReservation?: boolean;
   /** Default 60000. */
   heartbeatMs?: number;
   /** How often hosts known only through gossip are checked through members (0 = never). Default 10000. */
   transitiveCheckMs?: number;
-  mdns?: boolean;
   announcement?: LocalAnnouncementFields;
   version: string;
   logger: Logger;
@@ -103,30 +66,9 @@ export interface MeshOptions {
   memberWaitMs?: number;
   /** Pre-negotiated HTTP streams kept per recently used host (0 disables). Default 8, topped up at 2. */
   warmStreams?: number;
-  /** libp2p's metrics implementation (e.g. @libp2p/prometheus-metrics), passed through as is. */
-  metrics?: Libp2pInit['metrics'];
 }
 
-/** The mesh's own services inside libp2p, beside libp2p's identify and ping. */
-type Services = {
-  identify: Identify;
-  meshAccess: AccessService;
-  ping: Ping;
-  meshGossip: GossipService;
-  meshMembership: MembershipService;
-  meshBootstrap: BootstrapService;
-  meshDialer: DialerService;
-  meshAppStreams: AppStreamsService;
-  meshStaleConnections: StaleConnectionService;
-  meshTransitiveLiveness: TransitiveLivenessService;
-  meshReachability?: ReachabilityService;
-};
-
-// Window ≤ half of libp2p's 4 MiB read buffer, so a paused reader is never reset.
-const YAMUX_MAX_WINDOW = 2 * 1024 * 1024;
 const WARM_STREAMS_DEFAULT = 8;
-const PING_INTERVAL_MS = 5_000;
-const PING_TIMEOUT_MS = 5_000;
 
 /**
  * The mesh of a LAN: the one fresh `--mdns` nodes (no token, no mesh yet) join, so that two of
@@ -141,20 +83,8 @@ export async function createLibp2pMesh(options: MeshOptions): Promise<Libp2pMesh
   if (identity === undefined) throw new ConfigError('createLibp2pMesh needs a privateKey or identity');
   const meshId = options.meshId ?? randomBytes(16).toString('hex');
   if (!isValidMeshId(meshId)) throw new ConfigError('mesh id must be 1-128 characters of [A-Za-z0-9._:-]');
-  const host = options.listenHost ?? '127.0.0.1';
-  checkListenHost(host);
-  const requested = options.listenPort ?? 0;
-  if (!Number.isInteger(requested) || requested < 0 || requested > 65535)
-    throw new ConfigError(`invalid mesh port ${requested}`);
-  const quic = options.quic === true;
-  const announce = (options.announce ?? []).flatMap((value) => parseAnnounce(value, quic));
-  const relayOnly = options.reachableOnlyViaRelay === true;
-  const { port } = relayOnly
-    ? { port: 0 }
-    : await meshPortFor({ host, requested, quic, dataDir: options.dataDir });
-  const plan = await listenPlan(host, port, quic);
-  const own = relayOnly ? [] : ownPublicAddrs(plan.addrs);
-  return new Libp2pMesh(options, identity, meshId, plan, [...announce, ...own]).build();
+  const listening = await planListening(options);
+  return new Libp2pMesh(options, identity, meshId, listening).build();
 }
 
 /**
@@ -167,8 +97,7 @@ export class Libp2pMesh implements MeshService {
   readonly peerId: string;
   private currentMeshId: string;
   private readonly options: MeshOptions;
-  private readonly plan: ListenPlan;
-  private readonly announce: Multiaddr[];
+  private readonly listening: Listening;
   private readonly log: Logger;
   private readonly heartbeatMs: number;
   private readonly table: PeerTable;
@@ -177,28 +106,20 @@ export class Libp2pMesh implements MeshService {
   private readonly context: MeshContext;
   private readonly stopController = new AbortController();
   // Set by build(), before anyone else sees the instance.
-  private libp2p!: Libp2p<Services>;
+  private libp2p!: Libp2p<MeshServices>;
   private started = false;
   private stopping = false;
   private reannounceTimer: NodeJS.Timeout | undefined;
-  private detachOpen: (() => void) | undefined;
+  private detachNode: (() => void) | undefined;
   private detachSelfUpdate: (() => void) | undefined;
-  private detachRelayPolicy: (() => void) | undefined;
   private readonly membership: MeshMembership;
 
-  constructor(
-    options: MeshOptions,
-    identity: MeshIdentity,
-    meshId: string,
-    plan: ListenPlan,
-    announce: Multiaddr[],
-  ) {
+  constructor(options: MeshOptions, identity: MeshIdentity, meshId: string, listening: Listening) {
     this.options = options;
     this.endpointId = identity.endpointId;
     this.peerId = identity.peerId.toString();
     this.currentMeshId = meshId;
-    this.plan = plan;
-    this.announce = announce;
+    this.listening = listening;
     this.log = options.logger;
     this.heartbeatMs = options.heartbeatMs ?? 60_000;
     const clock = options.clock ?? Date.now;
@@ -241,9 +162,7 @@ export class Libp2pMesh implements MeshService {
   async build(): Promise<this> {
     const { options, context } = this;
     const relayOnly = options.reachableOnlyViaRelay === true;
-    const services: Record<string, unknown> = {
-      identify: identify(),
-      ping: ping({ runOnLimitedConnection: true }),
+    const node = await createMeshNode(context, options, this.listening, {
       meshGossip: meshGossip(context),
       meshMembership: meshMembership(context, {
         redialMembers: !relayOnly,
@@ -280,68 +199,9 @@ export class Libp2pMesh implements MeshService {
         negotiate: (id, protocol, signal) => this.libp2p.services.meshDialer.negotiate(id, protocol, signal),
         openStream: (target, protocol, signal) => this.openStream(target, protocol, { signal }),
       }),
-    };
-    // A NATed node cannot be dialed directly, so hole punching must not "fix" the test setup.
-    if (!relayOnly) {
-      services.dcutr = dcutr();
-      // DCUtR's exchange over TCP with predicted ports: what libp2p's DCUtR cannot do in Node.
-      services.meshHolePunch = meshHolePunch(context);
-      services.meshReachability = meshReachability(context, { announced: this.announce.length });
-      // Confirms observed public addresses once four peers dialled them back (large meshes).
-      services.autoNAT = autoNATv2();
-    }
-    if (options.upnp === true && !relayOnly) services.upnp = uPnPNAT();
-    // Members relay without limits; strangers get libp2p's defaults (member-relay.ts).
-    const relayPolicy = options.relay === true ? new MemberRelayPolicy(options.relaySlots) : undefined;
-    if (relayPolicy !== undefined) {
-      services.relay = relayPolicy.service(STREAM_LIMIT);
-      this.detachRelayPolicy = relayPolicy.attach(tableMembership(this.table, this.stopController.signal));
-    }
-    // Every non-relay node also takes a reservation on a mesh relay when one is connected,
-    // so a node behind a real NAT stays reachable; direct addresses are still dialed first.
-    const listenAddrs = relayOnly ? ['/p2p-circuit'] : [...this.plan.addrs];
-    if (!relayOnly && options.relay !== true && options.relayReservation !== false)
-      listenAddrs.push('/p2p-circuit');
-    this.libp2p = (await createLibp2p({
-      privateKey: context.identity.privateKey,
-      logger: libp2pComponentLogger(),
-      metrics: options.metrics,
-      start: false,
-      addresses: {
-        listen: listenAddrs,
-        appendAnnounce: this.announce.map((ma) => ma.toString()),
-        announceFilter: announceFilter({ loopbackOnly: this.plan.loopbackOnly }),
-      },
-      transports: [
-        tcp(),
-        ...(options.quic === true ? [quic()] : []),
-        circuitRelayTransport({ maxInboundStopStreams: STREAM_LIMIT }),
-      ],
-      connectionEncrypters: [noise({ crypto: noiseCrypto })],
-      streamMuxers: [yamux({ streamOptions: { maxStreamWindowSize: YAMUX_MAX_WINDOW } })],
-      peerDiscovery: options.mdns === true ? [mdns({ serviceTag: 'mesh-llm.local' })] : [],
-      connectionGater: {
-        denyInboundRelayReservation: relayPolicy && ((peer) => relayPolicy.holdReservation(peer)),
-        // A revoked member gets no connection either way (docs/membership.md).
-        denyDialPeer: (peer) => isRevokedPeer(this.membership, peer),
-        denyInboundEncryptedConnection: (peer) => isRevokedPeer(this.membership, peer),
-        denyOutboundEncryptedConnection: (peer) => isRevokedPeer(this.membership, peer),
-      },
-      connectionManager: {
-        // Members and invite peers carry KEEP_ALIVE tags: libp2p redials them when they drop
-        // (1 s, then ×1.5 each try: about three minutes of tries before it gives up).
-        reconnectRetries: 12,
-        reconnectRetryInterval: 1_000,
-        reconnectBackoffFactor: 1.5,
-      },
-      // Every connection is pinged this often (connection.rtt); one that stops answering is
-      // closed, so a crashed peer counts as disconnected within seconds, not heartbeats.
-      // The timeout is capped: libp2p's adapts upwards after failures (to 60 s), which would
-      // let a connection that went silent (a renumbered NAT) linger.
-      connectionMonitor: { pingInterval: PING_INTERVAL_MS, pingTimeout: { maxTimeout: PING_TIMEOUT_MS } },
-      // biome-ignore lint/suspicious/noExplicitAny: the service map is assembled conditionally.
-      services: services as any,
-    })) as unknown as Libp2p<Services>;
+    });
+    this.libp2p = node.libp2p;
+    this.detachNode = node.detach;
     return this;
   }
 
@@ -361,12 +221,8 @@ export class Libp2pMesh implements MeshService {
       throw new ConfigError(`cannot start the mesh listener: ${(err as Error).message}`, { cause: err });
     }
     this.started = true;
-    const onOpen = (evt: CustomEvent<Parameters<typeof coalesceTurnWrites>[0]>) =>
-      coalesceTurnWrites(evt.detail);
     const onSelfUpdate = () => this.scheduleReannounce();
-    this.libp2p.addEventListener('connection:open', onOpen);
     this.libp2p.addEventListener('self:peer:update', onSelfUpdate);
-    this.detachOpen = () => this.libp2p.removeEventListener('connection:open', onOpen);
     this.detachSelfUpdate = () => this.libp2p.removeEventListener('self:peer:update', onSelfUpdate);
     await this.local.resign();
     this.log.info(
@@ -406,9 +262,8 @@ export class Libp2pMesh implements MeshService {
     await this.sequence.persist().catch((err: Error) => {
       this.log.warn({ err: err.message }, 'could not persist the announcement sequence');
     });
-    this.detachOpen?.();
+    this.detachNode?.();
     this.detachSelfUpdate?.();
-    this.detachRelayPolicy?.();
     await this.libp2p.stop();
     this.started = false;
     this.log.info({ endpointId: this.endpointId }, 'mesh node stopped');
@@ -444,7 +299,10 @@ export class Libp2pMesh implements MeshService {
         ? 'this node waits for a relay reservation (it has no address of its own)'
         : undefined;
     }
-    return service.problem(this.started ? this.libp2p.getMultiaddrs() : [], this.plan.port || undefined);
+    return service.problem(
+      this.started ? this.libp2p.getMultiaddrs() : [],
+      this.listening.plan.port || undefined,
+    );
   }
 
   link(endpointId: EndpointId): PeerLink {
