@@ -24,6 +24,7 @@ import { type ConnectionSummary, peerLink, summarize } from './peer-links.ts';
 import { PeerTable } from './peer-table.ts';
 import { AnnouncementSequence } from './sequence.ts';
 import { meshAccess } from './services/access.ts';
+import { meshAddressWatch } from './services/address-watch.ts';
 import { type AppHandler, meshAppStreams } from './services/app-streams.ts';
 import { meshBootstrap } from './services/bootstrap.ts';
 import { type MeshContext, short } from './services/context.ts';
@@ -109,9 +110,7 @@ export class Libp2pMesh implements MeshService {
   private libp2p!: Libp2p<MeshServices>;
   private started = false;
   private stopping = false;
-  private reannounceTimer: NodeJS.Timeout | undefined;
   private detachNode: (() => void) | undefined;
-  private detachSelfUpdate: (() => void) | undefined;
   private readonly membership: MeshMembership;
 
   constructor(options: MeshOptions, identity: MeshIdentity, meshId: string, listening: Listening) {
@@ -186,6 +185,11 @@ export class Libp2pMesh implements MeshService {
         onRevoked: (id) => this.libp2p.services.meshAppStreams.drop(id),
       }),
       meshStaleConnections: meshStaleConnections(context),
+      meshAddressWatch: meshAddressWatch(context, {
+        addresses: () => this.addresses(),
+        active: () => this.started && !this.stopping,
+        reannounce: () => this.updateAnnouncement({}),
+      }),
       meshTransitiveLiveness: meshTransitiveLiveness(context, {
         intervalMs: options.transitiveCheckMs ?? TRANSITIVE_CHECK_MS,
         openForwarded: (via, target, signal) => this.openForwardedStream(via, target, { signal }),
@@ -221,9 +225,6 @@ export class Libp2pMesh implements MeshService {
       throw new ConfigError(`cannot start the mesh listener: ${(err as Error).message}`, { cause: err });
     }
     this.started = true;
-    const onSelfUpdate = () => this.scheduleReannounce();
-    this.libp2p.addEventListener('self:peer:update', onSelfUpdate);
-    this.detachSelfUpdate = () => this.libp2p.removeEventListener('self:peer:update', onSelfUpdate);
     await this.local.resign();
     this.log.info(
       { endpointId: this.endpointId, peerId: this.peerId, addrs: this.addresses().length },
@@ -237,7 +238,6 @@ export class Libp2pMesh implements MeshService {
   async stop(): Promise<void> {
     if (!this.started || this.stopping) return;
     this.stopping = true;
-    clearTimeout(this.reannounceTimer);
     try {
       // Say goodbye: a final announcement with leaving=true reaches every neighbour.
       this.local.markLeaving();
@@ -253,7 +253,6 @@ export class Libp2pMesh implements MeshService {
   async abort(): Promise<void> {
     if (!this.started || this.stopping) return;
     this.stopping = true;
-    clearTimeout(this.reannounceTimer);
     await this.shutdown();
   }
 
@@ -263,7 +262,6 @@ export class Libp2pMesh implements MeshService {
       this.log.warn({ err: err.message }, 'could not persist the announcement sequence');
     });
     this.detachNode?.();
-    this.detachSelfUpdate?.();
     await this.libp2p.stop();
     this.started = false;
     this.log.info({ endpointId: this.endpointId }, 'mesh node stopped');
@@ -386,19 +384,6 @@ export class Libp2pMesh implements MeshService {
       throw new UpstreamError(`forwarding through ${short(via)} failed`, 'upstream_failed', { cause: err });
     }
     return stream;
-  }
-
-  private scheduleReannounce(): void {
-    if (this.stopping || this.reannounceTimer !== undefined) return;
-    this.reannounceTimer = setTimeout(() => {
-      this.reannounceTimer = undefined;
-      const current = this.local.announcement?.listenAddrs ?? [];
-      const now = this.addresses();
-      if (now.length === current.length && now.every((a, i) => a === current[i])) return;
-      this.log.info({ addrs: now.length }, 'listen addresses changed');
-      void this.updateAnnouncement({});
-    }, 100);
-    this.reannounceTimer.unref();
   }
 
   private isConnected(endpointId: EndpointId): boolean {
