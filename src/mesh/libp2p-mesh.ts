@@ -261,7 +261,14 @@ export class Libp2pMesh implements MeshService {
       clock,
       isMember: (id) => this.table.get(id) !== undefined,
       ownerNode: () => this.table.list().find((r) => r.announcement.meshOwnerNode)?.endpointId,
-      openStream: (id, protocol, signal) => this.openStream(id, protocol, { signal }),
+      openStream: async (id, protocol, signal) =>
+        (
+          await this.libp2p.services.meshDialer.negotiate(
+            id,
+            protocol,
+            anySignal(signal, this.stopController.signal),
+          )
+        ).stream,
     });
     const warmStreams = options.warmStreams ?? WARM_STREAMS_DEFAULT;
     this.warm = new WarmStreamPool<OpenedStream>({
@@ -407,7 +414,7 @@ export class Libp2pMesh implements MeshService {
       (stream, connection) => {
         const remote = endpointIdFromPeerId(connection.remotePeer);
         if (remote === undefined) stream.abort(new Error('peer identity is not Ed25519'));
-        else void this.admission.serve(toByteStream(stream), remote);
+        else void this.admission.serve(stream, remote);
       },
       { runOnLimitedConnection: true, maxInboundStreams: 4, maxOutboundStreams: 4 },
     );
@@ -554,7 +561,7 @@ export class Libp2pMesh implements MeshService {
       signal: AbortSignal.any([AbortSignal.timeout(10_000), this.stopController.signal]),
       runOnLimitedConnection: true,
     });
-    await this.admission.request(toByteStream(stream), invite);
+    await this.admission.request(stream, invite);
     this.pendingInvite = undefined;
     this.log.info('admitted to the mesh by its owner');
     this.local.merge(this.membershipFields());

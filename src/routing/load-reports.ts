@@ -9,7 +9,7 @@
 import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
 import { describeError } from '../errors.ts';
 import type { Logger } from '../log.ts';
-import { decodeFrames, encodeFrame } from '../mesh/framing.ts';
+import { decodeFrames, encodeFrame } from '../mesh/frames.ts';
 import type { ByteStream, EndpointId, MeshService, PeerRecord } from '../mesh/types.ts';
 import { LoadReportSchema, ModelLoadSchema } from '../proto/gen/mesh_pb.js';
 import type { LoadBoard } from './load-board.ts';
@@ -266,7 +266,8 @@ export class LoadSubscriptions {
           delay = this.#options.retryMs ?? 1_000;
         }
       } catch (error) {
-        if (error instanceof LoadReportError) sub.stream?.abort(error);
+        // A bad report, or a frame too long or cut short: refused by resetting the stream.
+        sub.stream?.abort(error instanceof Error ? error : new Error(String(error)));
         logger.debug({ peer: endpointId.slice(0, 12), err: describeError(error) }, 'load subscription ended');
       }
       sub.stream = undefined;
