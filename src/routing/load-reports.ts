@@ -17,10 +17,13 @@ import type { ModelLoadView } from './local-load.ts';
 
 export const PROTOCOL_LOAD = '/mesh-llm/load/1.0.0';
 
-/** A report is a few bytes per model; anything near this is not a load report. */
-export const MAX_LOAD_FRAME_BYTES = 16 * 1024;
 export const MAX_REPORTED_MODELS = 64;
-const MAX_MODEL_NAME = 256;
+export const MAX_MODEL_NAME = 256;
+/**
+ * The largest valid report fits (64 models whose 256-unit names take up to 3 UTF-8 bytes a
+ * unit, four counts and tags each); anything bigger is not a load report.
+ */
+export const MAX_LOAD_FRAME_BYTES = MAX_REPORTED_MODELS * (MAX_MODEL_NAME * 3 + 64);
 /** Counts beyond this are nonsense, not load (and would skew every estimate). */
 const MAX_COUNT = 1_000_000;
 

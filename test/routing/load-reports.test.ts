@@ -4,7 +4,14 @@ import { silentLogger } from '../../src/log.ts';
 import { encodeFrame } from '../../src/mesh/frames.ts';
 import type { ByteStream, MeshService, PeerRecord } from '../../src/mesh/types.ts';
 import type { LoadBoard } from '../../src/routing/load-board.ts';
-import { encodeLoadReport, LoadSubscriptions, MAX_LOAD_FRAME_BYTES } from '../../src/routing/load-reports.ts';
+import {
+  decodeLoadReport,
+  encodeLoadReport,
+  LoadSubscriptions,
+  MAX_LOAD_FRAME_BYTES,
+  MAX_MODEL_NAME,
+  MAX_REPORTED_MODELS,
+} from '../../src/routing/load-reports.ts';
 import { lengthPrefix, waitFor } from '../mesh/helpers.ts';
 
 const HOST = 'c'.repeat(64);
@@ -76,4 +83,17 @@ test('a load frame over its cap or cut short is refused, and the subscription ca
     subscriptions.stop();
   }
   assert.ok(streams[2]!.state.aborted, 'stopping resets the live stream');
+});
+
+test('the largest valid load report fits in one frame and decodes', () => {
+  const models = Array.from({ length: MAX_REPORTED_MODELS }, (_, i) => ({
+    modelName: `${i}`.padStart(MAX_MODEL_NAME, '\u20ac'),
+    slots: 1_000_000,
+    inFlight: 1_000_000,
+    queued: 1_000_000,
+    servedLastMinute: 1_000_000,
+  }));
+  const bytes = encodeLoadReport(models);
+  assert.ok(bytes.byteLength <= MAX_LOAD_FRAME_BYTES, `${bytes.byteLength} > ${MAX_LOAD_FRAME_BYTES}`);
+  assert.deepEqual(decodeLoadReport(bytes), models);
 });
