@@ -16,7 +16,7 @@ import {
   signAnnouncement,
   verifySignedAnnouncement,
 } from '../src/mesh/announcements.ts';
-import { encodeFrame } from '../src/mesh/framing.ts';
+import { encodeFrame } from '../src/mesh/frames.ts';
 import { endpointIdToBytes } from '../src/mesh/identity.ts';
 import { PeerAnnouncementSchema } from '../src/proto/gen/mesh_pb.js';
 import { decodeLoadReport, encodeLoadReport } from '../src/routing/load-reports.ts';

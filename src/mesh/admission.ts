@@ -1,4 +1,5 @@
 import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
+import type { Stream } from '@libp2p/interface';
 import { ConfigError } from '../errors.ts';
 import {
   type AdmitRequest,
@@ -7,11 +8,11 @@ import {
   AdmitResponseSchema,
   type OwnerSigned,
 } from '../proto/gen/mesh_pb.js';
-import { decodeFrames, encodeFrame, exchangeFrame } from './framing.ts';
+import { frameStream } from './frames.ts';
 import { endpointIdToBytes } from './identity.ts';
 import type { MeshMembership } from './membership.ts';
 import { KeyedRateLimit } from './rate-limit.ts';
-import type { ByteStream, EndpointId } from './types.ts';
+import type { EndpointId } from './types.ts';
 
 /** `/mesh-llm/admit/1.0.0`: a joiner exchanges an owner-signed invite for a certificate. */
 export const PROTOCOL_ADMIT = '/mesh-llm/admit/1.0.0';
@@ -27,7 +28,7 @@ export interface AdmissionDeps {
   /** The node holding the owner key, as announced (a hint: its answer is checked). */
   ownerNode(): EndpointId | undefined;
   /** A stream to a member (for forwarding a request to the owner node). */
-  openStream(endpointId: EndpointId, protocol: string, signal: AbortSignal): Promise<ByteStream>;
+  openStream(endpointId: EndpointId, protocol: string, signal: AbortSignal): Promise<Stream>;
 }
 
 /**
@@ -44,29 +45,33 @@ export class Admission {
   }
 
   /** Answers one request on `stream` from the authenticated peer `remote`. */
-  async serve(stream: ByteStream, remote: EndpointId): Promise<void> {
+  async serve(stream: Stream, remote: EndpointId): Promise<void> {
     const signal = AbortSignal.timeout(ADMIT_TIMEOUT_MS);
     try {
       if (!this.perPeer.take(remote)) throw new Error('too many admission requests');
-      const frame = await readOneFrame(stream, signal);
-      const request = fromBinary(AdmitRequestSchema, frame);
+      const lp = frameStream(stream, MAX_ADMIT_BYTES);
+      const request = fromBinary(AdmitRequestSchema, (await lp.read({ signal })).subarray());
       const response = this.deps.membership.isOwner
         ? this.deps.membership.admit(request, remote, (id) => this.deps.isMember(id), this.deps.clock())
         : await this.forward(request, signal);
-      await stream.write(encodeFrame(toBinary(AdmitResponseSchema, response)));
-      await stream.closeWrite();
+      await lp.write(toBinary(AdmitResponseSchema, response), { signal });
+      await stream.close({ signal });
     } catch (error) {
       stream.abort(error instanceof Error ? error : new Error(String(error)));
     }
   }
 
-  /** Asks `send` (a stream to a bootstrap) to admit this node with `invite`; throws why not. */
-  async request(stream: ByteStream, invite: OwnerSigned): Promise<void> {
+  /** Asks the peer at the other end of `stream` to admit this node with `invite`; throws why not. */
+  async request(stream: Stream, invite: OwnerSigned): Promise<void> {
     const request = create(AdmitRequestSchema, { invite, endpointId: endpointIdToBytes(this.deps.self) });
-    const reply = await raceAbort(
-      exchangeFrame(stream, toBinary(AdmitRequestSchema, request)),
-      ADMIT_TIMEOUT_MS,
-    );
+    const signal = AbortSignal.timeout(ADMIT_TIMEOUT_MS);
+    let reply: Uint8Array;
+    try {
+      reply = await exchange(stream, toBinary(AdmitRequestSchema, request), signal);
+    } catch (error) {
+      if (signal.aborted) throw new ConfigError('the mesh did not answer the invite in time');
+      throw error;
+    }
     let response: AdmitResponse;
     try {
       response = fromBinary(AdmitResponseSchema, reply);
@@ -88,29 +93,25 @@ export class Admission {
       });
     }
     const upstream = await this.deps.openStream(owner, PROTOCOL_ADMIT, signal);
-    const reply = await exchangeFrame(upstream, toBinary(AdmitRequestSchema, request));
-    return fromBinary(AdmitResponseSchema, reply);
+    return fromBinary(
+      AdmitResponseSchema,
+      await exchange(upstream, toBinary(AdmitRequestSchema, request), signal),
+    );
   }
 }
 
-async function readOneFrame(stream: ByteStream, signal: AbortSignal): Promise<Uint8Array> {
-  const abort = new Promise<never>((_, reject) =>
-    signal.addEventListener('abort', () => reject(new Error('admission request timed out')), { once: true }),
-  );
-  const read = (async () => {
-    for await (const frame of decodeFrames(stream.source)) {
-      if (frame.byteLength > MAX_ADMIT_BYTES) throw new Error('admission request too large');
-      return frame;
-    }
-    throw new Error('admission stream closed before a request');
-  })();
-  return Promise.race([read, abort]);
-}
-
-function raceAbort<T>(promise: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new ConfigError('the mesh did not answer the invite in time')), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+/**
+ * Writes one frame, half-closes, and reads the one frame answering it, all before `signal`.
+ * On any failure the stream is reset, so a stalled peer holds nothing open.
+ */
+async function exchange(stream: Stream, payload: Uint8Array, signal: AbortSignal): Promise<Uint8Array> {
+  const lp = frameStream(stream);
+  try {
+    await lp.write(payload, { signal });
+    await stream.close({ signal });
+    return (await lp.read({ signal })).subarray();
+  } catch (error) {
+    stream.abort(error instanceof Error ? error : new Error(String(error)));
+    throw error;
+  }
 }

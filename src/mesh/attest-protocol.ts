@@ -4,7 +4,7 @@ import { AttestationError } from '../attestation/errors.ts';
 import { answerChallenge, NONCE_BYTES, verifyChallengeAnswer } from '../attestation/liveness.ts';
 import type { AttestationKeyProvider } from '../attestation/providers/types.ts';
 import { AttestChallengeSchema, AttestResponseSchema } from '../proto/gen/mesh_pb.js';
-import { decodeFrames, encodeFrame, exchangeFrame } from './framing.ts';
+import { decodeFrames, encodeFrame } from './frames.ts';
 import type { ByteStream } from './types.ts';
 
 const DEFAULT_TIMEOUT_MS = 10_000;
@@ -24,7 +24,11 @@ export async function handleAttestStream(
   } = {},
 ): Promise<void> {
   try {
-    const frame = await withTimeout(firstFrame(stream), options.timeoutMs ?? DEFAULT_TIMEOUT_MS, stream);
+    const frame = await withTimeout(
+      firstFrame(stream, 'stream closed before a challenge arrived'),
+      options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
+      stream,
+    );
     const challenge = fromBinary(AttestChallengeSchema, frame);
     let response: ReturnType<typeof create<typeof AttestResponseSchema>>;
     if (challenge.nonce.byteLength !== NONCE_BYTES) {
@@ -76,9 +80,16 @@ export async function challengePeer(
   }
 }
 
-async function firstFrame(stream: ByteStream): Promise<Uint8Array> {
+/** Writes one frame, half-closes, and reads the one frame answering it. */
+async function exchangeFrame(stream: ByteStream, payload: Uint8Array): Promise<Uint8Array> {
+  await stream.write(encodeFrame(payload));
+  await stream.closeWrite();
+  return firstFrame(stream, 'stream closed without a reply');
+}
+
+async function firstFrame(stream: ByteStream, missing: string): Promise<Uint8Array> {
   for await (const frame of decodeFrames(stream.source)) return frame;
-  throw new Error('stream closed before a challenge arrived');
+  throw new Error(missing);
 }
 
 function withTimeout<T>(promise: Promise<T>, timeoutMs: number, stream: ByteStream): Promise<T> {

@@ -1,8 +1,7 @@
 import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
 import type { AbortOptions, Stream } from '@libp2p/interface';
-import { lpStream } from '@libp2p/utils';
 import { GossipMessageSchema, type OwnerSigned, type SignedAnnouncement } from '../proto/gen/mesh_pb.js';
-import { MAX_FRAME_BYTES } from './framing.ts';
+import { frameStream, MAX_FRAME_BYTES } from './frames.ts';
 import { endpointIdFromBytes, endpointIdToBytes } from './identity.ts';
 import type { EndpointId } from './types.ts';
 
@@ -139,7 +138,7 @@ export async function requestGossip(
   known?: KnownDigests,
   options: AbortOptions & GossipExtras = {},
 ): Promise<GossipContent> {
-  const lp = lpStream(stream, { maxDataLength: MAX_FRAME_BYTES });
+  const lp = frameStream(stream);
   await lp.write(encodeGossipMessage(ours, known, options), options);
   await stream.close(options);
   const reply = await lp.read(options);
@@ -155,7 +154,7 @@ export async function respondGossip(
   respond: (theirs: GossipContent) => Promise<GossipReply>,
   options: AbortOptions = {},
 ): Promise<void> {
-  const lp = lpStream(stream, { maxDataLength: MAX_FRAME_BYTES });
+  const lp = frameStream(stream);
   const request = await lp.read(options);
   // What does not fit goes in a later exchange: the asker's digests will not list it yet.
   const reply = await respond(decodeGossipMessage(request.subarray()));

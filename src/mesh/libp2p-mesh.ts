@@ -180,7 +180,7 @@ export class Libp2pMesh implements MeshService {
       meshAccess: meshAccess(context, {
         createdHere: options.meshId === undefined,
         hasBootstrapPeers: () => this.libp2p.services.meshBootstrap.all().length > 0,
-        openStream: (id, protocol, signal) => this.openStream(id, protocol, { signal }),
+        negotiate: (id, protocol, signal) => this.libp2p.services.meshDialer.negotiate(id, protocol, signal),
         pushRevocations: () => this.libp2p.services.meshGossip.pushRevocations(),
         onRevoked: (id) => this.libp2p.services.meshAppStreams.drop(id),
       }),

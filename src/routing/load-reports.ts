@@ -9,7 +9,7 @@
 import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
 import { describeError } from '../errors.ts';
 import type { Logger } from '../log.ts';
-import { decodeFrames, encodeFrame } from '../mesh/framing.ts';
+import { decodeFrames, encodeFrame } from '../mesh/frames.ts';
 import type { ByteStream, EndpointId, MeshService, PeerRecord } from '../mesh/types.ts';
 import { LoadReportSchema, ModelLoadSchema } from '../proto/gen/mesh_pb.js';
 import type { LoadBoard } from './load-board.ts';
@@ -17,10 +17,13 @@ import type { ModelLoadView } from './local-load.ts';
 
 export const PROTOCOL_LOAD = '/mesh-llm/load/1.0.0';
 
-/** A report is a few bytes per model; anything near this is not a load report. */
-export const MAX_LOAD_FRAME_BYTES = 16 * 1024;
 export const MAX_REPORTED_MODELS = 64;
-const MAX_MODEL_NAME = 256;
+export const MAX_MODEL_NAME = 256;
+/**
+ * The largest valid report fits (64 models whose 256-unit names take up to 3 UTF-8 bytes a
+ * unit, four counts and tags each); anything bigger is not a load report.
+ */
+export const MAX_LOAD_FRAME_BYTES = MAX_REPORTED_MODELS * (MAX_MODEL_NAME * 3 + 64);
 /** Counts beyond this are nonsense, not load (and would skew every estimate). */
 const MAX_COUNT = 1_000_000;
 
@@ -266,7 +269,8 @@ export class LoadSubscriptions {
           delay = this.#options.retryMs ?? 1_000;
         }
       } catch (error) {
-        if (error instanceof LoadReportError) sub.stream?.abort(error);
+        // A bad report, or a frame too long or cut short: refused by resetting the stream.
+        sub.stream?.abort(error instanceof Error ? error : new Error(String(error)));
         logger.debug({ peer: endpointId.slice(0, 12), err: describeError(error) }, 'load subscription ended');
       }
       sub.stream = undefined;

@@ -12,7 +12,7 @@ import {
 } from '../../src/attestation/liveness.ts';
 import type { AttestationKeyProvider } from '../../src/attestation/providers/types.ts';
 import { challengePeer, handleAttestStream } from '../../src/mesh/attest-protocol.ts';
-import { decodeFrames, encodeFrame } from '../../src/mesh/framing.ts';
+import { decodeFrames, encodeFrame } from '../../src/mesh/frames.ts';
 import { AttestChallengeSchema, AttestResponseSchema } from '../../src/proto/gen/mesh_pb.js';
 import { streamPair } from './helpers.ts';
 

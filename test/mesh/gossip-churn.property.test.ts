@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { create } from '@bufbuild/protobuf';
 import { signAnnouncement } from '../../src/mesh/announcements.ts';
-import { MAX_FRAME_BYTES } from '../../src/mesh/framing.ts';
+import { MAX_FRAME_BYTES } from '../../src/mesh/frames.ts';
 import {
   decodeGossipMessage,
   encodeGossipMessage,

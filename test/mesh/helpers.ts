@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach } from 'node:test';
 import type { Connection, PeerId, PeerStore, Stream } from '@libp2p/interface';
 import type { Multiaddr } from '@multiformats/multiaddr';
+import { encode } from 'it-length-prefixed';
 import { createLogger, silentLogger } from '../../src/log.ts';
 import {
   generateIdentity,
@@ -108,4 +109,12 @@ export function gossipStream(from: Libp2pMesh, to: Libp2pMesh): Promise<Stream> 
   return libp2pOf(from).dialProtocol(peerIdFromEndpointId(to.endpointId), PROTOCOL_GOSSIP, {
     runOnLimitedConnection: true,
   });
+}
+
+/** The varint length prefix of an `n`-byte frame, for any n: a hostile peer may claim past the cap. */
+export function lengthPrefix(n: number): Uint8Array {
+  return encode
+    .single(new Uint8Array(n), { maxDataLength: Infinity })
+    .sublist(0, -n || undefined)
+    .subarray();
 }

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
 import { signAnnouncementBytes } from '../../src/mesh/announcements.ts';
-import { encodeFrame } from '../../src/mesh/framing.ts';
+import { encodeFrame } from '../../src/mesh/frames.ts';
 import { requestGossip } from '../../src/mesh/gossip.ts';
 import { generateIdentity } from '../../src/mesh/identity.ts';
 import { encodeInviteToken } from '../../src/mesh/invite.ts';

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { AllHostsBusyError } from '../../src/errors.ts';
 import { readAll } from '../../src/http/exchange.ts';
-import { encodeFrame } from '../../src/mesh/framing.ts';
+import { encodeFrame } from '../../src/mesh/frames.ts';
 import { errorResponse } from '../../src/openai/errors.ts';
 import { AffinityTable, conversationKeys } from '../../src/routing/affinity.ts';
 import { CapacityQueue } from '../../src/routing/capacity-queue.ts';

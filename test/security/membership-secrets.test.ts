@@ -10,7 +10,7 @@ import { joinTokensFromFlags } from '../../src/cli/join-tokens.ts';
 import { ConfigError } from '../../src/errors.ts';
 import { createLogger } from '../../src/log.ts';
 import { toByteStream } from '../../src/mesh/byte-stream.ts';
-import { decodeFrames, encodeFrame } from '../../src/mesh/framing.ts';
+import { decodeFrames, encodeFrame } from '../../src/mesh/frames.ts';
 import { decodeGossipMessage, encodeGossipMessage } from '../../src/mesh/gossip.ts';
 import { PROTOCOL_GOSSIP } from '../../src/mesh/types.ts';
 import { clusterPerTest, libp2pOf, waitFor } from '../mesh/helpers.ts';

@@ -2,12 +2,12 @@ import type { PeerId, Startable } from '@libp2p/interface';
 import { ConfigError } from '../../errors.ts';
 import type { OwnerSigned } from '../../proto/gen/mesh_pb.js';
 import { Admission, PROTOCOL_ADMIT } from '../admission.ts';
-import { toByteStream } from '../byte-stream.ts';
 import { endpointIdFromPeerId, isEndpointId, peerIdFromEndpointId } from '../identity.ts';
 import { encodeInviteToken, type InviteToken } from '../invite.ts';
 import { decodeSigned, encodeSigned, type MeshMembership } from '../membership.ts';
-import type { ByteStream, EndpointId, LocalAnnouncementFields } from '../types.ts';
-import { type MeshComponents, type MeshContext, short, timeoutSignal } from './context.ts';
+import type { EndpointId, LocalAnnouncementFields } from '../types.ts';
+import { anySignal, type MeshComponents, type MeshContext, short, timeoutSignal } from './context.ts';
+import type { OpenedStream } from './dialer.ts';
 
 const ADMIT_DIAL_TIMEOUT_MS = 10_000;
 
@@ -16,8 +16,8 @@ export interface AccessInit {
   createdHere: boolean;
   /** Whether invite peers are known: a node that joins a mesh creates no owner key. */
   hasBootstrapPeers: () => boolean;
-  /** A stream to a member (a joiner's admission request is passed on to the owner node). */
-  openStream: (endpointId: EndpointId, protocol: string, signal: AbortSignal) => Promise<ByteStream>;
+  /** A new outbound stream to a member (the dialer's): a joiner's request goes on to the owner node. */
+  negotiate: (endpointId: EndpointId, protocol: string, signal: AbortSignal) => Promise<OpenedStream>;
   /** Gossips the revocations to the members at once. */
   pushRevocations: () => Promise<void>;
   /** Told of each peer revoked (its warm streams are dropped). */
@@ -54,7 +54,8 @@ export class AccessService implements Startable {
       clock: context.clock,
       isMember: (id) => context.table.get(id) !== undefined,
       ownerNode: () => context.table.list().find((r) => r.announcement.meshOwnerNode)?.endpointId,
-      openStream: init.openStream,
+      openStream: async (id, protocol, signal) =>
+        (await init.negotiate(id, protocol, anySignal(signal, context.stopSignal))).stream,
     });
   }
 
@@ -76,7 +77,7 @@ export class AccessService implements Startable {
       (stream, connection) => {
         const remote = endpointIdFromPeerId(connection.remotePeer);
         if (remote === undefined) stream.abort(new Error('peer identity is not Ed25519'));
-        else void this.admission.serve(toByteStream(stream), remote);
+        else void this.admission.serve(stream, remote);
       },
       { runOnLimitedConnection: true, maxInboundStreams: 4, maxOutboundStreams: 4 },
     );
@@ -145,7 +146,7 @@ export class AccessService implements Startable {
       signal: timeoutSignal(this.context, ADMIT_DIAL_TIMEOUT_MS),
       runOnLimitedConnection: true,
     });
-    await this.admission.request(toByteStream(stream), invite);
+    await this.admission.request(stream, invite);
     this.pendingInvite = undefined;
     log.info('admitted to the mesh by its owner');
     local.merge(this.fields());

@@ -1,5 +1,6 @@
 import type { Connection, PeerId, Startable, Stream } from '@libp2p/interface';
 import type { SignedAnnouncement } from '../../proto/gen/mesh_pb.js';
+import { isMalformedFrame } from '../frames.ts';
 import {
   type GossipEntry,
   GossipError,
@@ -23,12 +24,6 @@ import {
 const GOSSIP_TIMEOUT_MS = 10_000;
 const LEAVE_TIMEOUT_MS = 2_000;
 const PUSH_DEBOUNCE_MS = 20;
-/** lpStream's errors for a length prefix or frame a well-behaved peer never sends. */
-const MALFORMED_FRAME = new Set([
-  'InvalidDataLengthError',
-  'InvalidDataLengthLengthError',
-  'InvalidMessageLengthError',
-]);
 
 /**
  * Announcement gossip (SPEC §4): anti-entropy exchanges each heartbeat, news pushed at once,
@@ -232,7 +227,7 @@ export class GossipService implements Startable {
 
   private logFailure(remote: EndpointId, err: unknown): void {
     const error = err instanceof Error ? err : new Error(String(err));
-    const malformed = error instanceof GossipError || MALFORMED_FRAME.has(error.name);
+    const malformed = error instanceof GossipError || isMalformedFrame(error);
     // Peer id and reason only: gossip content is never logged.
     this.context.log[malformed ? 'warn' : 'debug'](
       { peer: short(remote), reason: error.message },
