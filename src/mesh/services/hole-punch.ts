@@ -15,6 +15,7 @@ import { type Multiaddr, multiaddr } from '@multiformats/multiaddr';
 import { type PunchMessage, PunchMessage_Type, PunchMessageSchema } from '../../proto/gen/mesh_pb.js';
 import { classify } from '../address-policy.ts';
 import { endpointIdFromPeerId } from '../identity.ts';
+import { PunchBackoff } from '../punch-backoff.ts';
 import { isRelayed } from '../race-dial.ts';
 import { listen, type MeshComponents, type MeshContext, timeoutSignal } from './context.ts';
 
@@ -26,14 +27,13 @@ export const PUNCH_BOUNDS = {
   exchangeMs: 5_000,
   /** The simultaneous dial after SYNC. */
   dialMs: 5_000,
-  /** Tries per relayed connection (the n-th failure waits n × retryMs) before `backoffMs`. */
+  /** Tries in a round (the n-th failure waits n × retryMs). */
   attempts: 3,
   retryMs: 1_000,
-  backoffMs: 10 * 60_000,
+  /** After a failed round, the next one while the relayed connection lasts (punch-backoff.ts). */
+  backoff: { firstMs: 30_000, maxMs: 10 * 60_000, maxPeers: 1024 },
   /** Punches in progress at once, both roles together. */
   concurrent: 4,
-  /** Peers remembered as not punchable (the oldest go first). */
-  maxBackoffPeers: 1024,
   messageBytes: 512,
 } as const;
 
@@ -65,12 +65,14 @@ export class HolePunchService implements Startable {
   /** Peers we are punching towards (as the starting side), and punches we answer. */
   private readonly initiating = new Set<string>();
   private responding = 0;
-  /** Peer id → when it may be tried again. */
-  private readonly backoff = new Map<string, number>();
+  private readonly backoff: PunchBackoff;
+  /** Peer id → the next round's timer (at most one per peer the backoff remembers). */
+  private readonly retries = new Map<string, NodeJS.Timeout>();
 
   constructor(context: MeshContext, components: PunchComponents) {
     this.context = context;
     this.components = components;
+    this.backoff = new PunchBackoff(PUNCH_BOUNDS.backoff, context.clock);
   }
 
   async start(): Promise<void> {
@@ -104,13 +106,15 @@ export class HolePunchService implements Startable {
 
   async stop(): Promise<void> {
     for (const detach of this.detachers.splice(0)) detach();
+    for (const timer of this.retries.values()) clearTimeout(timer);
+    this.retries.clear();
     await this.components.registrar.unhandle(PROTOCOL_PUNCH).catch(() => undefined);
   }
 
   /** The side that received the relayed connection: CONNECT, CONNECT back, SYNC, then dial. */
-  private async initiate(relayed: Connection): Promise<void> {
+  private async initiate(relayed: Connection, scheduled = false): Promise<void> {
     const peer = relayed.remotePeer.toString();
-    if (!this.mayStart(peer)) return;
+    if (!this.mayStart(peer, scheduled)) return;
     this.initiating.add(peer);
     try {
       for (let attempt = 1; attempt <= PUNCH_BOUNDS.attempts; attempt++) {
@@ -118,6 +122,7 @@ export class HolePunchService implements Startable {
         try {
           const connection = await this.initiateOnce(relayed);
           this.context.log.info({ peer, address: connection.remoteAddr.toString() }, 'hole punched: direct');
+          this.backoff.succeeded(peer);
           return;
         } catch (err) {
           this.context.log.debug({ peer, attempt, err: (err as Error).message }, 'hole punch failed');
@@ -126,10 +131,27 @@ export class HolePunchService implements Startable {
           );
         }
       }
-      this.remember(peer);
+      this.retryLater(peer, relayed);
     } finally {
       this.initiating.delete(peer);
     }
+  }
+
+  private retryLater(peer: string, relayed: Connection): void {
+    const waitMs = this.backoff.failed(peer);
+    clearTimeout(this.retries.get(peer));
+    this.retries.delete(peer);
+    if (this.context.stopSignal.aborted || this.retries.size >= PUNCH_BOUNDS.backoff.maxPeers) return;
+    const timer = setTimeout(() => {
+      this.retries.delete(peer);
+      // The relayed connection may have been replaced meanwhile: any inbound one will do.
+      const current = this.components.connectionManager
+        .getConnections(relayed.remotePeer)
+        .find((c) => c.status === 'open' && isRelayed(c) && c.direction === 'inbound');
+      if (current !== undefined && !this.hasDirect(current)) void this.initiate(current, true);
+    }, waitMs);
+    timer.unref();
+    this.retries.set(peer, timer);
   }
 
   private async initiateOnce(relayed: Connection): Promise<Connection> {
@@ -205,24 +227,13 @@ export class HolePunchService implements Startable {
     return transport.dial(target, options);
   }
 
-  private mayStart(peer: string): boolean {
-    if (this.initiating.has(peer) || this.busy()) return false;
-    const until = this.backoff.get(peer);
-    if (until === undefined) return true;
-    if (until > this.context.clock()) return false;
-    this.backoff.delete(peer);
-    return true;
+  /** `scheduled`: the round retryLater set up, due now (timers and the clock may disagree by a ms). */
+  private mayStart(peer: string, scheduled: boolean): boolean {
+    return !this.initiating.has(peer) && !this.busy() && (scheduled || this.backoff.mayTry(peer));
   }
 
   private busy(): boolean {
     return this.initiating.size + this.responding >= PUNCH_BOUNDS.concurrent;
-  }
-
-  private remember(peer: string): void {
-    this.backoff.delete(peer);
-    if (this.backoff.size >= PUNCH_BOUNDS.maxBackoffPeers)
-      this.backoff.delete(this.backoff.keys().next().value!);
-    this.backoff.set(peer, this.context.clock() + PUNCH_BOUNDS.backoffMs);
   }
 
   private hasDirect(relayed: Connection): boolean {
