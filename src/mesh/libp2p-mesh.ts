@@ -3,13 +3,7 @@ import type { Connection, Libp2p, PrivateKey } from '@libp2p/interface';
 import { ConfigError, UpstreamError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { PeerAnnouncement } from '../proto/gen/mesh_pb.js';
-import {
-  endpointIdToBytes,
-  identityFromPrivateKey,
-  isEndpointId,
-  type MeshIdentity,
-  peerIdFromEndpointId,
-} from './identity.ts';
+import { identityFromPrivateKey, isEndpointId, type MeshIdentity, peerIdFromEndpointId } from './identity.ts';
 import { decodeInviteToken, isValidMeshId } from './invite.ts';
 import {
   createMeshNode,
@@ -27,22 +21,21 @@ import { meshAccess } from './services/access.ts';
 import { meshAddressWatch } from './services/address-watch.ts';
 import { type AppHandler, meshAppStreams } from './services/app-streams.ts';
 import { meshBootstrap } from './services/bootstrap.ts';
-import { type MeshContext, short } from './services/context.ts';
+import type { MeshContext } from './services/context.ts';
 import { meshDialer } from './services/dialer.ts';
 import { meshGossip } from './services/gossip-service.ts';
 import { meshMembership } from './services/membership.ts';
 import { meshStaleConnections } from './services/stale-connections.ts';
 import { meshTransitiveLiveness, TRANSITIVE_CHECK_MS } from './services/transitive-liveness.ts';
-import {
-  type ByteStream,
-  type EndpointId,
-  type LocalAnnouncementFields,
-  type MeshService,
-  type PeerEvent,
-  type PeerLink,
-  type PeerRecord,
-  PROTOCOL_FORWARD,
-  type StreamTapEvent,
+import type {
+  ByteStream,
+  EndpointId,
+  LocalAnnouncementFields,
+  MeshService,
+  PeerEvent,
+  PeerLink,
+  PeerRecord,
+  StreamTapEvent,
 } from './types.ts';
 
 export interface MeshOptions extends NodeOptions {
@@ -89,9 +82,9 @@ export async function createLibp2pMesh(options: MeshOptions): Promise<Libp2pMesh
 }
 
 /**
- * The MeshService over js-libp2p: a facade over the mesh's libp2p services (gossip,
- * membership, bootstrap, dialer, app streams) and the state they share. Extra methods are
- * for status pages and tests.
+ * The MeshService over js-libp2p: a facade over the mesh's libp2p services (services/), wired
+ * together on the node libp2p-node.ts builds, and over the state they share (peer table, local
+ * announcement, membership). Extra methods are for status pages and tests.
  */
 export class Libp2pMesh implements MeshService {
   readonly endpointId: EndpointId;
@@ -370,20 +363,12 @@ export class Libp2pMesh implements MeshService {
     return this.libp2p.services.meshAppStreams.warmCount(endpointId);
   }
 
-  async openForwardedStream(
+  openForwardedStream(
     via: EndpointId,
     target: EndpointId,
     options: { signal?: AbortSignal } = {},
   ): Promise<ByteStream> {
-    if (!isEndpointId(target)) throw new UpstreamError('invalid forward target', 'peer_unknown');
-    const stream = await this.openStream(via, PROTOCOL_FORWARD, options);
-    try {
-      await stream.write(endpointIdToBytes(target));
-    } catch (err) {
-      stream.abort(err as Error);
-      throw new UpstreamError(`forwarding through ${short(via)} failed`, 'upstream_failed', { cause: err });
-    }
-    return stream;
+    return this.libp2p.services.meshAppStreams.openForwarded(via, target, options.signal);
   }
 
   private isConnected(endpointId: EndpointId): boolean {

@@ -1,7 +1,7 @@
 import type { Connection, Startable, Stream } from '@libp2p/interface';
-import { ConfigError } from '../../errors.ts';
+import { ConfigError, UpstreamError } from '../../errors.ts';
 import { pipeBoth, toByteStream } from '../byte-stream.ts';
-import { endpointIdFromBytes, endpointIdFromPeerId } from '../identity.ts';
+import { endpointIdFromBytes, endpointIdFromPeerId, endpointIdToBytes, isEndpointId } from '../identity.ts';
 import { isRelayed } from '../race-dial.ts';
 import {
   type ByteStream,
@@ -30,8 +30,8 @@ export interface AppStreamsInit {
   warmStreams: number;
   /** A new outbound stream to a member (the dialer's). */
   negotiate: (endpointId: EndpointId, protocol: string, signal: AbortSignal) => Promise<OpenedStream>;
-  /** Opens the onward PROTOCOL_HTTP stream of a forward. */
-  openStream: (target: EndpointId, protocol: string, signal: AbortSignal) => Promise<ByteStream>;
+  /** The node's openStream (refused once it stops): the legs of a forward. */
+  openStream: (target: EndpointId, protocol: string, signal: AbortSignal | undefined) => Promise<ByteStream>;
 }
 
 /**
@@ -99,6 +99,23 @@ export class AppStreamsService implements Startable {
       (await this.init.negotiate(endpointId, protocol, anySignal(signal, this.context.stopSignal)));
     if (pooled) opened.stream.addEventListener('close', () => this.warm.refill(endpointId), { once: true });
     return { ...this.wrap(opened.stream, protocol, endpointId), path: opened.path };
+  }
+
+  /** A PROTOCOL_HTTP stream to `target` that `via` pipes on (app-level forwarding). */
+  async openForwarded(
+    via: EndpointId,
+    target: EndpointId,
+    signal: AbortSignal | undefined,
+  ): Promise<ByteStream> {
+    if (!isEndpointId(target)) throw new UpstreamError('invalid forward target', 'peer_unknown');
+    const stream = await this.init.openStream(via, PROTOCOL_FORWARD, signal);
+    try {
+      await stream.write(endpointIdToBytes(target));
+    } catch (err) {
+      stream.abort(err as Error);
+      throw new UpstreamError(`forwarding through ${short(via)} failed`, 'upstream_failed', { cause: err });
+    }
+    return stream;
   }
 
   /** Pre-negotiated HTTP streams ready for `endpointId` (tests, diagnostics). */
