@@ -30,11 +30,14 @@ const UPGRADE_WAIT_MS = 30_000;
 /** `count` sequential requests that took `path`; NaN figures when the path was never taken. */
 async function steady(client: LabNode, model: string, path: string, count: number) {
   const times: number[] = [];
-  let other = 0;
+  const other = new Map<string, number>();
   for (let i = 0; i < count; i++) {
     const result = await chat(client, model, 10_000);
     if (result.status === 200 && result.path === path) times.push(result.ms);
-    else other++;
+    else {
+      const what = result.status === 200 ? `${result.path}` : `status ${result.status}`;
+      other.set(what, (other.get(what) ?? 0) + 1);
+    }
   }
   return { p50: percentile(times, 50), p99: percentile(times, 99), other };
 }
@@ -69,7 +72,7 @@ async function main(): Promise<void> {
       note = '',
     ) => {
       const s = await steady(clientB, model, path, COUNT);
-      const stray = s.other > 0 ? `${s.other} of ${COUNT} took another path` : '';
+      const stray = [...s.other].map(([what, n]) => `${n} of ${COUNT}: ${what}`).join(', ');
       rows.push([name, cell(first), path, s.p50, s.p99, [note, stray].filter(Boolean).join('; ')]);
     };
 
