@@ -25,6 +25,7 @@ import type { MeshContext } from './services/context.ts';
 import { meshDialer } from './services/dialer.ts';
 import { meshGossip } from './services/gossip-service.ts';
 import { meshMembership } from './services/membership.ts';
+import { meshRedialGuard } from './services/redial-guard.ts';
 import { meshStaleConnections } from './services/stale-connections.ts';
 import { meshTransitiveLiveness, TRANSITIVE_CHECK_MS } from './services/transitive-liveness.ts';
 import type {
@@ -178,6 +179,7 @@ export class Libp2pMesh implements MeshService {
         onRevoked: (id) => this.libp2p.services.meshAppStreams.drop(id),
       }),
       meshStaleConnections: meshStaleConnections(context),
+      meshRedialGuard: meshRedialGuard(context),
       meshAddressWatch: meshAddressWatch(context, {
         addresses: () => this.addresses(),
         active: () => this.started && !this.stopping,

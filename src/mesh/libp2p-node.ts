@@ -27,6 +27,7 @@ import type { GossipService } from './services/gossip-service.ts';
 import { meshHolePunch } from './services/hole-punch.ts';
 import type { MembershipService } from './services/membership.ts';
 import { meshReachability, type ReachabilityService } from './services/reachability.ts';
+import type { RedialGuardService } from './services/redial-guard.ts';
 import type { StaleConnectionService } from './services/stale-connections.ts';
 import type { TransitiveLivenessService } from './services/transitive-liveness.ts';
 import { coalesceTurnWrites } from './turn-coalescing.ts';
@@ -73,6 +74,7 @@ export type MeshServices = {
   meshDialer: DialerService;
   meshAppStreams: AppStreamsService;
   meshStaleConnections: StaleConnectionService;
+  meshRedialGuard: RedialGuardService;
   meshTransitiveLiveness: TransitiveLivenessService;
   meshReachability?: ReachabilityService;
 };
