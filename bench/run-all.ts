@@ -18,6 +18,7 @@ const scripts = [
   'pooling.ts',
   'affinity-ttft.ts',
   'agent-api.ts',
+  'llama-loop-overhead.ts',
 ];
 const extra = process.argv.slice(2);
 let failed = 0;
