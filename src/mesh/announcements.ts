@@ -25,7 +25,8 @@ export type AnnouncementRejection =
   | 'rate_limited'
   | 'table_full'
   | 'revoked'
-  | 'not_admitted';
+  | 'not_admitted'
+  | 'duplicate_origin';
 
 /** Why an announcement was refused. Carries ids only, never the contents. */
 export class AnnouncementError extends Error {

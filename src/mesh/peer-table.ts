@@ -168,9 +168,15 @@ export class PeerTable {
   /**
    * Verifies and applies one announcement. `from` is the peer that relayed it: each relaying
    * peer may introduce new origins only at a bounded rate (the rest are deferred: not
-   * remembered, so the next exchange offers them again).
+   * remembered, so the next exchange offers them again). `inMessage` holds the origins the
+   * same gossip message already carried: one message applies at most one version of each, so
+   * a member cannot make a node verify and apply thousands of versions of itself at once.
    */
-  async ingest(signed: SignedAnnouncement, from?: EndpointId): Promise<IngestResult> {
+  async ingest(
+    signed: SignedAnnouncement,
+    from?: EndpointId,
+    inMessage?: Set<EndpointId>,
+  ): Promise<IngestResult> {
     // Gossip repeats what a node already has many times over (every peer relays every
     // announcement): those copies are settled here without decoding or verifying anything.
     const known = this.knownCopy(signed);
@@ -185,6 +191,9 @@ export class PeerTable {
       claimed = endpointIdFromBytes(decoded.endpointId);
       const reason = this.precheck(decoded, claimed);
       if (reason !== undefined) return { status: 'rejected', reason, endpointId: claimed };
+      if (inMessage?.has(claimed))
+        return { status: 'rejected', reason: 'duplicate_origin', endpointId: claimed };
+      inMessage?.add(claimed);
       // Spent before the signature check, so a flood of bad signatures is bounded too.
       if (from !== undefined && !this.lastSeq.has(claimed) && !this.newOrigins.take(from)) {
         return { status: 'rejected', reason: 'rate_limited', endpointId: claimed };

@@ -254,8 +254,13 @@ export class GossipService implements Startable {
     const { table, log } = this.context;
     let urgent = false;
     let deferred = 0;
+    const inMessage = new Set<EndpointId>();
+    // Refusals are counted and logged once per message: a hostile peer's 4,096 refused
+    // announcements make one line, not 4,096.
+    const rejected = new Map<string, number>();
+    let firstRejected: EndpointId | undefined;
     for (const signed of list) {
-      const result = await table.ingest(signed, from);
+      const result = await table.ingest(signed, from, inMessage);
       if (result.status === 'accepted') {
         if (result.changed) {
           urgent = true;
@@ -274,15 +279,19 @@ export class GossipService implements Startable {
       } else if (result.reason === 'rate_limited' || result.reason === 'table_full') {
         deferred++;
       } else if (result.reason !== 'stale_seq' && result.reason !== 'self') {
-        log.warn(
-          {
-            from: short(from),
-            origin: result.endpointId ? short(result.endpointId) : undefined,
-            reason: result.reason,
-          },
-          'announcement rejected',
-        );
+        rejected.set(result.reason, (rejected.get(result.reason) ?? 0) + 1);
+        firstRejected ??= result.endpointId;
       }
+    }
+    if (rejected.size > 0) {
+      log.warn(
+        {
+          from: short(from),
+          origin: firstRejected ? short(firstRejected) : undefined,
+          reasons: Object.fromEntries(rejected),
+        },
+        'announcements rejected',
+      );
     }
     if (deferred > 0) log.debug({ from: short(from), deferred }, 'new origins deferred (gossip bounds)');
     // New peers, leaves and content changes spread at once; plain refreshes wait a heartbeat.
