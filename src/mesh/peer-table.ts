@@ -33,6 +33,13 @@ export const GOSSIP_BOUNDS = {
   /** New origins accepted from one relaying peer: a burst, then a steady rate per second. */
   newOriginBurst: 256,
   newOriginsPerSecond: 4,
+  /**
+   * Signature checks of known origins' newer versions one relaying peer may cause: a burst,
+   * then a steady rate (every origin re-signs once a heartbeat, so a thousand-node mesh needs
+   * about 17 a second from one peer).
+   */
+  verifyBurst: 2048,
+  verifiesPerSecond: 256,
 } as const;
 
 export interface PeerTableOptions {
@@ -50,6 +57,8 @@ export interface PeerTableOptions {
   maxLeaving?: number;
   newOriginBurst?: number;
   newOriginsPerSecond?: number;
+  verifyBurst?: number;
+  verifiesPerSecond?: number;
 }
 
 export type IngestResult =
@@ -76,6 +85,7 @@ export class PeerTable {
   private readonly leaving = new Map<EndpointId, Leaving>();
   private readonly listeners = new Set<(event: PeerEvent) => void>();
   private readonly newOrigins: KeyedRateLimit;
+  private readonly verifications: KeyedRateLimit;
   private readonly maxPeers: number;
   private readonly maxTombstones: number;
   private readonly maxLeaving: number;
@@ -88,6 +98,12 @@ export class PeerTable {
     this.newOrigins = new KeyedRateLimit({
       burst: options.newOriginBurst ?? GOSSIP_BOUNDS.newOriginBurst,
       perSecond: options.newOriginsPerSecond ?? GOSSIP_BOUNDS.newOriginsPerSecond,
+      maxKeys: this.maxPeers,
+      clock: options.clock,
+    });
+    this.verifications = new KeyedRateLimit({
+      burst: options.verifyBurst ?? GOSSIP_BOUNDS.verifyBurst,
+      perSecond: options.verifiesPerSecond ?? GOSSIP_BOUNDS.verifiesPerSecond,
       maxKeys: this.maxPeers,
       clock: options.clock,
     });
@@ -194,8 +210,10 @@ export class PeerTable {
       if (inMessage?.has(claimed))
         return { status: 'rejected', reason: 'duplicate_origin', endpointId: claimed };
       inMessage?.add(claimed);
-      // Spent before the signature check, so a flood of bad signatures is bounded too.
-      if (from !== undefined && !this.lastSeq.has(claimed) && !this.newOrigins.take(from)) {
+      // Spent before the signature check, so a flood of bad signatures is bounded too: new
+      // origins from one budget, newer versions of known ones from another.
+      const budget = this.lastSeq.has(claimed) ? this.verifications : this.newOrigins;
+      if (from !== undefined && !budget.take(from)) {
         return { status: 'rejected', reason: 'rate_limited', endpointId: claimed };
       }
       verified = await verifySignedAnnouncement(signed, decoded);
