@@ -52,6 +52,10 @@ describe('revocable membership', () => {
       d.join(encodeInviteToken(late.mesh, late.addrs, { owner: late.owner!, invite: late.invite! })),
       /expired/,
     );
+    // Refused, it does not stay connected (it would gossip on, refused, every heartbeat).
+    await waitFor(() => libp2pOf(d).getConnections().length === 0, 'the refused joiner hangs up');
+    await new Promise((r) => setTimeout(r, 1_500));
+    assert.equal(libp2pOf(d).getConnections().length, 0, 'and does not redial');
     assert.throws(() => b.inviteToken({ expiresInMs: 1000 }), /owner/);
     // The owner key stays in the creator's data dir, readable by its user only.
     assert.equal((await stat(join(ownerDir, OWNER_KEY_FILE))).mode & 0o777, 0o600);

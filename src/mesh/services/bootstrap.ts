@@ -22,7 +22,8 @@ export interface BootstrapInit {
 /**
  * The peers of invite tokens: their addresses go into the peer store with a KEEP_ALIVE tag,
  * so libp2p redials them whenever they drop; when its reconnect queue gives up, they are tried
- * again later (a bootstrap peer is never forgotten). Each of our own dials tries every address
+ * again later. A bootstrap peer is forgotten only when the mesh refused the invite there
+ * (expired, revoked, unanswered): the connection is closed too, or it would gossip on, refused. Each of our own dials tries every address
  * of the token at once, circuits included: a token printed behind NAT holds LAN addresses that
  * lead nowhere from elsewhere, and libp2p's queue would spend its whole timeout on each in turn.
  * Also dials the peers that mDNS discovers.
@@ -129,7 +130,23 @@ export class BootstrapService implements Startable {
         headStartMs: RELAY_HEAD_START_MS,
         signal: timeoutSignal(this.context, DIAL_TIMEOUT_MS),
       }));
-    await this.init.onConnected(connection.remotePeer);
+    try {
+      await this.init.onConnected(connection.remotePeer);
+    } catch (err) {
+      if (err instanceof ConfigError) await this.forget(peer, peerId);
+      throw err;
+    }
+  }
+
+  private async forget(peer: string, peerId: PeerId): Promise<void> {
+    this.bootstraps.delete(peer);
+    clearTimeout(this.retries.get(peer)?.timer);
+    this.retries.delete(peer);
+    // Untagged first, so that libp2p's reconnect queue does not redial the closed connection.
+    await this.components.peerStore
+      .merge(peerId, { tags: { [BOOTSTRAP_KEEP_ALIVE]: undefined } })
+      .catch(() => undefined);
+    await this.components.connectionManager.closeConnections(peerId).catch(() => undefined);
   }
 
   private onReconnectFailure(peerId: PeerId): void {
