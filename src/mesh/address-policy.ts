@@ -43,6 +43,13 @@ export function classify(ma: Multiaddr, bridgeIps: ReadonlySet<string>): Address
   return isPrivate(ma) === true ? 'private' : 'public';
 }
 
+const NO_BRIDGES: ReadonlySet<string> = new Set();
+
+/** Whether another node's address is public (bridges are only ever our own interfaces). */
+export function isPublicAddress(ma: Multiaddr): boolean {
+  return classify(ma, NO_BRIDGES) === 'public';
+}
+
 const RANK: Record<AddressClass, number> = { public: 0, relay: 1, private: 2, loopback: 3, 'local-only': 4 };
 
 /**

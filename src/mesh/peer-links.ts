@@ -2,7 +2,7 @@ import type { Connection, PeerId } from '@libp2p/interface';
 import { peerIdFromString } from '@libp2p/peer-id';
 import type { Multiaddr } from '@multiformats/multiaddr';
 import { endpointIdFromPeerId } from './identity.ts';
-import { circuitRelayId, isRelayed } from './race-dial.ts';
+import { circuitRelayId, isRelayed, preferredConnection } from './race-dial.ts';
 import type { PeerLink } from './types.ts';
 
 /** A connection to a peer as status pages and tests see it. */
@@ -14,8 +14,7 @@ export interface ConnectionSummary {
 
 /** How a peer is reached over these connections to it: a direct one first, else a circuit. */
 export function peerLink(connections: readonly Connection[]): PeerLink {
-  const open = connections.filter((c) => c.status === 'open');
-  const connection = open.find((c) => !isRelayed(c)) ?? open[0];
+  const connection = preferredConnection(connections);
   if (connection === undefined) return { kind: 'transitive', address: null, via: null };
   const address = connection.remoteAddr.toString();
   if (!isRelayed(connection)) return { kind: 'direct', address, via: null };

@@ -1,3 +1,5 @@
+import { setNewest } from './bounded-map.ts';
+
 /**
  * When to try a hole punch towards a peer again. A round of tries can fail for a passing
  * reason (the peer's membership not gossiped yet, a busy machine) as well as for good (a
@@ -29,9 +31,7 @@ export class PunchBackoff {
   failed(peer: string): number {
     const rounds = (this.#peers.get(peer)?.rounds ?? 0) + 1;
     const waitMs = Math.min(this.#bounds.maxMs, this.#bounds.firstMs * 2 ** (rounds - 1));
-    this.#peers.delete(peer);
-    if (this.#peers.size >= this.#bounds.maxPeers) this.#peers.delete(this.#peers.keys().next().value!);
-    this.#peers.set(peer, { rounds, until: this.#clock() + waitMs });
+    setNewest(this.#peers, peer, { rounds, until: this.#clock() + waitMs }, this.#bounds.maxPeers);
     return waitMs;
   }
 

@@ -27,6 +27,14 @@ export function isRelayed(connection: Pick<Connection, 'limits' | 'remoteAddr'>)
   return connection.limits !== undefined || connection.remoteAddr.toString().includes('/p2p-circuit');
 }
 
+/** The connection a stream should take among these: an open direct one, else an open relayed one. */
+export function preferredConnection<C extends Pick<Connection, 'status' | 'limits' | 'remoteAddr'>>(
+  connections: readonly C[],
+): C | undefined {
+  const open = connections.filter((c) => c.status === 'open');
+  return open.find((c) => !isRelayed(c)) ?? open[0];
+}
+
 /** The relay's peer id in a circuit address (`…/p2p/RELAY/p2p-circuit/…`). */
 export function circuitRelayId(ma: Multiaddr): string | undefined {
   const parts = ma.getComponents();

@@ -2,7 +2,7 @@ import { RELAY_V2_HOP_CODEC } from '@libp2p/circuit-relay-v2';
 import type { Connection, PeerId, Startable, Stream } from '@libp2p/interface';
 import { type Multiaddr, multiaddr } from '@multiformats/multiaddr';
 import { PeerLostError, UpstreamError } from '../../errors.ts';
-import { classify } from '../address-policy.ts';
+import { isPublicAddress } from '../address-policy.ts';
 import { DialGuard } from '../dial-guard.ts';
 import { peerIdFromEndpointId } from '../identity.ts';
 import {
@@ -10,6 +10,7 @@ import {
   isCircuitAddr,
   isRelayed,
   PUBLIC_HEAD_START_MS,
+  preferredConnection,
   RELAY_HEAD_START_MS,
   raceDial,
 } from '../race-dial.ts';
@@ -36,7 +37,6 @@ export const LOST_PEER_DIAL_MS = 2_000;
 /** An address whose dial failed is tried after the others for this long. */
 const FAILED_ADDRESS_MS = 30_000;
 const MAX_FAILED_ADDRESSES = 4096;
-const NO_BRIDGES: ReadonlySet<string> = new Set();
 
 export interface OpenedStream {
   stream: Stream;
@@ -173,8 +173,7 @@ export class DialerService implements Startable {
 
   /** An open connection to `peerId`: a direct one if there is one, else a relayed one. */
   private bestConnection(peerId: PeerId): Connection | undefined {
-    const open = this.components.connectionManager.getConnections(peerId).filter((c) => c.status === 'open');
-    return open.find((c) => !isRelayed(c)) ?? open[0];
+    return preferredConnection(this.components.connectionManager.getConnections(peerId));
   }
 
   /**
@@ -232,7 +231,7 @@ export class DialerService implements Startable {
       transportManager: this.components.transportManager,
       direct,
       circuits: [...circuits.values()],
-      headStartMs: direct.some(isPublic) ? PUBLIC_HEAD_START_MS : RELAY_HEAD_START_MS,
+      headStartMs: direct.some(isPublicAddress) ? PUBLIC_HEAD_START_MS : RELAY_HEAD_START_MS,
       signal,
       onFailed: (ma) => this.markFailed(ma),
     });
@@ -263,9 +262,4 @@ export function meshDialer(
   init: DialerInit,
 ): (components: MeshComponents) => DialerService {
   return (components) => new DialerService(context, init, components);
-}
-
-/** A direct address that is public (not a LAN's): such a peer is dialled directly. */
-function isPublic(ma: Multiaddr): boolean {
-  return classify(ma, NO_BRIDGES) === 'public';
 }

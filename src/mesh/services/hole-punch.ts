@@ -13,7 +13,7 @@ import type {
 import { lpStream } from '@libp2p/utils';
 import { type Multiaddr, multiaddr } from '@multiformats/multiaddr';
 import { type PunchMessage, PunchMessage_Type, PunchMessageSchema } from '../../proto/gen/mesh_pb.js';
-import { classify } from '../address-policy.ts';
+import { isPublicAddress } from '../address-policy.ts';
 import { endpointIdFromPeerId } from '../identity.ts';
 import { PunchBackoff } from '../punch-backoff.ts';
 import { isRelayed } from '../race-dial.ts';
@@ -36,8 +36,6 @@ export const PUNCH_BOUNDS = {
   concurrent: 4,
   messageBytes: 512,
 } as const;
-
-const NO_BRIDGES: ReadonlySet<string> = new Set();
 
 type PunchComponents = MeshComponents & { upgrader: Upgrader };
 
@@ -96,7 +94,7 @@ export class HolePunchService implements Startable {
         if (isRelayed(connection)) {
           if (connection.direction === 'inbound' && protocols.includes(PROTOCOL_PUNCH))
             void this.initiate(connection);
-        } else if (observedAddr !== undefined && isPublicIp4(connection.remoteAddr)) {
+        } else if (observedAddr !== undefined && publicIp4(connection.remoteAddr) !== undefined) {
           const ip = publicIp4(observedAddr);
           if (ip !== undefined) this.publicIp = ip;
         }
@@ -304,12 +302,8 @@ function dialableAddr(message: PunchMessage): Multiaddr {
 
 function publicIp4(ma: Multiaddr): string | undefined {
   const first = ma.getComponents()[0];
-  if (first?.name !== 'ip4' || classify(ma, NO_BRIDGES) !== 'public') return undefined;
+  if (first?.name !== 'ip4' || !isPublicAddress(ma)) return undefined;
   return first.value;
-}
-
-function isPublicIp4(ma: Multiaddr): boolean {
-  return publicIp4(ma) !== undefined;
 }
 
 /** A TCP port free on every interface right now (the OS picks it). */

@@ -1,4 +1,5 @@
 import { type Connection, KEEP_ALIVE, type PeerId, type Startable } from '@libp2p/interface';
+import { setNewest } from '../bounded-map.ts';
 import { listen, type MeshComponents, type MeshContext } from './context.ts';
 
 /** Bounds of the guard: what counts as a refusal, and how many peers it remembers. */
@@ -81,7 +82,7 @@ export class RedialGuardService implements Startable {
     if (!this.record(peer.toString(), closedAt)) return;
     const tags = await this.keepAliveTags(peer);
     if (tags.length === 0 || this.context.stopSignal.aborted) return;
-    remember(this.untagged, peer.toString(), tags);
+    setNewest(this.untagged, peer.toString(), tags, REDIAL_GUARD.maxPeers);
     this.retag(peer, Object.fromEntries(tags.map((tag) => [tag, undefined])));
     this.context.log.info(
       { peer: peer.toString() },
@@ -93,7 +94,7 @@ export class RedialGuardService implements Startable {
   private record(peer: string, at: number): boolean {
     const recent = (this.closes.get(peer) ?? []).filter((t) => at - t < REDIAL_GUARD.windowMs);
     recent.push(at);
-    remember(this.closes, peer, recent.slice(-REDIAL_GUARD.quickCloses));
+    setNewest(this.closes, peer, recent.slice(-REDIAL_GUARD.quickCloses), REDIAL_GUARD.maxPeers);
     return recent.length >= REDIAL_GUARD.quickCloses;
   }
 
@@ -111,13 +112,6 @@ export class RedialGuardService implements Startable {
       return [];
     }
   }
-}
-
-/** Sets `key` as the newest entry of `map`, dropping the oldest past REDIAL_GUARD.maxPeers. */
-function remember<V>(map: Map<string, V>, key: string, value: V): void {
-  map.delete(key);
-  if (map.size >= REDIAL_GUARD.maxPeers) map.delete(map.keys().next().value!);
-  map.set(key, value);
 }
 
 export function meshRedialGuard(context: MeshContext): (components: MeshComponents) => RedialGuardService {
