@@ -30,7 +30,8 @@ export class RedialGuardService implements Startable {
   private readonly closes = new Map<string, number[]>();
   /** Peer id → the tags taken from it (oldest peers go first past maxPeers). */
   private readonly untagged = new Map<string, string[]>();
-  private readonly timers = new Set<NodeJS.Timeout>();
+  /** Peer id → the check of its newest connection (one per untagged peer). */
+  private readonly timers = new Map<string, NodeJS.Timeout>();
 
   constructor(context: MeshContext, components: MeshComponents) {
     this.context = context;
@@ -46,18 +47,24 @@ export class RedialGuardService implements Startable {
 
   stop(): void {
     for (const detach of this.detachers.splice(0)) detach();
-    for (const timer of this.timers) clearTimeout(timer);
+    for (const timer of this.timers.values()) clearTimeout(timer);
     this.timers.clear();
     this.closes.clear();
     this.untagged.clear();
+  }
+
+  /** Entries held (tests check the bounds). */
+  sizes(): { closes: number; untagged: number; timers: number } {
+    return { closes: this.closes.size, untagged: this.untagged.size, timers: this.timers.size };
   }
 
   /** A connection to an untagged peer that lasts gives the peer its tags back. */
   private onOpen(connection: Connection): void {
     const peer = connection.remotePeer.toString();
     if (!this.untagged.has(peer)) return;
+    clearTimeout(this.timers.get(peer));
     const timer = setTimeout(() => {
-      this.timers.delete(timer);
+      this.timers.delete(peer);
       const tags = this.untagged.get(peer);
       if (tags === undefined || connection.status !== 'open' || this.context.stopSignal.aborted) return;
       this.untagged.delete(peer);
@@ -65,7 +72,7 @@ export class RedialGuardService implements Startable {
       this.retag(connection.remotePeer, Object.fromEntries(tags.map((tag) => [tag, { value: 1 }])));
     }, REDIAL_GUARD.quickCloseMs);
     timer.unref();
-    this.timers.add(timer);
+    this.timers.set(peer, timer);
   }
 
   private async onClose(connection: Connection): Promise<void> {
