@@ -283,7 +283,7 @@ function punchAddr(ip: string, port: number): Multiaddr {
 }
 
 /** The peer's predicted address: one public /ip4/…/tcp/PORT, nothing else. */
-function dialableAddr(message: PunchMessage): Multiaddr {
+export function dialableAddr(message: PunchMessage): Multiaddr {
   const first = message.addrs[0];
   if (first === undefined) throw new Error('the peer sent no address');
   const ma = multiaddr(first);
